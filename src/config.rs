@@ -1,0 +1,99 @@
+//! Configuration: nginx's language, read into a typed model.
+//!
+//! The pipeline, one module per stage:
+//!
+//! ```text
+//! text --lexer--> words --ast--> statements (includes expanded, spans kept)
+//!      --directives/build--> raw per-level settings --finish--> model::Config
+//! ```
+//!
+//! `-t`, `serve` and reload all run the whole pipeline; only a fully valid
+//! configuration ever reaches the server. Errors are nginx's messages with
+//! nginx's ` in FILE:LINE` suffix.
+
+pub mod ast;
+pub mod build;
+pub mod directives;
+pub mod error;
+pub mod lexer;
+pub mod listen;
+pub mod model;
+pub mod template;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::{ConfigError, Span};
+pub use model::*;
+
+/// Where to read a configuration from.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// `-p`: the prefix relative paths resolve against.
+    pub prefix: PathBuf,
+    /// `-c`: the main file.
+    pub conf_file: PathBuf,
+    /// `-g`: extra main-context directives.
+    pub params: Option<String>,
+}
+
+impl LoadOptions {
+    /// Options for `conf_file` with the prefix `prefix`.
+    pub fn new(prefix: impl Into<PathBuf>, conf_file: impl Into<PathBuf>) -> LoadOptions {
+        LoadOptions {
+            prefix: prefix.into(),
+            conf_file: conf_file.into(),
+            params: None,
+        }
+    }
+}
+
+/// Reads, parses and validates a configuration.
+pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
+    let conf_dir = opts
+        .conf_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| opts.prefix.clone());
+    let mut parser = ast::Parser::new(conf_dir);
+    let params = match &opts.params {
+        Some(p) => parser.parse_params(p)?,
+        None => Vec::new(),
+    };
+    let stmts = parser.parse_file(&opts.conf_file)?;
+    let mut builder = build::Builder::new(opts.prefix.clone());
+    builder.walk(&params, directives::Ctx::MAIN)?;
+    builder.walk(&stmts, directives::Ctx::MAIN)?;
+    let has_http = builder.main.http_seen;
+    let (main, http, warnings) = build::finish(builder, has_http)?;
+    Ok(Config {
+        main,
+        http: http.map(Arc::new),
+        files: parser.files,
+        warnings,
+        prefix: opts.prefix.clone(),
+        conf_file: opts.conf_file.clone(),
+    })
+}
+
+/// Loads a configuration from text (tests, `demo`): the text is written to
+/// `dir/switchyard.conf` first so that messages and includes have a place.
+pub fn load_str(text: &str, dir: &Path) -> Result<Config, ConfigError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ConfigError::global(format!(
+            "mkdir \"{}\" failed {}",
+            dir.display(),
+            error::os_error(&e)
+        ))
+    })?;
+    let file = dir.join("switchyard.conf");
+    std::fs::write(&file, text).map_err(|e| {
+        ConfigError::global(format!(
+            "write \"{}\" failed {}",
+            file.display(),
+            error::os_error(&e)
+        ))
+    })?;
+    load(&LoadOptions::new(dir, file))
+}

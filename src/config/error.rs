@@ -1,0 +1,96 @@
+//! Configuration errors, worded as nginx words them.
+//!
+//! Every message that refers to a place in a file ends in ` in FILE:LINE`
+//! (or ` in command line` for `-g` directives), exactly like nginx's
+//! `ngx_conf_log_error`, so that operators and tools that grep nginx's
+//! `[emerg]` lines read ours unchanged.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a token or statement came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// The file as it was opened; `None` for the `-g` command-line string.
+    pub file: Option<Arc<str>>,
+    /// 1-based line number.
+    pub line: u32,
+}
+
+impl Span {
+    /// A span inside the `-g` string.
+    pub fn command_line() -> Span {
+        Span {
+            file: None,
+            line: 0,
+        }
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}:{}", file, self.line),
+            None => f.write_str("command line"),
+        }
+    }
+}
+
+/// A configuration error: a message in nginx's vocabulary plus, usually, a
+/// place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The message without the location suffix, e.g. `unknown directive "x"`.
+    pub message: String,
+    /// Where it happened, when the error is about a place in the config.
+    pub span: Option<Span>,
+}
+
+impl ConfigError {
+    /// An error located at `span`.
+    pub fn at(span: &Span, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            span: Some(span.clone()),
+        }
+    }
+
+    /// An error that belongs to no particular line (e.g. a missing file named
+    /// on the command line).
+    pub fn global(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            span: None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.span {
+            Some(span) => write!(f, "{} in {}", self.message, span),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Shorthand used throughout the config module.
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// Formats an OS error the way nginx does: `(2: No such file or directory)`.
+pub fn os_error(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => {
+            let text = err.to_string();
+            // std appends " (os error N)"; nginx prints "(N: text)".
+            let text = text
+                .rsplit_once(" (os error")
+                .map(|(head, _)| head.to_string())
+                .unwrap_or(text);
+            format!("({code}: {text})")
+        }
+        None => format!("({err})"),
+    }
+}

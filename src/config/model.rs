@@ -1,0 +1,723 @@
+//! The validated, typed configuration: what the server runs.
+//!
+//! Everything here is resolved: inheritance is merged, defaults applied,
+//! variable names bound, upstream names looked up, addresses parsed. The
+//! serving code never sees the syntax tree and never needs a default.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode};
+use regex::bytes::Regex;
+
+use super::ast::SourceFile;
+use super::error::{ConfigError, Span};
+use super::template::Template;
+use crate::log::Level;
+
+/// A loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Process-level settings (main and `events` contexts).
+    pub main: Main,
+    /// The `http` block, if any.
+    pub http: Option<Arc<Http>>,
+    /// Every file read, in order (for `-T`).
+    pub files: Vec<SourceFile>,
+    /// Non-fatal findings (directives accepted as no-ops, and the like).
+    pub warnings: Vec<ConfigError>,
+    /// The prefix (`-p`) that relative paths were resolved against.
+    pub prefix: PathBuf,
+    /// The main configuration file.
+    pub conf_file: PathBuf,
+}
+
+/// Main and `events` context settings.
+#[derive(Debug, Clone)]
+pub struct Main {
+    /// `daemon`: detach from the terminal after start-up.
+    pub daemon: bool,
+    /// `pid`: where the process id is written once listeners are bound.
+    pub pid: PathBuf,
+    /// `error_log` targets of the main context.
+    pub error_log: Vec<ErrorLogTarget>,
+    /// `worker_processes`: threads of the runtime (nginx's workers are
+    /// processes; ours are threads sharing one process and one config).
+    pub worker_processes: usize,
+    /// `worker_connections`: the most connections (client and upstream
+    /// together, as nginx counts) one worker holds; we apply
+    /// `worker_processes * worker_connections` to accepted client
+    /// connections so that a flood cannot exhaust file descriptors.
+    pub worker_connections: usize,
+    /// `worker_rlimit_nofile`: RLIMIT_NOFILE to set at start-up.
+    pub worker_rlimit_nofile: Option<u64>,
+    /// `worker_shutdown_timeout`: how long a graceful stop waits for open
+    /// connections (upgraded ones included) before closing them.
+    pub worker_shutdown_timeout: Option<Duration>,
+    /// `user`: account to switch to after binding, when started as root.
+    pub user: Option<(String, Option<String>)>,
+}
+
+/// Where an `error_log` writes, and from which level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLogTarget {
+    /// File path, `stderr`, or `/dev/null`-like sinks.
+    pub path: PathBuf,
+    /// Minimum level written.
+    pub level: Level,
+}
+
+/// The `http` block.
+#[derive(Debug)]
+pub struct Http {
+    /// Every `server`, in configuration order.
+    pub servers: Vec<Arc<Server>>,
+    /// Listening sockets, each with the servers that share it.
+    pub listens: Vec<Arc<ListenGroup>>,
+    /// Every upstream group, named or implicit (from `proxy_pass host:port`).
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// `map` blocks; `Var::Indexed` slots of kind `Map` point here.
+    pub maps: Vec<MapDef>,
+    /// Indexed variables: map outputs, `set` targets, named captures.
+    pub indexed: Vec<IndexedVar>,
+    /// `limit_conn_zone` definitions.
+    pub conn_zones: Vec<Arc<ConnZoneDef>>,
+    /// Whether any access log is written anywhere (to skip log work).
+    pub any_access_log: bool,
+}
+
+/// An indexed variable's name and where its value comes from.
+#[derive(Debug, Clone)]
+pub struct IndexedVar {
+    /// The variable name without `$`.
+    pub name: String,
+    /// How it gets its value.
+    pub kind: IndexedKind,
+}
+
+/// The source of an indexed variable's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexedKind {
+    /// Computed on first use by `map` number N.
+    Map(usize),
+    /// Assigned by `set`, or by a named capture of a regex match.
+    Assigned,
+}
+
+/// A `map` block.
+#[derive(Debug)]
+pub struct MapDef {
+    /// The value being mapped.
+    pub source: Template,
+    /// `hostnames`: keys may be `*.example.com`, `example.*`, `.example.com`.
+    pub hostnames: bool,
+    /// Exact keys (lowercased: nginx compares map keys case-insensitively).
+    pub exact: HashMap<Vec<u8>, Template>,
+    /// Leading wildcards (`*.example.com` stored as `example.com`'s labels
+    /// reversed), longest match wins.
+    pub wildcard_head: Vec<(Vec<u8>, Template)>,
+    /// Trailing wildcards (`www.example.*` stored as `www.example.`).
+    pub wildcard_tail: Vec<(Vec<u8>, Template)>,
+    /// Regex keys, tried in configuration order after exact and wildcards.
+    pub regexes: Vec<(Arc<CompiledRegex>, Template)>,
+    /// `default` value (empty when absent).
+    pub default: Template,
+    /// `volatile`: not cached per request.
+    pub volatile: bool,
+}
+
+/// A regex together with the indexed slots of its named captures.
+#[derive(Debug)]
+pub struct CompiledRegex {
+    /// The compiled expression.
+    pub regex: Regex,
+    /// The source, for messages.
+    pub source: String,
+    /// (capture group index, indexed variable slot) for named groups.
+    pub named: Vec<(usize, usize)>,
+}
+
+/// Sockets bound by one `listen` address, and the servers behind it.
+#[derive(Debug)]
+pub struct ListenGroup {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Options merged from every `listen` on this address.
+    pub opts: ListenOpts,
+    /// Index into `servers` of the default server.
+    pub default_server: usize,
+    /// Servers on this address, configuration order.
+    pub servers: Vec<Arc<Server>>,
+    /// Name lookup over `servers`.
+    pub names: ServerNameIndex,
+}
+
+/// Socket and protocol options of a listening address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenOpts {
+    /// TLS on this socket.
+    pub ssl: bool,
+    /// HTTP/2 on this socket (via ALPN when TLS).
+    pub http2: bool,
+    /// `backlog=N` (default 511, like nginx on Linux).
+    pub backlog: Option<i32>,
+    /// `reuseport`.
+    pub reuseport: bool,
+    /// `rcvbuf=`.
+    pub rcvbuf: Option<usize>,
+    /// `sndbuf=`.
+    pub sndbuf: Option<usize>,
+    /// `ipv6only=on|off` (default on).
+    pub ipv6only: Option<bool>,
+    /// `so_keepalive=on`.
+    pub so_keepalive: bool,
+}
+
+/// Name-based server selection for one listening address, in nginx's
+/// order: exact name, longest leading wildcard, longest trailing wildcard,
+/// first matching regex.
+#[derive(Debug, Default)]
+pub struct ServerNameIndex {
+    /// Exact names (lowercase) to server index.
+    pub exact: HashMap<String, usize>,
+    /// `*.example.com` and `.example.com`: (suffix incl. leading dot, index).
+    pub head: Vec<(String, usize)>,
+    /// `.example.com` also matches `example.com` itself.
+    pub tail: Vec<(String, usize)>,
+    /// Regex names in order.
+    pub regex: Vec<(Arc<CompiledRegex>, usize)>,
+}
+
+/// A `server` block.
+#[derive(Debug)]
+pub struct Server {
+    /// Index in `Http::servers`.
+    pub index: usize,
+    /// `server_name` entries as written (first is `$server_name`).
+    pub names: Vec<String>,
+    /// Regex server names (`~^www\.(.+)$`), compiled.
+    pub name_regexes: Vec<Arc<CompiledRegex>>,
+    /// Settings at server level, used when no location matches.
+    pub conf: Arc<LocConf>,
+    /// Server-level `set`/`return`/`rewrite`, run before location lookup.
+    pub rewrite: Vec<RewriteOp>,
+    /// The location tree.
+    pub locations: Locations,
+    /// TLS settings for `listen ... ssl` sockets.
+    pub tls: Option<Arc<TlsServer>>,
+    /// Where it was defined.
+    pub span: Span,
+}
+
+impl Server {
+    /// `$server_name`: the first name, or empty.
+    pub fn primary_name(&self) -> &str {
+        self.names.first().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// TLS termination settings of a server.
+#[derive(Debug)]
+pub struct TlsServer {
+    /// Certificate chains with their keys (`ssl_certificate` /
+    /// `ssl_certificate_key`, paired in order).
+    pub certs: Vec<(PathBuf, PathBuf)>,
+    /// `ssl_protocols`.
+    pub protocols: Vec<String>,
+    /// `ssl_prefer_server_ciphers`, `ssl_ciphers`: accepted, rustls chooses.
+    pub ciphers: Option<String>,
+    /// Where `ssl_certificate` was given, for errors.
+    pub span: Span,
+}
+
+/// Locations at one nesting level.
+#[derive(Debug, Default)]
+pub struct Locations {
+    /// Prefix, `^~` and `=` locations, longest path first.
+    pub prefix: Vec<Arc<Location>>,
+    /// Regex locations, configuration order.
+    pub regex: Vec<Arc<Location>>,
+    /// Named `@` locations (only at server level).
+    pub named: HashMap<String, Arc<Location>>,
+}
+
+/// How a location matches a URI.
+#[derive(Debug)]
+pub enum LocationMatch {
+    /// `location /path`
+    Prefix(String),
+    /// `location ^~ /path`: a prefix that stops the regex search.
+    PrefixNoRegex(String),
+    /// `location = /path`
+    Exact(String),
+    /// `location ~ re` or `~* re`.
+    Regex(Arc<CompiledRegex>),
+    /// `location @name`
+    Named(String),
+}
+
+/// A `location` block.
+#[derive(Debug)]
+pub struct Location {
+    /// How it matches.
+    pub matcher: LocationMatch,
+    /// Merged settings.
+    pub conf: Arc<LocConf>,
+    /// Location-level `set`/`return`/`rewrite`.
+    pub rewrite: Vec<RewriteOp>,
+    /// Nested locations.
+    pub children: Locations,
+    /// Where it was defined.
+    pub span: Span,
+}
+
+impl Location {
+    /// The prefix or exact path, when the location has one.
+    pub fn path(&self) -> Option<&str> {
+        match &self.matcher {
+            LocationMatch::Prefix(p)
+            | LocationMatch::PrefixNoRegex(p)
+            | LocationMatch::Exact(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// A rewrite-phase operation (`ngx_http_rewrite_module`'s script).
+#[derive(Debug, Clone)]
+pub enum RewriteOp {
+    /// `set $var value;`
+    Set {
+        /// Indexed slot.
+        slot: usize,
+        /// Value.
+        value: Template,
+    },
+    /// `return code [text|URL];`
+    Return(Return),
+}
+
+/// A `return` directive.
+#[derive(Debug, Clone)]
+pub struct Return {
+    /// Status code (444 closes the connection without a response).
+    pub status: u16,
+    /// Body text, or the redirect URL for 301/302/303/307/308.
+    pub text: Option<Template>,
+}
+
+/// Settings that nginx keeps per location and inherits from http and
+/// server levels ("loc conf"), fully merged and defaulted.
+#[derive(Debug)]
+pub struct LocConf {
+    /// `proxy_pass`, when this location proxies.
+    pub proxy_pass: Option<ProxyPass>,
+    /// `proxy_*` settings.
+    pub proxy: ProxySettings,
+    /// `send_timeout`: bound on each write to the client.
+    pub send_timeout: Duration,
+    /// `keepalive_timeout`: idle time of a client keep-alive connection.
+    pub keepalive_timeout: Duration,
+    /// `keepalive_requests`.
+    pub keepalive_requests: u64,
+    /// `client_max_body_size` (0 = unlimited); larger bodies get 413.
+    pub client_max_body_size: u64,
+    /// `client_body_timeout`.
+    pub client_body_timeout: Duration,
+    /// `access_log` targets; empty means `off`.
+    pub access_log: Arc<Vec<AccessLogTarget>>,
+    /// `error_log` targets (inherited from main when unset).
+    pub error_log: Arc<Vec<ErrorLogTarget>>,
+    /// `add_header` entries.
+    pub add_headers: Arc<Vec<AddHeader>>,
+    /// `expires`.
+    pub expires: Option<Expires>,
+    /// `root` or `alias`.
+    pub root: Root,
+    /// `index` file names.
+    pub index: Vec<Template>,
+    /// `try_files`.
+    pub try_files: Option<TryFiles>,
+    /// `default_type`.
+    pub default_type: String,
+    /// `limit_conn` rules.
+    pub limit_conn: Arc<Vec<LimitConn>>,
+    /// `limit_conn_status` (default 503).
+    pub limit_conn_status: StatusCode,
+    /// `limit_conn_log_level` (default error).
+    pub limit_conn_log_level: Level,
+    /// `log_not_found`.
+    pub log_not_found: bool,
+    /// `server_tokens`: whether `Server` shows the version.
+    pub server_tokens: bool,
+    /// `error_page` rules.
+    pub error_pages: Arc<Vec<ErrorPage>>,
+    /// `internal`: only reachable by internal redirects.
+    pub internal: bool,
+}
+
+/// `root` or `alias`.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// The directory (may contain variables).
+    pub path: Template,
+    /// `alias`: the location prefix is replaced rather than appended to.
+    pub alias: bool,
+}
+
+/// `try_files file ... uri|=code`.
+#[derive(Debug, Clone)]
+pub struct TryFiles {
+    /// Files to test; a trailing `/` tests for a directory.
+    pub files: Vec<Template>,
+    /// The fallback: an internal redirect URI, a named location, or a code.
+    pub fallback: TryFallback,
+}
+
+/// The last argument of `try_files`.
+#[derive(Debug, Clone)]
+pub enum TryFallback {
+    /// `=404`
+    Status(u16),
+    /// `@name`
+    Named(String),
+    /// `/index.html`, possibly with variables.
+    Uri(Template),
+}
+
+/// `error_page code ... [=response] uri;`
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    /// Statuses it applies to.
+    pub codes: Vec<u16>,
+    /// `=code` override (None: keep the original status).
+    pub overwrite: Option<u16>,
+    /// Target URI, or `@named` location.
+    pub uri: Template,
+}
+
+/// `expires`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    /// `expires off` (explicit).
+    Off,
+    /// `expires epoch`.
+    Epoch,
+    /// `expires max`.
+    Max,
+    /// `expires [modified] [-]time`.
+    After {
+        /// Seconds (may be negative).
+        secs: i64,
+        /// Relative to the file's modification time.
+        modified: bool,
+    },
+}
+
+/// An `add_header` entry.
+#[derive(Debug, Clone)]
+pub struct AddHeader {
+    /// Header name.
+    pub name: HeaderName,
+    /// Value (an empty value adds nothing).
+    pub value: Template,
+    /// `always`: add to every status, not just 2xx/3xx.
+    pub always: bool,
+}
+
+/// An `access_log` target.
+#[derive(Debug, Clone)]
+pub struct AccessLogTarget {
+    /// File path (relative paths are already resolved against the prefix).
+    pub path: PathBuf,
+    /// The format.
+    pub format: Arc<LogFormat>,
+    /// `if=`: log only when the value is not empty and not "0".
+    pub condition: Option<Template>,
+}
+
+/// A `log_format`.
+#[derive(Debug)]
+pub struct LogFormat {
+    /// The name.
+    pub name: String,
+    /// The line, without the trailing newline.
+    pub template: Template,
+    /// `escape=default|json|none`.
+    pub escape: LogEscape,
+}
+
+/// How variable values are escaped in log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEscape {
+    /// `"`, `\`, bytes < 32 and > 126 as `\xHH`.
+    Default,
+    /// JSON string escaping.
+    Json,
+    /// Nothing escaped.
+    None,
+}
+
+/// A `limit_conn zone N` rule.
+#[derive(Debug, Clone)]
+pub struct LimitConn {
+    /// The zone.
+    pub zone: Arc<ConnZoneDef>,
+    /// Most concurrent connections per key.
+    pub max: u32,
+}
+
+/// A `limit_conn_zone key zone=name:size` definition.
+#[derive(Debug)]
+pub struct ConnZoneDef {
+    /// Zone name.
+    pub name: String,
+    /// Key (requests with an empty key are not counted).
+    pub key: Template,
+    /// Zone size in bytes (bounds the number of distinct keys tracked).
+    pub size: u64,
+}
+
+/// The `proxy_*` family.
+#[derive(Debug)]
+pub struct ProxySettings {
+    /// `proxy_http_version` (1.0 by default, as nginx).
+    pub http_version: http::Version,
+    /// Headers sent upstream: nginx's defaults merged with
+    /// `proxy_set_header`, in the order they are sent.
+    pub headers: Arc<Vec<HeaderRule>>,
+    /// What the location said about `Upgrade`: decides the WebSocket-first
+    /// default (see [`UpgradePolicy`]).
+    pub upgrade: UpgradePolicy,
+    /// `proxy_pass_request_headers`.
+    pub pass_request_headers: bool,
+    /// `proxy_pass_request_body`.
+    pub pass_request_body: bool,
+    /// `proxy_set_body`.
+    pub set_body: Option<Template>,
+    /// Upstream response headers not passed to the client.
+    pub hide_headers: Arc<Vec<HeaderName>>,
+    /// `proxy_read_timeout`.
+    pub read_timeout: Duration,
+    /// `proxy_send_timeout`.
+    pub send_timeout: Duration,
+    /// `proxy_connect_timeout`.
+    pub connect_timeout: Duration,
+    /// `proxy_buffering`.
+    pub buffering: bool,
+    /// `proxy_request_buffering`.
+    pub request_buffering: bool,
+    /// `proxy_buffer_size`.
+    pub buffer_size: usize,
+    /// `proxy_buffers N size`.
+    pub buffers: (usize, usize),
+    /// `proxy_next_upstream` conditions.
+    pub next_upstream: NextUpstream,
+    /// `proxy_next_upstream_tries` (0 = unlimited).
+    pub next_upstream_tries: usize,
+    /// `proxy_next_upstream_timeout` (zero = unlimited).
+    pub next_upstream_timeout: Duration,
+    /// `proxy_intercept_errors`.
+    pub intercept_errors: bool,
+    /// `proxy_ignore_client_abort`.
+    pub ignore_client_abort: bool,
+    /// `proxy_redirect default|off`.
+    pub redirect: bool,
+    /// Upstream TLS.
+    pub ssl: ProxySsl,
+}
+
+/// Upstream TLS settings (`proxy_ssl_*`).
+#[derive(Debug, Clone)]
+pub struct ProxySsl {
+    /// `proxy_ssl_verify` (off by default, as nginx).
+    pub verify: bool,
+    /// `proxy_ssl_trusted_certificate`.
+    pub trusted_certificate: Option<PathBuf>,
+    /// `proxy_ssl_name` (default `$proxy_host`).
+    pub name: Option<Template>,
+    /// `proxy_ssl_server_name`: send SNI.
+    pub server_name: bool,
+    /// `proxy_ssl_verify_depth`.
+    pub verify_depth: u32,
+    /// `proxy_ssl_session_reuse`.
+    pub session_reuse: bool,
+    /// `proxy_ssl_certificate` / `_key`: client certificate.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+}
+
+/// When a request may be passed to the next upstream server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NextUpstream {
+    /// `error`
+    pub error: bool,
+    /// `timeout`
+    pub timeout: bool,
+    /// `invalid_header`
+    pub invalid_header: bool,
+    /// `http_500` .. `http_504`, `http_403`, `http_404`, `http_429`
+    pub statuses: u32,
+    /// `non_idempotent`
+    pub non_idempotent: bool,
+}
+
+impl NextUpstream {
+    /// Bit for a status in `statuses`.
+    pub fn status_bit(status: u16) -> u32 {
+        match status {
+            500 => 1,
+            502 => 2,
+            503 => 4,
+            504 => 8,
+            403 => 16,
+            404 => 32,
+            429 => 64,
+            _ => 0,
+        }
+    }
+
+    /// Whether a response with `status` should be retried.
+    pub fn retries_status(&self, status: u16) -> bool {
+        let bit = Self::status_bit(status);
+        bit != 0 && self.statuses & bit != 0
+    }
+}
+
+/// One header sent upstream.
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    /// Header name (as written, for the wire).
+    pub name: HeaderName,
+    /// Name as written in the configuration (case kept for the wire).
+    pub display: String,
+    /// Value; an empty result means the header is not sent.
+    pub value: Template,
+}
+
+/// What a location said about the `Upgrade` header, which decides how
+/// WebSocket handshakes are proxied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradePolicy {
+    /// No `proxy_set_header Upgrade` anywhere: WebSocket handshakes are
+    /// upgraded anyway (HTTP/1.1, `Upgrade` and `Connection: upgrade`),
+    /// Switchyard's WebSocket-first default.
+    Auto,
+    /// `proxy_set_header Upgrade <non-empty template>`: nginx semantics, the
+    /// configured headers decide.
+    Configured,
+    /// `proxy_set_header Upgrade "";`: the operator opted out; the
+    /// handshake reaches the backend as a plain request, as in nginx.
+    Disabled,
+}
+
+/// A `proxy_pass` target.
+#[derive(Debug, Clone)]
+pub enum ProxyPass {
+    /// A target fixed at load time.
+    Static(StaticTarget),
+    /// A target with variables, evaluated per request.
+    Dynamic {
+        /// The URL template.
+        url: Template,
+        /// The location prefix, for messages.
+        span: Span,
+    },
+}
+
+/// A `proxy_pass` with no variables.
+#[derive(Debug, Clone)]
+pub struct StaticTarget {
+    /// `https` upstream.
+    pub tls: bool,
+    /// The group of servers.
+    pub upstream: Arc<Upstream>,
+    /// `$proxy_host`: `host[:port]` as written (port omitted when default).
+    pub proxy_host: String,
+    /// `$proxy_port`.
+    pub proxy_port: u16,
+    /// The URI part (`proxy_pass http://b/x/` has `/x/`); `None` passes the
+    /// client's URI unchanged.
+    pub uri: Option<String>,
+    /// The location prefix the URI part replaces.
+    pub location_prefix: Option<String>,
+}
+
+/// An upstream group.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The name (`upstream NAME`, or `host:port` for implicit ones).
+    pub name: String,
+    /// Index in `Http::upstreams`.
+    pub index: usize,
+    /// Peers, in configuration order (one per resolved address).
+    pub peers: Vec<Peer>,
+    /// Balancing method.
+    pub method: BalanceMethod,
+    /// `keepalive N` and friends.
+    pub keepalive: Option<Keepalive>,
+    /// Created from a `proxy_pass` URL rather than an `upstream` block.
+    pub implicit: bool,
+    /// Where it was defined.
+    pub span: Span,
+}
+
+/// One upstream server address.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The `server` argument as written (`backend1:8080`), which `hash
+    /// consistent` hashes and logs show for names.
+    pub name: String,
+    /// `weight=`.
+    pub weight: u32,
+    /// `max_fails=` (0 disables failure accounting).
+    pub max_fails: u32,
+    /// `fail_timeout=`.
+    pub fail_timeout: Duration,
+    /// `backup`.
+    pub backup: bool,
+    /// `down`.
+    pub down: bool,
+    /// `max_conns=` (0 = unlimited).
+    pub max_conns: u32,
+}
+
+/// How a peer is chosen.
+#[derive(Debug, Clone)]
+pub enum BalanceMethod {
+    /// Smooth weighted round robin (nginx's default).
+    RoundRobin,
+    /// `ip_hash`.
+    IpHash,
+    /// `hash KEY [consistent]`.
+    Hash {
+        /// The key.
+        key: Template,
+        /// Ketama-style consistent hashing.
+        consistent: bool,
+    },
+    /// `least_conn`.
+    LeastConn,
+    /// `random [two]`.
+    Random {
+        /// Power of two choices.
+        two: bool,
+    },
+}
+
+/// `keepalive` settings of an upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Idle connections cached per worker.
+    pub max_cached: usize,
+    /// `keepalive_timeout` (default 60s).
+    pub timeout: Duration,
+    /// `keepalive_requests` (default 1000).
+    pub requests: u64,
+    /// `keepalive_time` (default 1h).
+    pub time: Duration,
+}

@@ -1,0 +1,121 @@
+//! Scalar argument syntax: times (`60s`, `1h 30m`), sizes (`16k`, `1m`),
+//! flags (`on`/`off`).
+//!
+//! These follow nginx's `ngx_parse_time` and `ngx_parse_size`: a bare
+//! number of a time is seconds (milliseconds for `*_timeout`s is not a thing:
+//! nginx reads `ms` explicitly), units may be combined in decreasing order,
+//! and sizes take `k`/`m`/`g` in either case.
+
+use std::time::Duration;
+
+/// Parses an nginx time value (`10`, `10s`, `500ms`, `1h 30m`, `1d`).
+///
+/// A bare number means seconds. Units: `ms s m h d w M y`, each used at most
+/// once, largest first.
+pub fn parse_time(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let bytes = s.as_bytes();
+    let mut total_ms: u128 = 0;
+    let mut i = 0;
+    let mut last_rank = usize::MAX;
+    while i < bytes.len() {
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        if i == bytes.len() {
+            break;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == i {
+            return None;
+        }
+        let value: u128 = s[start..i].parse().ok()?;
+        // Unit, or none (seconds) at the very end.
+        let (unit_ms, rank, len) = match &bytes[i..] {
+            [b'm', b's', ..] => (1, 0, 2),
+            [b'y', ..] => (365 * 86_400_000, 7, 1),
+            [b'M', ..] => (30 * 86_400_000, 6, 1),
+            [b'w', ..] => (7 * 86_400_000, 5, 1),
+            [b'd', ..] => (86_400_000, 4, 1),
+            [b'h', ..] => (3_600_000, 3, 1),
+            [b'm', ..] => (60_000, 2, 1),
+            [b's', ..] => (1000, 1, 1),
+            [] | [b' ', ..] => (1000, 1, 0),
+            _ => return None,
+        };
+        if rank >= last_rank {
+            return None;
+        }
+        last_rank = rank;
+        i += len;
+        total_ms = total_ms.checked_add(value.checked_mul(unit_ms)?)?;
+    }
+    if total_ms > u64::MAX as u128 {
+        return None;
+    }
+    Some(Duration::from_millis(total_ms as u64))
+}
+
+/// Parses an nginx size (`1024`, `16k`, `1m`, `2G`).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1024),
+        b'm' | b'M' => (&s[..s.len() - 1], 1024 * 1024),
+        b'g' | b'G' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Parses `on`/`off` (case-insensitive, as nginx).
+pub fn parse_flag(s: &str) -> Option<bool> {
+    if s.eq_ignore_ascii_case("on") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("off") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_times() {
+        assert_eq!(parse_time("60"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_time("3600s"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_time("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_time("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_time("1d"), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_time("2m5s"), Some(Duration::from_secs(125)));
+        assert_eq!(parse_time("5s 1h"), None);
+        assert_eq!(parse_time("abc"), None);
+        assert_eq!(parse_time("10x"), None);
+        assert_eq!(parse_time(""), None);
+        assert_eq!(parse_time("-1"), None);
+    }
+
+    #[test]
+    fn values_parse_sizes_and_flags() {
+        assert_eq!(parse_size("16k"), Some(16384));
+        assert_eq!(parse_size("100m"), Some(100 << 20));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("k"), None);
+        assert_eq!(parse_size("1.5m"), None);
+        assert_eq!(parse_flag("ON"), Some(true));
+        assert_eq!(parse_flag("off"), Some(false));
+        assert_eq!(parse_flag("yes"), None);
+    }
+}

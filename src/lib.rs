@@ -1,0 +1,24 @@
+//! # Switchyard
+//!
+//! A WebSocket-first reverse proxy that runs nginx configurations.
+//!
+//! # Layout
+//!
+//! - [`config`]: nginx's configuration language, from text to a typed model.
+//! - [`vars`]: `$variables`, resolved at load time and evaluated per request.
+//! - [`request`]: per-connection and per-request state variables read.
+//! - [`log`]: error and access logs in nginx's formats.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod log;
+pub mod request;
+pub mod vars;
+
+/// The version Switchyard reports for `$nginx_version` and `-V`: the nginx
+/// release whose proxy semantics it follows.
+pub const NGINX_COMPAT_VERSION: &str = "1.22.1";
+
+/// Switchyard's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

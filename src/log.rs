@@ -1,0 +1,346 @@
+//! Error and access logs in nginx's formats.
+//!
+//! Error lines look like nginx's so existing tooling reads them:
+//!
+//! ```text
+//! 2026/11/22 10:00:00 [error] 4242#4243: *17 connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: example.com, request: "GET /ws HTTP/1.1", upstream: "http://127.0.0.1:9000/ws", host: "example.com"
+//! ```
+//!
+//! Files are opened once and shared through a registry keyed by path, so a
+//! reload that keeps a log keeps its file, and `-s reopen` (SIGUSR1) reopens
+//! every file in place for log rotation. Lines are written with one
+//! `write(2)` each on an `O_APPEND` descriptor, as nginx does without
+//! `buffer=`, so concurrent writers never interleave within a line.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+
+use crate::config::ErrorLogTarget;
+
+/// Log severity, nginx's eight levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// `emerg`
+    Emerg,
+    /// `alert`
+    Alert,
+    /// `crit`
+    Crit,
+    /// `error`
+    Error,
+    /// `warn`
+    Warn,
+    /// `notice`
+    Notice,
+    /// `info`
+    Info,
+    /// `debug`
+    Debug,
+}
+
+impl Level {
+    /// Parses a level name.
+    pub fn from_name(s: &str) -> Option<Level> {
+        Some(match s {
+            "emerg" => Level::Emerg,
+            "alert" => Level::Alert,
+            "crit" => Level::Crit,
+            "error" => Level::Error,
+            "warn" => Level::Warn,
+            "notice" => Level::Notice,
+            "info" => Level::Info,
+            "debug" => Level::Debug,
+            _ => return None,
+        })
+    }
+
+    /// The name as printed in brackets.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Emerg => "emerg",
+            Level::Alert => "alert",
+            Level::Crit => "crit",
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Notice => "notice",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// An open log file that can be reopened in place.
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: ArcSwap<Option<File>>,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> std::io::Result<File> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("directory \"{}\" does not exist", dir.display()),
+                ));
+            }
+        }
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// Writes `line` (which must end in a newline) with a single write.
+    pub fn write_line(&self, line: &[u8]) {
+        if self.path.as_os_str() == "stderr" {
+            let _ = std::io::stderr().write_all(line);
+            return;
+        }
+        let guard = self.file.load();
+        if let Some(file) = guard.as_ref() {
+            let _ = (&*file).write_all(line);
+        }
+    }
+
+    /// Reopens the file (log rotation).
+    pub fn reopen(&self) -> std::io::Result<()> {
+        if self.path.as_os_str() == "stderr" {
+            return Ok(());
+        }
+        let f = Self::open(&self.path)?;
+        self.file.store(Arc::new(Some(f)));
+        Ok(())
+    }
+}
+
+/// Open log files by path, shared by every configuration generation.
+#[derive(Debug, Default)]
+pub struct Registry {
+    files: Mutex<HashMap<PathBuf, Arc<LogFile>>>,
+}
+
+impl Registry {
+    /// The process-wide registry.
+    pub fn global() -> &'static Registry {
+        static REG: OnceLock<Registry> = OnceLock::new();
+        REG.get_or_init(Registry::default)
+    }
+
+    /// Opens (or finds) the file at `path`.
+    pub fn get(&self, path: &Path) -> std::io::Result<Arc<LogFile>> {
+        let mut files = self.files.lock().expect("log registry poisoned");
+        if let Some(f) = files.get(path) {
+            return Ok(f.clone());
+        }
+        let file = if path.as_os_str() == "stderr" {
+            None
+        } else {
+            Some(LogFile::open(path)?)
+        };
+        let lf = Arc::new(LogFile {
+            path: path.to_path_buf(),
+            file: ArcSwap::from_pointee(file),
+        });
+        files.insert(path.to_path_buf(), lf.clone());
+        Ok(lf)
+    }
+
+    /// Reopens every file; returns the failures.
+    pub fn reopen_all(&self) -> Vec<(PathBuf, std::io::Error)> {
+        let files: Vec<Arc<LogFile>> = self
+            .files
+            .lock()
+            .expect("log registry poisoned")
+            .values()
+            .cloned()
+            .collect();
+        files
+            .iter()
+            .filter_map(|f| f.reopen().err().map(|e| (f.path.clone(), e)))
+            .collect()
+    }
+}
+
+/// The main error log: where process-level messages go.
+#[derive(Debug)]
+pub struct ErrorLog {
+    targets: Vec<(Arc<LogFile>, Level)>,
+}
+
+static MAIN_LOG: OnceLock<ArcSwap<ErrorLog>> = OnceLock::new();
+
+fn main_log() -> &'static ArcSwap<ErrorLog> {
+    MAIN_LOG.get_or_init(|| {
+        ArcSwap::from_pointee(ErrorLog {
+            targets: vec![(
+                Arc::new(LogFile {
+                    path: PathBuf::from("stderr"),
+                    file: ArcSwap::from_pointee(None),
+                }),
+                Level::Notice,
+            )],
+        })
+    })
+}
+
+impl ErrorLog {
+    /// Opens the targets of a configuration.
+    pub fn open(targets: &[ErrorLogTarget]) -> std::io::Result<ErrorLog> {
+        let mut out = Vec::new();
+        for t in targets {
+            out.push((Registry::global().get(&t.path)?, t.level));
+        }
+        Ok(ErrorLog { targets: out })
+    }
+
+    /// Makes this the process's main error log.
+    pub fn install(self) {
+        main_log().store(Arc::new(self));
+    }
+
+    /// Whether a message at `level` would be written anywhere.
+    pub fn enabled(&self, level: Level) -> bool {
+        self.targets.iter().any(|(_, l)| level <= *l)
+    }
+
+    /// Writes one message (without context) at `level`.
+    pub fn write(&self, level: Level, conn: Option<u64>, message: &str) {
+        if !self.enabled(level) {
+            return;
+        }
+        let line = format_line(level, conn, message);
+        for (file, min) in &self.targets {
+            if level <= *min {
+                file.write_line(line.as_bytes());
+            }
+        }
+    }
+}
+
+/// Formats an error log line in nginx's layout.
+pub fn format_line(level: Level, conn: Option<u64>, message: &str) -> String {
+    let tid = nix::unistd::gettid();
+    let mut line = String::with_capacity(message.len() + 64);
+    time::with_local(|t| line.push_str(&t.err));
+    line.push_str(&format!(
+        " [{}] {}#{}: ",
+        level.name(),
+        std::process::id(),
+        tid
+    ));
+    if let Some(c) = conn {
+        line.push_str(&format!("*{c} "));
+    }
+    line.push_str(message);
+    line.push('\n');
+    line
+}
+
+/// Writes to the main error log.
+pub fn error(level: Level, message: &str) {
+    main_log().load().write(level, None, message);
+}
+
+/// Writes to the main error log with a connection number.
+pub fn error_conn(level: Level, conn: u64, message: &str) {
+    main_log().load().write(level, Some(conn), message);
+}
+
+/// Writes a request-related line to the error logs of a location.
+pub fn error_to(targets: &[ErrorLogTarget], level: Level, conn: u64, message: &str) {
+    if !targets.iter().any(|t| level <= t.level) {
+        return;
+    }
+    let line = format_line(level, Some(conn), message);
+    for t in targets {
+        if level <= t.level {
+            if let Ok(f) = Registry::global().get(&t.path) {
+                f.write_line(line.as_bytes());
+            }
+        }
+    }
+}
+
+/// The machine's host name (`$hostname`).
+pub fn hostname() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}
+
+/// Cached time strings, recomputed at most once a second per thread.
+pub mod time {
+    use std::cell::RefCell;
+
+    /// The current second in every format the logs need.
+    #[derive(Debug, Default)]
+    pub struct Now {
+        second: i64,
+        /// `22/Nov/2026:10:00:00 +0000` (`$time_local`).
+        pub local: String,
+        /// `2026-11-22T10:00:00+00:00` (`$time_iso8601`).
+        pub iso8601: String,
+        /// `2026/11/22 10:00:00` (error log).
+        pub err: String,
+    }
+
+    thread_local! {
+        static NOW: RefCell<Now> = RefCell::new(Now { second: i64::MIN, ..Now::default() });
+    }
+
+    /// Calls `f` with the current time strings.
+    pub fn with_local<R>(f: impl FnOnce(&Now) -> R) -> R {
+        let now = chrono::Local::now();
+        let second = now.timestamp();
+        NOW.with(|cell| {
+            let mut cached = cell.borrow_mut();
+            if cached.second != second {
+                cached.second = second;
+                cached.local = now.format("%d/%b/%Y:%H:%M:%S %z").to_string();
+                cached.iso8601 = now.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+                cached.err = now.format("%Y/%m/%d %H:%M:%S").to_string();
+            }
+            f(&cached)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_order_like_nginx() {
+        assert!(Level::Emerg < Level::Error);
+        assert!(Level::Error < Level::Info);
+        assert_eq!(Level::from_name("warn"), Some(Level::Warn));
+        assert_eq!(Level::from_name("verbose"), None);
+    }
+
+    #[test]
+    fn log_line_has_nginx_layout() {
+        let line = format_line(Level::Error, Some(7), "boom");
+        // 2026/11/22 10:00:00 [error] 123#124: *7 boom
+        let re =
+            regex::Regex::new(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#\d+: \*7 boom\n$")
+                .unwrap();
+        assert!(re.is_match(&line), "{line}");
+    }
+
+    #[test]
+    fn log_time_formats() {
+        time::with_local(|t| {
+            let re =
+                regex::Regex::new(r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$").unwrap();
+            assert!(re.is_match(&t.local), "{}", t.local);
+        });
+    }
+}

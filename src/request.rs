@@ -1,0 +1,285 @@
+//! Per-connection and per-request state that variables read.
+//!
+//! [`RequestCtx`] is what `$variables` are evaluated against: the request
+//! head, the chosen server and location, lazily computed `map` values,
+//! regex captures, and what is learnt while proxying (upstream address,
+//! status, bytes) for the access log.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, Method, Version};
+
+use crate::config::template::{Piece, Template};
+use crate::config::{CompiledRegex, Http, IndexedKind, Location, MapDef, Server};
+use crate::log::Level;
+
+/// Facts about a client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// Connection number (`$connection`, `*N` in error lines).
+    pub id: u64,
+    /// Client address.
+    pub remote: SocketAddr,
+    /// Our address the client connected to.
+    pub local: SocketAddr,
+    /// Whether TLS was terminated on this connection.
+    pub tls: bool,
+}
+
+/// Positions of a regex match's groups in a subject.
+#[derive(Debug, Clone)]
+pub struct Captures {
+    /// The matched text.
+    pub subject: String,
+    /// Group spans; index 0 is the whole match.
+    pub groups: Vec<Option<(usize, usize)>>,
+}
+
+/// The state of an indexed variable in this request.
+#[derive(Debug, Clone, Default)]
+pub enum Slot {
+    /// Not computed yet.
+    #[default]
+    Unset,
+    /// Being computed (a `map` that refers to itself is a cycle).
+    Evaluating,
+    /// Computed: not found.
+    NotFound,
+    /// Computed value.
+    Value(Vec<u8>),
+}
+
+/// What the proxy learnt about the upstream exchange.
+#[derive(Debug, Default)]
+pub struct UpstreamInfo {
+    /// `$proxy_host`.
+    pub proxy_host: Option<String>,
+    /// `$proxy_port`.
+    pub proxy_port: Option<u16>,
+    /// `$upstream_addr`: every address tried, `", "`-separated.
+    pub addr: Option<String>,
+    /// `$upstream_status`, likewise.
+    pub status: Option<String>,
+    /// `$upstream_connect_time`.
+    pub connect_time: Option<String>,
+    /// `$upstream_header_time`.
+    pub header_time: Option<String>,
+    /// `$upstream_response_time`.
+    pub response_time: Option<String>,
+    /// The upstream response headers (`$upstream_http_*`).
+    pub headers: Option<HeaderMap>,
+}
+
+/// What was sent to the client.
+#[derive(Debug, Default)]
+pub struct ResponseInfo {
+    /// `$status`.
+    pub status: u16,
+    /// `$bytes_sent`: head and body (and relayed bytes of an upgraded
+    /// connection).
+    pub bytes_sent: u64,
+    /// `$body_bytes_sent`.
+    pub body_bytes_sent: u64,
+    /// Headers sent (`$sent_http_*`).
+    pub headers: Option<HeaderMap>,
+}
+
+/// Everything variables are evaluated against.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// The client connection.
+    pub conn: Arc<ConnInfo>,
+    /// The configuration generation serving this request.
+    pub http: Arc<Http>,
+    /// The chosen server.
+    pub server: Arc<Server>,
+    /// The chosen location.
+    pub location: Option<Arc<Location>>,
+    /// Request method.
+    pub method: Method,
+    /// Request HTTP version.
+    pub version: Version,
+    /// `$request_uri`: the target as the client sent it.
+    pub request_uri: String,
+    /// `$uri`: decoded, normalised path (changes on internal redirects).
+    pub uri: String,
+    /// `$args`: the query string without `?`.
+    pub args: Option<String>,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// `$host`.
+    pub host: String,
+    /// Indexed variables (map outputs, `set`, named captures).
+    pub indexed: Vec<Slot>,
+    /// The last regex match (`$1`..`$9`).
+    pub captures: Option<Captures>,
+    /// Upstream facts.
+    pub upstream: UpstreamInfo,
+    /// Response facts.
+    pub response: ResponseInfo,
+    /// When the request started (`$request_time`).
+    pub start: Instant,
+    /// `$request_length`.
+    pub request_length: u64,
+    /// `$connection_requests`.
+    pub connection_requests: u64,
+}
+
+impl RequestCtx {
+    /// Renders a template; variables not found render as nothing.
+    pub fn render_into(&mut self, t: &Template, out: &mut Vec<u8>) {
+        for piece in &t.pieces {
+            match piece {
+                Piece::Lit(s) => out.extend_from_slice(s.as_bytes()),
+                Piece::Var(v) => {
+                    self.eval_into(v, out);
+                }
+                Piece::Name(_) => debug_assert!(false, "unbound variable in template"),
+            }
+        }
+    }
+
+    /// Renders a template to owned bytes.
+    pub fn render(&mut self, t: &Template) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.render_into(t, &mut out);
+        out
+    }
+
+    /// Renders a template to a string (lossy for non-UTF-8 bytes).
+    pub fn render_string(&mut self, t: &Template) -> String {
+        match String::from_utf8(self.render(t)) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+
+    /// Evaluates an indexed variable, computing a `map` on first use.
+    pub(crate) fn indexed_into(&mut self, i: usize, out: &mut Vec<u8>) -> bool {
+        if i >= self.indexed.len() {
+            self.indexed
+                .resize(self.http.indexed.len().max(i + 1), Slot::Unset);
+        }
+        match &self.indexed[i] {
+            Slot::Value(v) => {
+                out.extend_from_slice(v);
+                return true;
+            }
+            Slot::NotFound => return false,
+            Slot::Evaluating => {
+                let name = self.http.indexed[i].name.clone();
+                crate::log::error_conn(
+                    Level::Error,
+                    self.conn.id,
+                    &format!("cycle while evaluating variable \"{name}\""),
+                );
+                return false;
+            }
+            Slot::Unset => {}
+        }
+        let IndexedKind::Map(m) = self.http.indexed[i].kind else {
+            return false;
+        };
+        self.indexed[i] = Slot::Evaluating;
+        let http = self.http.clone();
+        let map = &http.maps[m];
+        let mut value = Vec::new();
+        self.eval_map(map, &mut value);
+        out.extend_from_slice(&value);
+        self.indexed[i] = if map.volatile {
+            Slot::Unset
+        } else {
+            Slot::Value(value)
+        };
+        true
+    }
+
+    /// Assigns an indexed variable (`set`, named captures).
+    pub fn assign(&mut self, i: usize, value: Vec<u8>) {
+        if i >= self.indexed.len() {
+            self.indexed
+                .resize(self.http.indexed.len().max(i + 1), Slot::Unset);
+        }
+        self.indexed[i] = Slot::Value(value);
+    }
+
+    fn eval_map(&mut self, map: &MapDef, out: &mut Vec<u8>) {
+        let source = self.render(&map.source);
+        let mut key = source.to_ascii_lowercase();
+        if map.hostnames {
+            while key.last() == Some(&b'.') {
+                key.pop();
+            }
+        }
+        if let Some(t) = map.exact.get(&key) {
+            self.render_into(t, out);
+            return;
+        }
+        if map.hostnames {
+            for (suffix, t) in &map.wildcard_head {
+                if key.len() > suffix.len() && key.ends_with(suffix) {
+                    self.render_into(t, out);
+                    return;
+                }
+            }
+            for (prefix, t) in &map.wildcard_tail {
+                if key.len() > prefix.len() && key.starts_with(prefix) {
+                    self.render_into(t, out);
+                    return;
+                }
+            }
+        }
+        for (re, t) in &map.regexes {
+            if self.regex_match(re, &source) {
+                self.render_into(t, out);
+                return;
+            }
+        }
+        self.render_into(&map.default, out);
+    }
+
+    /// Matches `re` against `subject`; on a match the captures become the
+    /// request's `$1`..`$9` and named captures are assigned.
+    pub fn regex_match(&mut self, re: &CompiledRegex, subject: &[u8]) -> bool {
+        let Some(caps) = re.regex.captures(subject) else {
+            return false;
+        };
+        let groups: Vec<Option<(usize, usize)>> = (0..caps.len())
+            .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
+            .collect();
+        for &(group, slot) in &re.named {
+            if let Some(m) = caps.get(group) {
+                self.assign(slot, m.as_bytes().to_vec());
+            }
+        }
+        self.captures = Some(Captures {
+            subject: String::from_utf8_lossy(subject).into_owned(),
+            groups,
+        });
+        true
+    }
+
+    /// `$document_root` for the current location.
+    pub fn document_root(&mut self) -> Option<PathBuf> {
+        let conf = match &self.location {
+            Some(l) => l.conf.clone(),
+            None => self.server.conf.clone(),
+        };
+        let bytes = self.render(&conf.root.path);
+        Some(PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// A per-request random id (`$request_id`).
+    pub fn request_id(&self) -> u128 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(self.conn.id);
+        h.write_u128(self.start.elapsed().as_nanos());
+        let a = h.finish();
+        h.write_u64(a);
+        ((a as u128) << 64) | h.finish() as u128
+    }
+}

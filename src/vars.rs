@@ -1,0 +1,489 @@
+//! Variables: the `$name` values that configurations refer to.
+//!
+//! Names are resolved to a [`Var`] once, when the configuration loads;
+//! evaluation then needs no string lookups. Values are bytes (header values
+//! need not be UTF-8) and are appended to a caller's buffer, so rendering a
+//! header or a log line allocates at most that one buffer.
+//!
+//! A variable is either *found* (possibly empty) or *not found*; nginx's
+//! distinction matters in logs (`-`) and in `map` (an unset header maps as
+//! the empty string).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderName;
+
+use crate::request::RequestCtx;
+
+/// A variable reference resolved at load time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Var {
+    /// A built-in variable.
+    Builtin(Builtin),
+    /// `$http_NAME`: a request header (`_` in the name matches `-`).
+    Http(HeaderName),
+    /// `$sent_http_NAME`: a response header sent to the client.
+    SentHttp(HeaderName),
+    /// `$upstream_http_NAME`: a header of the upstream's response.
+    UpstreamHttp(HeaderName),
+    /// `$arg_NAME`: a query argument.
+    Arg(String),
+    /// `$cookie_NAME`: a cookie.
+    Cookie(String),
+    /// `$1`..`$9`: a positional capture of the last regex match.
+    Capture(usize),
+    /// A `map` output, a `set` variable or a named regex capture: a slot in
+    /// the request's indexed variables.
+    Indexed(usize),
+}
+
+macro_rules! builtins {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Built-in variables, by their nginx names.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(missing_docs)]
+        pub enum Builtin { $($variant,)* }
+
+        impl Builtin {
+            /// Looks a built-in up by name.
+            pub fn from_name(name: &str) -> Option<Builtin> {
+                match name { $($name => Some(Builtin::$variant),)* _ => None }
+            }
+            /// The nginx name.
+            pub fn name(self) -> &'static str {
+                match self { $(Builtin::$variant => $name,)* }
+            }
+            /// Every built-in, for documentation.
+            pub const ALL: &'static [Builtin] = &[$(Builtin::$variant,)*];
+        }
+    };
+}
+
+builtins! {
+    Host => "host",
+    HttpHost => "http_host",
+    RemoteAddr => "remote_addr",
+    RemotePort => "remote_port",
+    BinaryRemoteAddr => "binary_remote_addr",
+    RemoteUser => "remote_user",
+    ServerAddr => "server_addr",
+    ServerPort => "server_port",
+    ServerName => "server_name",
+    ServerProtocol => "server_protocol",
+    Scheme => "scheme",
+    Https => "https",
+    Request => "request",
+    RequestUri => "request_uri",
+    Uri => "uri",
+    DocumentUri => "document_uri",
+    Args => "args",
+    QueryString => "query_string",
+    IsArgs => "is_args",
+    RequestMethod => "request_method",
+    RequestLength => "request_length",
+    RequestTime => "request_time",
+    ContentLength => "content_length",
+    ContentType => "content_type",
+    ProxyHost => "proxy_host",
+    ProxyPort => "proxy_port",
+    ProxyAddXForwardedFor => "proxy_add_x_forwarded_for",
+    UpstreamAddr => "upstream_addr",
+    UpstreamStatus => "upstream_status",
+    UpstreamConnectTime => "upstream_connect_time",
+    UpstreamHeaderTime => "upstream_header_time",
+    UpstreamResponseTime => "upstream_response_time",
+    Status => "status",
+    BytesSent => "bytes_sent",
+    BodyBytesSent => "body_bytes_sent",
+    TimeLocal => "time_local",
+    TimeIso8601 => "time_iso8601",
+    Msec => "msec",
+    Connection => "connection",
+    ConnectionRequests => "connection_requests",
+    NginxVersion => "nginx_version",
+    Hostname => "hostname",
+    Pid => "pid",
+    DocumentRoot => "document_root",
+    RealpathRoot => "realpath_root",
+    RequestFilename => "request_filename",
+    RequestId => "request_id",
+    Cookie => "http_cookie",
+}
+
+/// Resolves a variable name that is not a `map`/`set` variable. Returns
+/// `None` for unknown names.
+pub fn resolve_builtin(name: &str) -> Option<Var> {
+    if let Ok(n) = name.parse::<usize>() {
+        return (n <= 9).then_some(Var::Capture(n));
+    }
+    // `$http_cookie` is both a header and nginx's joined cookie value; the
+    // header form covers it.
+    if let Some(b) = Builtin::from_name(name).filter(|b| *b != Builtin::Cookie) {
+        return Some(Var::Builtin(b));
+    }
+    let header = |rest: &str| HeaderName::from_bytes(rest.replace('_', "-").as_bytes()).ok();
+    if let Some(rest) = name.strip_prefix("http_") {
+        return header(rest).map(Var::Http);
+    }
+    if let Some(rest) = name.strip_prefix("sent_http_") {
+        return header(rest).map(Var::SentHttp);
+    }
+    if let Some(rest) = name.strip_prefix("upstream_http_") {
+        return header(rest).map(Var::UpstreamHttp);
+    }
+    if let Some(rest) = name.strip_prefix("arg_") {
+        return Some(Var::Arg(rest.to_string()));
+    }
+    if let Some(rest) = name.strip_prefix("cookie_") {
+        return Some(Var::Cookie(rest.to_string()));
+    }
+    None
+}
+
+/// Appends a socket address's IP in nginx's text form (IPv6 without
+/// brackets, IPv4-mapped addresses shown as IPv4).
+pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let _ = write!(out, "{ip}");
+}
+
+/// Formats an address as nginx shows upstream addresses (`[::1]:80`).
+pub fn addr_text(addr: &SocketAddr) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "{addr}");
+    s
+}
+
+impl RequestCtx {
+    /// Appends the value of `var` to `out`; returns false when the variable
+    /// is "not found" (nothing is appended then).
+    pub fn eval_into(&mut self, var: &Var, out: &mut Vec<u8>) -> bool {
+        match var {
+            Var::Builtin(b) => self.builtin_into(*b, out),
+            Var::Http(name) => self.header_into(name, out),
+            Var::SentHttp(name) => match self.response.headers.as_ref() {
+                Some(headers) => join_headers(headers, name, out),
+                None => false,
+            },
+            Var::UpstreamHttp(name) => match self.upstream.headers.as_ref() {
+                Some(headers) => join_headers(headers, name, out),
+                None => false,
+            },
+            Var::Arg(name) => match find_arg(self.args.as_deref(), name) {
+                Some(v) => {
+                    out.extend_from_slice(v.as_bytes());
+                    true
+                }
+                None => false,
+            },
+            Var::Cookie(name) => match self.cookie(name) {
+                Some(v) => {
+                    out.extend_from_slice(&v);
+                    true
+                }
+                None => false,
+            },
+            Var::Capture(n) => self.capture_into(*n, out),
+            Var::Indexed(i) => self.indexed_into(*i, out),
+        }
+    }
+
+    /// The value of `var` as owned bytes, or `None` when not found.
+    pub fn eval(&mut self, var: &Var) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.eval_into(var, &mut out).then_some(out)
+    }
+
+    fn header_into(&self, name: &HeaderName, out: &mut Vec<u8>) -> bool {
+        join_headers(&self.headers, name, out)
+    }
+
+    fn capture_into(&self, n: usize, out: &mut Vec<u8>) -> bool {
+        let Some(caps) = &self.captures else {
+            return false;
+        };
+        match caps.groups.get(n).copied().flatten() {
+            Some((start, end)) => {
+                out.extend_from_slice(&caps.subject.as_bytes()[start..end]);
+                true
+            }
+            None => n < caps.groups.len(),
+        }
+    }
+
+    fn builtin_into(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
+        let put = |out: &mut Vec<u8>, s: &[u8]| {
+            out.extend_from_slice(s);
+            true
+        };
+        match b {
+            Builtin::Host => put(out, self.host.as_bytes()),
+            Builtin::HttpHost => self.header_into(&http::header::HOST, out),
+            Builtin::RemoteAddr => {
+                write_ip(out, self.conn.remote.ip());
+                true
+            }
+            Builtin::RemotePort => {
+                let _ = write!(out, "{}", self.conn.remote.port());
+                true
+            }
+            Builtin::BinaryRemoteAddr => {
+                match self.conn.remote.ip() {
+                    IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()),
+                    IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                        Some(v4) => out.extend_from_slice(&v4.octets()),
+                        None => out.extend_from_slice(&v6.octets()),
+                    },
+                }
+                true
+            }
+            Builtin::RemoteUser => false,
+            Builtin::ServerAddr => {
+                write_ip(out, self.conn.local.ip());
+                true
+            }
+            Builtin::ServerPort => {
+                let _ = write!(out, "{}", self.conn.local.port());
+                true
+            }
+            Builtin::ServerName => put(out, self.server.primary_name().as_bytes()),
+            Builtin::ServerProtocol => put(out, version_text(self.version).as_bytes()),
+            Builtin::Scheme => put(out, if self.conn.tls { b"https" } else { b"http" }),
+            Builtin::Https => put(out, if self.conn.tls { b"on" } else { b"" }),
+            Builtin::Request => {
+                let _ = write!(
+                    out,
+                    "{} {} {}",
+                    self.method,
+                    self.request_uri,
+                    version_text(self.version)
+                );
+                true
+            }
+            Builtin::RequestUri => put(out, self.request_uri.as_bytes()),
+            Builtin::Uri | Builtin::DocumentUri => put(out, self.uri.as_bytes()),
+            Builtin::Args | Builtin::QueryString => match &self.args {
+                Some(a) => put(out, a.as_bytes()),
+                None => false,
+            },
+            Builtin::IsArgs => put(out, if self.args.is_some() { b"?" } else { b"" }),
+            Builtin::RequestMethod => put(out, self.method.as_str().as_bytes()),
+            Builtin::RequestLength => {
+                let _ = write!(out, "{}", self.request_length);
+                true
+            }
+            Builtin::RequestTime => {
+                let elapsed = self.start.elapsed();
+                let _ = write!(out, "{}.{:03}", elapsed.as_secs(), elapsed.subsec_millis());
+                true
+            }
+            Builtin::ContentLength => self.header_into(&http::header::CONTENT_LENGTH, out),
+            Builtin::ContentType => self.header_into(&http::header::CONTENT_TYPE, out),
+            Builtin::ProxyHost => match &self.upstream.proxy_host {
+                Some(h) => put(out, h.as_bytes()),
+                None => false,
+            },
+            Builtin::ProxyPort => match self.upstream.proxy_port {
+                Some(p) => {
+                    let _ = write!(out, "{p}");
+                    true
+                }
+                None => false,
+            },
+            Builtin::ProxyAddXForwardedFor => {
+                let start = out.len();
+                join_headers(&self.headers, &X_FORWARDED_FOR, out);
+                if out.len() > start {
+                    out.extend_from_slice(b", ");
+                }
+                write_ip(out, self.conn.remote.ip());
+                true
+            }
+            Builtin::UpstreamAddr => match &self.upstream.addr {
+                Some(a) => put(out, a.as_bytes()),
+                None => false,
+            },
+            Builtin::UpstreamStatus => match &self.upstream.status {
+                Some(s) => put(out, s.as_bytes()),
+                None => false,
+            },
+            Builtin::UpstreamConnectTime => match &self.upstream.connect_time {
+                Some(s) => put(out, s.as_bytes()),
+                None => false,
+            },
+            Builtin::UpstreamHeaderTime => match &self.upstream.header_time {
+                Some(s) => put(out, s.as_bytes()),
+                None => false,
+            },
+            Builtin::UpstreamResponseTime => match &self.upstream.response_time {
+                Some(s) => put(out, s.as_bytes()),
+                None => false,
+            },
+            Builtin::Status => {
+                let _ = write!(out, "{:03}", self.response.status);
+                true
+            }
+            Builtin::BytesSent => {
+                let _ = write!(out, "{}", self.response.bytes_sent);
+                true
+            }
+            Builtin::BodyBytesSent => {
+                let _ = write!(out, "{}", self.response.body_bytes_sent);
+                true
+            }
+            Builtin::TimeLocal => {
+                crate::log::time::with_local(|t| out.extend_from_slice(t.local.as_bytes()));
+                true
+            }
+            Builtin::TimeIso8601 => {
+                crate::log::time::with_local(|t| out.extend_from_slice(t.iso8601.as_bytes()));
+                true
+            }
+            Builtin::Msec => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
+                true
+            }
+            Builtin::Connection => {
+                let _ = write!(out, "{}", self.conn.id);
+                true
+            }
+            Builtin::ConnectionRequests => {
+                let _ = write!(out, "{}", self.connection_requests);
+                true
+            }
+            Builtin::NginxVersion => put(out, crate::NGINX_COMPAT_VERSION.as_bytes()),
+            Builtin::Hostname => put(out, crate::log::hostname().as_bytes()),
+            Builtin::Pid => {
+                let _ = write!(out, "{}", std::process::id());
+                true
+            }
+            Builtin::DocumentRoot | Builtin::RealpathRoot => match self.document_root() {
+                Some(root) => put(out, root.as_os_str().as_encoded_bytes()),
+                None => false,
+            },
+            Builtin::RequestFilename => match self.document_root() {
+                Some(root) => {
+                    out.extend_from_slice(root.as_os_str().as_encoded_bytes());
+                    out.extend_from_slice(self.uri.as_bytes());
+                    true
+                }
+                None => false,
+            },
+            Builtin::RequestId => {
+                let _ = write!(out, "{:032x}", self.request_id());
+                true
+            }
+            Builtin::Cookie => self.header_into(&http::header::COOKIE, out),
+        }
+    }
+
+    fn cookie(&self, name: &str) -> Option<Vec<u8>> {
+        for value in self.headers.get_all(http::header::COOKIE) {
+            for pair in value.as_bytes().split(|b| *b == b';') {
+                let pair = pair.trim_ascii_start();
+                if let Some(rest) = pair.strip_prefix(name.as_bytes()) {
+                    if let Some(v) = rest.strip_prefix(b"=") {
+                        return Some(v.to_vec());
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// `X-Forwarded-For`, for `$proxy_add_x_forwarded_for`.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Appends every value of header `name`, joined as nginx joins repeated
+/// headers (`, `; `; ` for Cookie). Returns false when the header is absent.
+pub fn join_headers(headers: &http::HeaderMap, name: &HeaderName, out: &mut Vec<u8>) -> bool {
+    let sep: &[u8] = if name == http::header::COOKIE {
+        b"; "
+    } else {
+        b", "
+    };
+    let mut found = false;
+    for value in headers.get_all(name) {
+        if found {
+            out.extend_from_slice(sep);
+        }
+        out.extend_from_slice(value.as_bytes());
+        found = true;
+    }
+    found
+}
+
+/// Finds `name` in a query string (`a=1&b=2`), nginx-style: the first
+/// match, case-insensitive name, raw (not decoded) value.
+pub fn find_arg<'a>(args: Option<&'a str>, name: &str) -> Option<&'a str> {
+    for pair in args?.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key.eq_ignore_ascii_case(name) {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// `HTTP/1.1` and friends.
+pub fn version_text(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_resolve_prefixed_names() {
+        assert_eq!(
+            resolve_builtin("http_x_real_ip"),
+            Some(Var::Http(HeaderName::from_static("x-real-ip")))
+        );
+        assert_eq!(
+            resolve_builtin("remote_addr"),
+            Some(Var::Builtin(Builtin::RemoteAddr))
+        );
+        assert_eq!(resolve_builtin("3"), Some(Var::Capture(3)));
+        assert_eq!(resolve_builtin("arg_id"), Some(Var::Arg("id".into())));
+        assert_eq!(resolve_builtin("no_such_thing"), None);
+        assert_eq!(
+            resolve_builtin("http_cookie"),
+            Some(Var::Http(HeaderName::from_static("cookie")))
+        );
+    }
+
+    #[test]
+    fn vars_find_args_like_nginx() {
+        assert_eq!(find_arg(Some("a=1&B=2&b=3"), "b"), Some("2"));
+        assert_eq!(find_arg(Some("flag&x=1"), "flag"), Some(""));
+        assert_eq!(find_arg(None, "x"), None);
+    }
+
+    #[test]
+    fn vars_join_repeated_headers() {
+        let mut h = http::HeaderMap::new();
+        h.append("x-a", "1".parse().unwrap());
+        h.append("x-a", "2".parse().unwrap());
+        let mut out = Vec::new();
+        assert!(join_headers(&h, &HeaderName::from_static("x-a"), &mut out));
+        assert_eq!(out, b"1, 2");
+        out.clear();
+        assert!(!join_headers(&h, &HeaderName::from_static("x-b"), &mut out));
+    }
+}
