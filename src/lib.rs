@@ -12,7 +12,10 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod http1;
 pub mod log;
+pub mod net;
+pub mod proxy;
 pub mod request;
 pub mod vars;
 

@@ -6,14 +6,13 @@
 //! table is generated from it (`switchyard directives --markdown`), and a
 //! test fails when the README is stale.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, StatusCode};
 
 use super::ast::Statement;
 use super::build::{AccessLogRaw, Builder, ListenRaw, LocRaw, LocationRaw, MapRaw, UpstreamRaw};
-use super::error::{ConfigError, Result, Span};
+use super::error::{ConfigError, Result};
 use super::model::*;
 use super::template::Template;
 use super::values::{parse_flag, parse_size, parse_time};

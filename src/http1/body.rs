@@ -1,0 +1,320 @@
+//! Reading message bodies: `Content-Length`, chunked (RFC 9112 §7.1) and
+//! close-delimited, from a connection's read buffer and socket.
+//!
+//! Data is handed out as `Bytes` split off the read buffer, so a body
+//! passes from one socket to the other without being copied.
+
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::parse::BodyKind;
+
+/// How much to ask the socket for per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside chunk data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// Reading trailer lines after the last chunk.
+    Trailers,
+}
+
+/// Decodes one message body.
+#[derive(Debug, Clone)]
+pub struct BodyReader {
+    kind: BodyKind,
+    remaining: u64,
+    chunk: Chunk,
+    done: bool,
+    /// Body bytes consumed from the wire (framing included).
+    pub wire_bytes: u64,
+}
+
+fn invalid(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Reads more bytes into `buf`; `Ok(0)` is end of stream.
+pub async fn fill<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+    io.read_buf(buf).await
+}
+
+impl BodyReader {
+    /// A reader for a body framed as `kind`.
+    pub fn new(kind: BodyKind) -> BodyReader {
+        BodyReader {
+            kind,
+            remaining: match kind {
+                BodyKind::Length(n) => n,
+                _ => 0,
+            },
+            chunk: Chunk::Size,
+            done: matches!(kind, BodyKind::None | BodyKind::Length(0)),
+            wire_bytes: 0,
+        }
+    }
+
+    /// The framing.
+    pub fn kind(&self) -> BodyKind {
+        self.kind
+    }
+
+    /// Whether the whole body has been read.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Bytes still expected for a `Content-Length` body.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Returns the next piece of body data, or `None` at the end. A
+    /// close-delimited body ends at end of stream; any other body ending
+    /// early is an `UnexpectedEof` error.
+    pub async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        buf: &mut BytesMut,
+    ) -> io::Result<Option<Bytes>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(data) = self.decode(buf)? {
+                return Ok(Some(data));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if fill(io, buf).await? == 0 {
+                if self.kind == BodyKind::Close {
+                    self.done = true;
+                    return Ok(None);
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before the body was complete",
+                ));
+            }
+        }
+    }
+
+    /// Decodes what `buf` holds; `Ok(None)` means more input is needed (or
+    /// the body just ended, see `done`).
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Bytes>> {
+        match self.kind {
+            BodyKind::None => {
+                self.done = true;
+                Ok(None)
+            }
+            BodyKind::Length(_) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let n = (self.remaining.min(buf.len() as u64)) as usize;
+                self.remaining -= n as u64;
+                self.wire_bytes += n as u64;
+                if self.remaining == 0 {
+                    self.done = true;
+                }
+                Ok(Some(buf.split_to(n).freeze()))
+            }
+            BodyKind::Close => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                self.wire_bytes += buf.len() as u64;
+                Ok(Some(buf.split().freeze()))
+            }
+            BodyKind::Chunked => self.decode_chunked(buf),
+        }
+    }
+
+    fn decode_chunked(&mut self, buf: &mut BytesMut) -> io::Result<Option<Bytes>> {
+        loop {
+            match self.chunk {
+                Chunk::Size => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    self.wire_bytes += line.1 as u64;
+                    let size = parse_chunk_size(&line.0)?;
+                    self.chunk = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = (left.min(buf.len() as u64)) as usize;
+                    let rest = left - n as u64;
+                    self.chunk = if rest == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(rest)
+                    };
+                    self.wire_bytes += n as u64;
+                    return Ok(Some(buf.split_to(n).freeze()));
+                }
+                Chunk::DataEnd => {
+                    let Some((line, len)) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    if !line.is_empty() {
+                        return Err(invalid("invalid chunked body"));
+                    }
+                    self.wire_bytes += len as u64;
+                    self.chunk = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    let Some((line, len)) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    self.wire_bytes += len as u64;
+                    if line.is_empty() {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Takes one line (without its CRLF or LF) off the front of `buf`, with
+/// the number of bytes consumed.
+fn take_line(buf: &mut BytesMut) -> io::Result<Option<(BytesMut, usize)>> {
+    match memchr::memchr(b'\n', buf) {
+        Some(i) => {
+            let mut line = buf.split_to(i + 1);
+            let consumed = line.len();
+            line.truncate(i);
+            if line.last() == Some(&b'\r') {
+                line.truncate(i - 1);
+            }
+            Ok(Some((line, consumed)))
+        }
+        None if buf.len() > MAX_LINE => Err(invalid("chunk line too long")),
+        None => Ok(None),
+    }
+}
+
+fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
+    let end = line.iter().position(|b| *b == b';').unwrap_or(line.len());
+    let digits = line[..end].trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(invalid("invalid chunk size"));
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return Err(invalid("invalid chunk size")),
+        };
+        n = n * 16 + v as u64;
+    }
+    Ok(n)
+}
+
+/// Writes `data` as one chunk (`<hex>\r\n<data>\r\n`) into `out`.
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write;
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Collects a whole body into memory, failing with `limit` exceeded.
+pub async fn read_to_end<R: AsyncRead + Unpin>(
+    reader: &mut BodyReader,
+    io: &mut R,
+    buf: &mut BytesMut,
+    limit: u64,
+) -> io::Result<Result<Bytes, u64>> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = reader.next(io, buf).await? {
+        if limit > 0 && (out.len() + chunk.len()) as u64 > limit {
+            return Ok(Err((out.len() + chunk.len()) as u64));
+        }
+        if out.is_empty() && reader.is_done() {
+            return Ok(Ok(chunk));
+        }
+        out.extend_from_slice(chunk.chunk());
+    }
+    Ok(Ok(out.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(kind: BodyKind, wire: &[u8]) -> io::Result<(Vec<u8>, BytesMut)> {
+        let mut reader = BodyReader::new(kind);
+        let mut io = &wire[wire.len().min(3)..];
+        let mut buf = BytesMut::from(&wire[..wire.len().min(3)]);
+        let mut out = Vec::new();
+        while let Some(b) = reader.next(&mut io, &mut buf).await? {
+            out.extend_from_slice(&b);
+        }
+        let mut rest = buf;
+        rest.extend_from_slice(io);
+        Ok((out, rest))
+    }
+
+    #[tokio::test]
+    async fn body_reads_chunked_with_extensions_and_trailers() {
+        let wire = b"5;ext=1\r\nhello\r\n6\nworld!\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let (body, rest) = read_all(BodyKind::Chunked, wire).await.unwrap();
+        assert_eq!(body, b"helloworld!");
+        assert_eq!(&rest[..], b"NEXT");
+    }
+
+    #[tokio::test]
+    async fn body_reads_length_and_leaves_the_rest() {
+        let (body, rest) = read_all(BodyKind::Length(4), b"abcdefg").await.unwrap();
+        assert_eq!(body, b"abcd");
+        assert_eq!(&rest[..], b"efg");
+    }
+
+    #[tokio::test]
+    async fn body_reports_truncation_and_bad_chunks() {
+        let err = read_all(BodyKind::Length(10), b"abc").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let err = read_all(BodyKind::Chunked, b"zz\r\n").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let err = read_all(BodyKind::Chunked, b"3\r\nabcX\r\n")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let (body, _) = read_all(BodyKind::Close, b"until eof").await.unwrap();
+        assert_eq!(body, b"until eof");
+    }
+
+    #[test]
+    fn body_encodes_chunks() {
+        let mut out = Vec::new();
+        encode_chunk(&mut out, b"hello world, 26 bytes long");
+        assert_eq!(out, b"1a\r\nhello world, 26 bytes long\r\n");
+    }
+}

@@ -1,0 +1,3 @@
+//! Proxying to backends: forwarding requests, upgrades, and the relay.
+
+pub mod relay;
