@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderMap, Method, Version};
+use http::{Method, Version};
+
+use crate::http1::Headers;
 
 use crate::config::template::{Piece, Template};
 use crate::config::{CompiledRegex, Http, IndexedKind, Location, MapDef, Server};
@@ -70,7 +72,7 @@ pub struct UpstreamInfo {
     /// `$upstream_response_time`.
     pub response_time: Option<String>,
     /// The upstream response headers (`$upstream_http_*`).
-    pub headers: Option<HeaderMap>,
+    pub headers: Option<Headers>,
 }
 
 /// What was sent to the client.
@@ -84,7 +86,7 @@ pub struct ResponseInfo {
     /// `$body_bytes_sent`.
     pub body_bytes_sent: u64,
     /// Headers sent (`$sent_http_*`).
-    pub headers: Option<HeaderMap>,
+    pub headers: Option<Headers>,
 }
 
 /// Everything variables are evaluated against.
@@ -109,7 +111,7 @@ pub struct RequestCtx {
     /// `$args`: the query string without `?`.
     pub args: Option<String>,
     /// Request headers.
-    pub headers: HeaderMap,
+    pub headers: Headers,
     /// `$host`.
     pub host: String,
     /// Indexed variables (map outputs, `set`, named captures).

@@ -386,7 +386,7 @@ impl RequestCtx {
     }
 
     fn cookie(&self, name: &str) -> Option<Vec<u8>> {
-        for value in self.headers.get_all(http::header::COOKIE) {
+        for value in self.headers.get_all(&http::header::COOKIE) {
             for pair in value.as_bytes().split(|b| *b == b';') {
                 let pair = pair.trim_ascii_start();
                 if let Some(rest) = pair.strip_prefix(name.as_bytes()) {
@@ -405,7 +405,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Appends every value of header `name`, joined as nginx joins repeated
 /// headers (`, `; `; ` for Cookie). Returns false when the header is absent.
-pub fn join_headers(headers: &http::HeaderMap, name: &HeaderName, out: &mut Vec<u8>) -> bool {
+pub fn join_headers(headers: &crate::http1::Headers, name: &HeaderName, out: &mut Vec<u8>) -> bool {
     let sep: &[u8] = if name == http::header::COOKIE {
         b"; "
     } else {
@@ -477,9 +477,9 @@ mod tests {
 
     #[test]
     fn vars_join_repeated_headers() {
-        let mut h = http::HeaderMap::new();
-        h.append("x-a", "1".parse().unwrap());
-        h.append("x-a", "2".parse().unwrap());
+        let mut h = crate::http1::Headers::new();
+        h.append_str("X-A", http::HeaderValue::from_static("1"));
+        h.append_str("x-a", http::HeaderValue::from_static("2"));
         let mut out = Vec::new();
         assert!(join_headers(&h, &HeaderName::from_static("x-a"), &mut out));
         assert_eq!(out, b"1, 2");
