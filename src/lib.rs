@@ -11,13 +11,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod balance;
+pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod demo;
+pub mod docs;
+pub mod handler;
 pub mod http1;
+pub mod limits;
 pub mod log;
 pub mod net;
 pub mod proxy;
 pub mod request;
+pub mod response;
+pub mod route;
+pub mod server;
+pub mod static_files;
+pub mod tls;
 pub mod vars;
 
 /// The version Switchyard reports for `$nginx_version` and `-V`: the nginx

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use http::{Method, Version};
 
@@ -73,6 +73,8 @@ pub struct UpstreamInfo {
     pub response_time: Option<String>,
     /// The upstream response headers (`$upstream_http_*`).
     pub headers: Option<Headers>,
+    /// When the attempt that produced the response started.
+    pub started: Option<tokio::time::Instant>,
 }
 
 /// What was sent to the client.

@@ -537,25 +537,18 @@ impl Finisher<'_> {
         loc_prefix: Option<&str>,
         regex_loc: bool,
     ) -> Result<LocConf> {
-        // Upstream headers: nginx's defaults, overridden by proxy_set_header
-        // entries of the same name, then the configured extras in order.
+        // Upstream headers in nginx's order: every `proxy_set_header` entry
+        // as configured, then the defaults it did not override (`Host`,
+        // `Connection: close`, and the cleared hop-by-hop ones).
         let mut headers: Vec<HeaderRule> = Vec::new();
         let configured = raw.set_headers.clone().unwrap_or_default();
         let mut upgrade = UpgradePolicy::Auto;
-        for (name, value) in DEFAULT_PROXY_HEADERS {
-            let over = configured
-                .iter()
-                .find(|(n, _, _)| n.eq_ignore_ascii_case(name));
-            let (display, mut value, span) = match over {
-                Some((n, v, s)) => (n.clone(), v.clone(), s.clone()),
-                None => (
-                    name.to_string(),
-                    Template::parse(value).expect("static"),
-                    Span::command_line(),
-                ),
-            };
-            self.bind(&mut value, &span)?;
-            if name.eq_ignore_ascii_case("upgrade") && over.is_some() {
+        for (name, value, span) in &configured {
+            let mut value = value.clone();
+            self.bind(&mut value, span)?;
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ConfigError::at(span, format!("invalid header name \"{name}\"")))?;
+            if header == http::header::UPGRADE {
                 upgrade = if value.pieces.is_empty() {
                     UpgradePolicy::Disabled
                 } else {
@@ -563,25 +556,23 @@ impl Finisher<'_> {
                 };
             }
             headers.push(HeaderRule {
-                name: HeaderName::from_bytes(name.as_bytes()).expect("static header"),
-                display,
+                name: header,
+                display: name.clone(),
                 value,
             });
         }
-        for (name, value, span) in &configured {
-            if DEFAULT_PROXY_HEADERS
+        for (name, value) in DEFAULT_PROXY_HEADERS {
+            if configured
                 .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+                .any(|(n, _, _)| n.eq_ignore_ascii_case(name))
             {
                 continue;
             }
-            let mut value = value.clone();
-            self.bind(&mut value, span)?;
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ConfigError::at(span, format!("invalid header name \"{name}\"")))?;
+            let mut value = Template::parse(value).expect("static template");
+            self.bind(&mut value, &Span::command_line())?;
             headers.push(HeaderRule {
-                name: header,
-                display: name.clone(),
+                name: HeaderName::from_bytes(name.as_bytes()).expect("static header"),
+                display: name.to_string(),
                 value,
             });
         }
@@ -1276,5 +1267,7 @@ fn finish_main(b: &Builder) -> Main {
         worker_rlimit_nofile: m.worker_rlimit_nofile,
         worker_shutdown_timeout: m.worker_shutdown_timeout,
         user: m.user.clone(),
+        error_log_explicit: m.error_log.is_some(),
+        default_paths: m.error_log.is_none() || m.pid.is_none(),
     }
 }

@@ -1246,6 +1246,7 @@ fn set_add_header(b: &mut Builder, st: &Statement) -> Result<()> {
         .get_or_insert_with(Vec::new)
         .push(AddHeader {
             name,
+            display: st.args[0].value.clone(),
             value,
             always,
         });

@@ -59,6 +59,12 @@ pub struct Main {
     pub worker_shutdown_timeout: Option<Duration>,
     /// `user`: account to switch to after binding, when started as root.
     pub user: Option<(String, Option<String>)>,
+    /// Whether `error_log` was given in the main context (else `-e` or the
+    /// default applies).
+    pub error_log_explicit: bool,
+    /// Whether the pid file or error log use their default place under
+    /// `logs/` (whose directory is then created if missing).
+    pub default_paths: bool,
 }
 
 /// Where an `error_log` writes, and from which level.
@@ -420,8 +426,10 @@ pub enum Expires {
 /// An `add_header` entry.
 #[derive(Debug, Clone)]
 pub struct AddHeader {
-    /// Header name.
+    /// Header name (lowercase, for comparisons).
     pub name: HeaderName,
+    /// The name as configured, written on the wire.
+    pub display: String,
     /// Value (an empty value adds nothing).
     pub value: Template,
     /// `always`: add to every status, not just 2xx/3xx.

@@ -1,0 +1,620 @@
+//! A client connection: reading request heads, writing responses, and
+//! handing upgraded connections to the relay.
+//!
+//! One task serves a connection from accept to close. Timeouts are nginx's:
+//! `client_header_timeout` while a head arrives, `keepalive_timeout` while
+//! idle between requests, `send_timeout` per write. When a connection is
+//! upgraded, the relay runs in a fresh, small task so that the memory of
+//! the HTTP phase is released for the whole life of the tunnel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Method, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::config::LocConf;
+use crate::handler::Exchange;
+use crate::http1::body::{self, BodyReader, LAST_CHUNK, encode_chunk};
+use crate::http1::parse::{HeadError, parse_request};
+use crate::http1::{Headers, RequestHead, write};
+use crate::log::Level;
+use crate::net::ClientIo;
+use crate::proxy::relay::{self, Relay};
+use crate::proxy::upstream::UpstreamConn;
+use crate::request::{ConnInfo, RequestCtx};
+use crate::response::{Body, Reply, http_date, server_token};
+use crate::server::{Active, Generation, RunState, Shared};
+
+/// Longest request head accepted (nginx's `large_client_header_buffers 4
+/// 8k` allows about this much).
+const MAX_HEAD: usize = 32 * 1024;
+/// Longest request line (nginx answers 414 beyond one 8k buffer).
+const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Time allowed for a request head (`client_header_timeout`'s default).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// A response body smaller than this goes out in the same write as its head.
+const COALESCE: usize = 16 * 1024;
+
+/// What the connection does after a request.
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close.
+    Close,
+    /// Become a tunnel.
+    Upgrade(Box<Tunnel>),
+}
+
+/// A client connection.
+pub struct ClientConn {
+    /// The socket.
+    pub io: ClientIo,
+    /// Bytes read but not yet parsed (pipelined requests, bodies).
+    pub buf: BytesMut,
+    /// Facts for variables and logs.
+    pub info: Arc<ConnInfo>,
+    /// The configured listen address it arrived on.
+    pub key: std::net::SocketAddr,
+    /// Requests served so far.
+    pub requests: u64,
+    /// Idle time allowed before the next request (the last location's
+    /// `keepalive_timeout`).
+    pub keepalive_timeout: Duration,
+    state: watch::Receiver<RunState>,
+    active: Active,
+}
+
+impl ClientConn {
+    /// Wraps an accepted connection.
+    pub fn new(
+        io: ClientIo,
+        info: Arc<ConnInfo>,
+        key: std::net::SocketAddr,
+        active: Active,
+    ) -> ClientConn {
+        let state = active_state(&active);
+        ClientConn {
+            io,
+            buf: BytesMut::new(),
+            info,
+            key,
+            requests: 0,
+            keepalive_timeout: Duration::from_secs(75),
+            state,
+            active,
+        }
+    }
+
+    /// Whether a graceful stop is in progress.
+    pub fn draining(&self) -> bool {
+        *self.state.borrow() != RunState::Running
+    }
+}
+
+fn active_state(active: &Active) -> watch::Receiver<RunState> {
+    active.shared().state.subscribe()
+}
+
+enum HeadRead {
+    Head(RequestHead),
+    Closed,
+    Bad(u16, String),
+}
+
+/// Serves requests until the connection closes or is upgraded.
+pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
+    loop {
+        let head = match read_head(&mut conn).await {
+            HeadRead::Head(h) => h,
+            HeadRead::Closed => return,
+            HeadRead::Bad(status, why) => {
+                let mut reply = Reply::error(status, true);
+                reply.close = true;
+                log::bad_request(&conn, &why);
+                let mut out = Vec::new();
+                let mut headers = Headers::new();
+                headers.append_str(
+                    "Server",
+                    HeaderValue::from_str(&server_token(true)).expect("ASCII"),
+                );
+                headers.append_str("Date", http_date());
+                for h in reply.headers.iter() {
+                    headers.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+                }
+                let body = match &reply.body {
+                    Body::Full(b) => b.clone(),
+                    _ => Bytes::new(),
+                };
+                headers.append_str("Content-Length", HeaderValue::from(body.len()));
+                headers.append_str("Connection", HeaderValue::from_static("close"));
+                write::response_head(&mut out, reply.status, None, &headers);
+                out.extend_from_slice(&body);
+                let _ = timeout(Duration::from_secs(5), conn.io.write_all(&out)).await;
+                let _ = conn.io.shutdown().await;
+                return;
+            }
+        };
+        conn.requests += 1;
+        match crate::handler::handle(&shared, &mut conn, head).await {
+            Next::KeepAlive if !conn.draining() => continue,
+            Next::KeepAlive | Next::Close => {
+                let _ = timeout(Duration::from_secs(1), conn.io.shutdown()).await;
+                return;
+            }
+            Next::Upgrade(tunnel) => {
+                let ClientConn {
+                    io,
+                    buf,
+                    active,
+                    state,
+                    ..
+                } = conn;
+                tokio::spawn(tunnel.run(io, buf, active, state));
+                return;
+            }
+        }
+    }
+}
+
+mod log {
+    use super::*;
+
+    /// nginx logs malformed requests at `info`.
+    pub fn bad_request(conn: &ClientConn, why: &str) {
+        crate::log::error_conn(
+            Level::Info,
+            conn.info.id,
+            &format!("{why}, client: {}", conn.info.remote.ip()),
+        );
+    }
+}
+
+async fn read_head(conn: &mut ClientConn) -> HeadRead {
+    let idle = conn.buf.is_empty() && conn.requests > 0;
+    let mut deadline = Instant::now()
+        + if idle {
+            conn.keepalive_timeout
+        } else {
+            HEADER_TIMEOUT
+        };
+    let mut waiting_first_byte = idle;
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_request(&mut conn.buf) {
+                Ok(Some(head)) => return HeadRead::Head(head),
+                Ok(None) => {
+                    if conn.buf.len() > MAX_HEAD {
+                        return HeadRead::Bad(494, "client sent too long header line".into());
+                    }
+                    if conn.buf.len() > MAX_REQUEST_LINE
+                        && memchr::memchr(b'\n', &conn.buf).is_none()
+                    {
+                        return HeadRead::Bad(414, "client sent too long URI".into());
+                    }
+                }
+                Err(HeadError::TooManyHeaders) => {
+                    return HeadRead::Bad(494, "client sent too many header lines".into());
+                }
+                Err(e) => return HeadRead::Bad(400, format!("client sent invalid request ({e})")),
+            }
+        }
+        let draining = conn.buf.is_empty() && conn.draining();
+        if draining {
+            return HeadRead::Closed;
+        }
+        let can_drain = conn.buf.is_empty();
+        let mut state = conn.state.clone();
+        let read = tokio::select! {
+            r = timeout_at(deadline, body::fill(&mut conn.io, &mut conn.buf)) => r,
+            _ = state.changed(), if can_drain => continue,
+        };
+        match read {
+            Err(_) => {
+                if !conn.buf.is_empty() {
+                    crate::log::error_conn(
+                        Level::Info,
+                        conn.info.id,
+                        &format!(
+                            "client timed out (110: Connection timed out) while reading client request headers, client: {}",
+                            conn.info.remote.ip()
+                        ),
+                    );
+                }
+                return HeadRead::Closed;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return HeadRead::Closed,
+            Ok(Ok(_)) => {
+                if waiting_first_byte {
+                    waiting_first_byte = false;
+                    deadline = Instant::now() + HEADER_TIMEOUT;
+                }
+            }
+        }
+    }
+}
+
+/// Reads and discards the rest of a request body (within `limit` per
+/// read). Returns false when it could not (the connection must close).
+pub async fn discard_body(conn: &mut ClientConn, reader: &mut BodyReader, limit: Duration) -> bool {
+    if reader.is_done() {
+        return true;
+    }
+    // Large unread bodies are not worth reading just to keep the
+    // connection; closing is cheaper.
+    if let crate::http1::BodyKind::Length(n) = reader.kind() {
+        if reader.remaining() > 64 * 1024 && n > 64 * 1024 {
+            return false;
+        }
+    }
+    matches!(
+        timeout(
+            limit,
+            crate::proxy::forward::drain(reader, &mut conn.io, &mut conn.buf)
+        )
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+/// Whether the status never has a body.
+fn bodiless(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
+}
+
+/// Appends our `Server` and `Date` unless passed through from a backend.
+fn own_headers(out: &mut Headers, reply: &Reply, conf: &LocConf) {
+    if !reply.pass_server {
+        out.append_str(
+            "Server",
+            HeaderValue::from_str(&server_token(conf.server_tokens)).expect("ASCII"),
+        );
+    }
+    if !reply.pass_date {
+        out.append_str("Date", http_date());
+    }
+}
+
+/// Writes `reply`, logs the request, and says what the connection does
+/// next.
+pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
+    let conf = ex.conf.clone();
+    ex.conn.keepalive_timeout = conf.keepalive_timeout;
+    if reply.status == 444 {
+        ex.ctx.response.status = 444;
+        crate::access_log::write(&mut ex.ctx, &conf, &ex.generation);
+        return Next::Close;
+    }
+    let head_only = ex.ctx.method == Method::HEAD;
+    let mut keepalive = ex.keepalive
+        && !reply.close
+        && !conf.keepalive_timeout.is_zero()
+        && ex.conn.requests < conf.keepalive_requests
+        && !ex.conn.draining();
+    let status = reply.status;
+    let known = reply.body.known_len();
+    let has_length = reply.headers.contains(&http::header::CONTENT_LENGTH);
+    let chunked =
+        !bodiless(status) && known.is_none() && !head_only && ex.ctx.version == Version::HTTP_11;
+    if !bodiless(status) && known.is_none() && !head_only && !chunked {
+        // HTTP/1.0 client, length unknown: the body ends at close.
+        keepalive = false;
+    }
+
+    // nginx's order: Server, Date, Content-Type, Content-Length or
+    // Transfer-Encoding, Connection, then the rest.
+    let mut headers = Headers::with_capacity(reply.headers.len() + 5);
+    own_headers(&mut headers, &reply, &conf);
+    if let Some(ct) = reply
+        .headers
+        .iter()
+        .find(|h| h.name == http::header::CONTENT_TYPE)
+    {
+        headers.append_raw(ct.raw.clone(), ct.name.clone(), ct.value.clone());
+    }
+    if !bodiless(status) && !has_length {
+        if let Some(n) = known {
+            headers.append_str("Content-Length", HeaderValue::from(n));
+        } else if chunked {
+            headers.append_str("Transfer-Encoding", HeaderValue::from_static("chunked"));
+        }
+    }
+    headers.append_str(
+        "Connection",
+        HeaderValue::from_static(if keepalive { "keep-alive" } else { "close" }),
+    );
+    for h in reply.headers.iter() {
+        if h.name == http::header::CONTENT_TYPE {
+            continue;
+        }
+        headers.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+    }
+    let mut out = Vec::with_capacity(512);
+    write::response_head(&mut out, status, reply.reason.as_deref(), &headers);
+    let head_len = out.len() as u64;
+    ex.ctx.response.status = status;
+    ex.ctx.response.headers = Some(headers);
+
+    let send_timeout = conf.send_timeout;
+    let mut body_bytes: u64 = 0;
+    let mut wire_bytes: u64 = 0;
+    let send_body = !head_only && !bodiless(status);
+    let ok;
+    match reply.body {
+        Body::Empty => {
+            ok = send(&mut ex, &out, send_timeout).await;
+            wire_bytes += out.len() as u64;
+        }
+        Body::Full(b) => {
+            if send_body && b.len() <= COALESCE {
+                out.extend_from_slice(&b);
+                ok = send(&mut ex, &out, send_timeout).await;
+            } else {
+                let head_sent = send(&mut ex, &out, send_timeout).await;
+                ok = head_sent && (!send_body || send(&mut ex, &b, send_timeout).await);
+            }
+            if send_body {
+                body_bytes = b.len() as u64;
+            }
+            wire_bytes += head_len + body_bytes;
+        }
+        Body::File(mut file, _) => {
+            let mut sent = send(&mut ex, &out, send_timeout).await;
+            wire_bytes += head_len;
+            if sent && send_body {
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    use tokio::io::AsyncReadExt;
+                    match file.read(&mut chunk).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if !send(&mut ex, &chunk[..n], send_timeout).await {
+                                sent = false;
+                                break;
+                            }
+                            body_bytes += n as u64;
+                            wire_bytes += n as u64;
+                        }
+                        Err(e) => {
+                            ex.log(
+                                Level::Crit,
+                                &format!("read() failed {}", crate::config::error::os_error(&e)),
+                                None,
+                            );
+                            sent = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            ok = sent;
+        }
+        Body::Upstream(mut up) => {
+            let mut sent = send(&mut ex, &out, send_timeout).await;
+            wire_bytes += head_len;
+            if sent && send_body {
+                let mut frame = Vec::new();
+                loop {
+                    match up.next().await {
+                        Ok(Some(data)) => {
+                            let bytes: &[u8] = if chunked {
+                                frame.clear();
+                                encode_chunk(&mut frame, &data);
+                                &frame
+                            } else {
+                                &data
+                            };
+                            if !send(&mut ex, bytes, send_timeout).await {
+                                sent = false;
+                                break;
+                            }
+                            body_bytes += data.len() as u64;
+                            wire_bytes += bytes.len() as u64;
+                        }
+                        Ok(None) => {
+                            if chunked {
+                                sent = send(&mut ex, LAST_CHUNK, send_timeout).await;
+                                wire_bytes += LAST_CHUNK.len() as u64;
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            let url = ex
+                                .ctx
+                                .upstream
+                                .addr
+                                .clone()
+                                .map(|a| format!("http://{a}{}", ex.ctx.request_uri));
+                            ex.log(Level::Error, &e.message(), url.as_deref());
+                            sent = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            ok = sent;
+        }
+    }
+    if let Some(started) = ex.ctx.upstream.started {
+        ex.ctx.upstream.response_time = Some(format!("{:.3}", started.elapsed().as_secs_f64()));
+    }
+    ex.ctx.response.bytes_sent = if ok {
+        wire_bytes
+    } else {
+        wire_bytes.min(head_len + body_bytes)
+    };
+    ex.ctx.response.body_bytes_sent = body_bytes;
+    crate::access_log::write(&mut ex.ctx, &conf, &ex.generation);
+    if ok && keepalive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Writes `data` to the client within `send_timeout`.
+async fn send(ex: &mut Exchange<'_>, data: &[u8], limit: Duration) -> bool {
+    match timeout(limit, ex.conn.io.write_all(data)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            ex.log(
+                Level::Info,
+                "client timed out (110: Connection timed out) while sending to client",
+                None,
+            );
+            false
+        }
+    }
+}
+
+/// Sends the `101` and prepares the tunnel.
+pub async fn upgrade(mut ex: Exchange<'_>, reply: Reply, upstream: UpstreamConn) -> Next {
+    let conf = ex.conf.clone();
+    // nginx: Server, Date, Connection: upgrade, then the backend's headers.
+    let mut headers = Headers::with_capacity(reply.headers.len() + 3);
+    own_headers(&mut headers, &reply, &conf);
+    headers.append_str("Connection", HeaderValue::from_static("upgrade"));
+    for h in reply.headers.iter() {
+        headers.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+    }
+    let mut out = Vec::with_capacity(256);
+    write::response_head(&mut out, 101, reply.reason.as_deref(), &headers);
+    ex.ctx.response.status = 101;
+    ex.ctx.response.headers = Some(headers);
+    if !send(&mut ex, &out, conf.send_timeout).await {
+        ex.ctx.response.bytes_sent = 0;
+        crate::access_log::write(&mut ex.ctx, &conf, &ex.generation);
+        return Next::Close;
+    }
+    let Exchange {
+        ctx,
+        generation,
+        slots,
+        ..
+    } = ex;
+    Next::Upgrade(Box::new(Tunnel {
+        upstream,
+        ctx,
+        conf,
+        generation,
+        _slots: slots,
+        head_len: out.len() as u64,
+    }))
+}
+
+/// An upgraded connection waiting for its relay.
+pub struct Tunnel {
+    upstream: UpstreamConn,
+    ctx: RequestCtx,
+    conf: Arc<LocConf>,
+    generation: Arc<Generation>,
+    _slots: Vec<crate::limits::Slot>,
+    head_len: u64,
+}
+
+impl Tunnel {
+    /// Relays until both sides are done, then logs the request.
+    pub async fn run(
+        self,
+        client: ClientIo,
+        client_leftover: BytesMut,
+        active: Active,
+        state: watch::Receiver<RunState>,
+    ) {
+        let Tunnel {
+            upstream,
+            mut ctx,
+            conf,
+            generation,
+            _slots,
+            head_len,
+        } = self;
+        let UpstreamConn {
+            io: up_io,
+            buf: up_buf,
+            peer,
+            ..
+        } = upstream;
+        let timeouts = relay::Timeouts {
+            idle: conf.proxy.read_timeout,
+            client_send: conf.send_timeout,
+            upstream_send: conf.proxy.send_timeout,
+        };
+        let outcome = Relay::new(
+            client,
+            &client_leftover,
+            up_io,
+            &up_buf,
+            timeouts,
+            stopping(state),
+        )
+        .await;
+        drop(client_leftover);
+        ctx.response.body_bytes_sent = outcome.to_client;
+        ctx.response.bytes_sent = head_len + outcome.to_client;
+        let why = match &outcome.end {
+            relay::End::IdleTimeout => Some((
+                Level::Error,
+                "upstream timed out (110: Connection timed out) while proxying upgraded connection"
+                    .to_string(),
+            )),
+            relay::End::UpstreamSendTimeout => Some((
+                Level::Error,
+                "upstream timed out (110: Connection timed out) while proxying upgraded connection"
+                    .to_string(),
+            )),
+            relay::End::ClientSendTimeout => Some((
+                Level::Info,
+                "client timed out (110: Connection timed out) while proxying upgraded connection"
+                    .to_string(),
+            )),
+            relay::End::UpstreamError(e) => Some((
+                Level::Error,
+                format!(
+                    "recv() failed {} while proxying upgraded connection",
+                    crate::config::error::os_error(e)
+                ),
+            )),
+            relay::End::ClientError(e) => Some((
+                Level::Info,
+                format!(
+                    "recv() failed {} while proxying upgraded connection",
+                    crate::config::error::os_error(e)
+                ),
+            )),
+            relay::End::Closed | relay::End::Shutdown => None,
+        };
+        if let Some((level, msg)) = why {
+            let line = format!(
+                "{msg}, client: {}, server: {}, request: \"{} {} {}\", upstream: \"http://{peer}{}\", host: \"{}\"",
+                ctx.conn.remote.ip(),
+                ctx.server.primary_name(),
+                ctx.method,
+                ctx.request_uri,
+                crate::vars::version_text(ctx.version),
+                ctx.request_uri,
+                ctx.host
+            );
+            crate::log::error_to(&conf.error_log, level, ctx.conn.id, &line);
+        }
+        crate::access_log::write(&mut ctx, &conf, &generation);
+        drop(active);
+    }
+}
+
+/// Resolves when the server is stopping for good (fast stop, or graceful
+/// stop past `worker_shutdown_timeout`).
+async fn stopping(mut state: watch::Receiver<RunState>) {
+    loop {
+        if *state.borrow_and_update() == RunState::Stopping {
+            return;
+        }
+        if state.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}

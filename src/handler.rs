@@ -1,0 +1,450 @@
+//! One request, from head to response: nginx's phases in order.
+//!
+//! 1. **server selection** by `Host` among the servers of the listening
+//!    address, and URI normalisation;
+//! 2. **server rewrite**: server-level `set` / `return`;
+//! 3. **location** search (exact, longest prefix and nested, regexes);
+//! 4. **location rewrite**: the location's `set` / `return`;
+//! 5. **preaccess**: `limit_conn`;
+//! 6. **content**: `proxy_pass`, `try_files`, static files; internal
+//!    redirects (`try_files` fallback, index files) go back to step 3;
+//! 7. **log**: the access log line, when the response (or the tunnel of an
+//!    upgraded connection) is done.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Version};
+use tokio::time::Instant;
+
+use crate::config::{LocConf, Location, RewriteOp, Server};
+use crate::conn::{ClientConn, Next};
+use crate::http1::parse::{BodyKind, FramingError, request_body_kind};
+use crate::http1::{BodyReader, RequestHead};
+use crate::limits;
+use crate::log::Level;
+use crate::proxy::{self, Proxied};
+use crate::request::{RequestCtx, ResponseInfo, UpstreamInfo};
+use crate::response::Reply;
+use crate::route::{self, Found};
+use crate::server::{Generation, Shared};
+use crate::static_files::{self, Content};
+
+/// Internal redirects allowed per request before nginx's "rewrite or
+/// internal redirection cycle" error.
+const MAX_REDIRECTS: usize = 10;
+
+/// A request being handled.
+pub struct Exchange<'a> {
+    /// Server state.
+    pub shared: &'a Arc<Shared>,
+    /// The generation serving this request.
+    pub generation: Arc<Generation>,
+    /// The client connection.
+    pub conn: &'a mut ClientConn,
+    /// Variables' view of the request.
+    pub ctx: RequestCtx,
+    /// The request body, not yet read.
+    pub body: BodyReader,
+    /// The client asked for keep-alive (and nothing forbids it so far).
+    pub keepalive: bool,
+    /// Settings of the location (or server) handling the request.
+    pub conf: Arc<LocConf>,
+    /// `limit_conn` slots held until the request (or its tunnel) ends.
+    pub slots: Vec<limits::Slot>,
+    /// The URI was changed by an internal redirect (proxying then sends
+    /// the new `$uri`, not the original request target).
+    pub uri_changed: bool,
+}
+
+enum Action {
+    Reply(Reply),
+    Proxy,
+}
+
+/// Handles one request on `conn`.
+pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHead) -> Next {
+    let start = Instant::now();
+    let generation = shared.generation.load_full();
+    let Some(http) = generation.config.http.clone() else {
+        return Next::Close;
+    };
+    let Some(group) = generation.group(conn.key, conn.info.local) else {
+        return Next::Close;
+    };
+    let default_server = group.servers[group.default_server].clone();
+
+    let keepalive = match head.version {
+        Version::HTTP_10 => head
+            .headers
+            .has_token(&http::header::CONNECTION, "keep-alive"),
+        _ => !head.headers.has_token(&http::header::CONNECTION, "close"),
+    };
+    let hosts = head.headers.count(&http::header::HOST);
+    let host = if hosts > 1 {
+        Err("client sent duplicate host header")
+    } else {
+        route::request_host(
+            head.headers.get(&http::header::HOST).map(|v| v.as_bytes()),
+            &head.target,
+        )
+        .map_err(|_| "client sent invalid host header")
+    };
+    let mut hit = None;
+    let (server, host, bad) = match host {
+        Ok(h) => {
+            let server = route::select_server(&group, h.as_deref(), &mut hit);
+            let missing = h.is_none() && head.version == Version::HTTP_11;
+            let name = h.unwrap_or_else(|| server.primary_name().to_string());
+            (
+                server,
+                name,
+                missing.then_some("client sent HTTP/1.1 request without \"Host\" header"),
+            )
+        }
+        Err(why) => (
+            default_server.clone(),
+            default_server.primary_name().to_string(),
+            Some(why),
+        ),
+    };
+    let (uri, args, bad) = match route::normalize_target(&head.target) {
+        Ok((u, a)) => (u, a, bad),
+        Err(_) => (
+            String::new(),
+            None,
+            bad.or(Some("client sent invalid request")),
+        ),
+    };
+    let body_kind = request_body_kind(&head);
+    let ctx = RequestCtx {
+        conn: conn.info.clone(),
+        http: http.clone(),
+        server: server.clone(),
+        location: None,
+        method: head.method.clone(),
+        version: head.version,
+        request_uri: head.target.clone(),
+        uri,
+        args,
+        headers: head.headers,
+        host,
+        indexed: Vec::new(),
+        captures: None,
+        upstream: UpstreamInfo::default(),
+        response: ResponseInfo::default(),
+        start,
+        request_length: head.len as u64,
+        connection_requests: conn.requests,
+    };
+    let mut ex = Exchange {
+        shared,
+        generation,
+        conn,
+        body: BodyReader::new(BodyKind::None),
+        keepalive,
+        conf: server.conf.clone(),
+        slots: Vec::new(),
+        uri_changed: false,
+        ctx,
+    };
+    if let Some(hit) = hit {
+        ex.ctx.regex_match(&hit.regex, hit.subject.as_bytes());
+    }
+    if let Some(why) = bad {
+        ex.log(Level::Info, why, None);
+        let tokens = ex.conf.server_tokens;
+        return ex.finish(Reply::error(400, tokens)).await;
+    }
+    match body_kind {
+        Ok(kind) => ex.body = BodyReader::new(kind),
+        Err(FramingError::Bad(why)) => {
+            ex.log(Level::Info, why, None);
+            let tokens = ex.conf.server_tokens;
+            return ex.finish(Reply::error(400, tokens)).await;
+        }
+        Err(FramingError::UnknownCoding) => {
+            ex.log(
+                Level::Info,
+                "client sent unknown \"Transfer-Encoding\"",
+                None,
+            );
+            let tokens = ex.conf.server_tokens;
+            return ex.finish(Reply::error(501, tokens)).await;
+        }
+    }
+    ex.run().await
+}
+
+impl Exchange<'_> {
+    async fn run(mut self) -> Next {
+        match self.route().await {
+            Action::Reply(reply) => self.finish(reply).await,
+            Action::Proxy => match proxy::forward(&mut self).await {
+                Ok(Proxied::Reply(reply)) => self.finish(reply).await,
+                Ok(Proxied::Upgrade(reply, upstream)) => {
+                    crate::conn::upgrade(self, reply, upstream).await
+                }
+                Err(e) => {
+                    let status = e.status();
+                    if status == 499 {
+                        self.ctx.response.status = 499;
+                        self.keepalive = false;
+                        crate::access_log::write(&mut self.ctx, &self.conf, &self.generation);
+                        return Next::Close;
+                    }
+                    let mut reply = Reply::error(status, self.conf.server_tokens);
+                    if matches!(e, proxy::ProxyError::UnexpectedUpgrade) {
+                        // nginx sends no body here; clients that asked for
+                        // nothing special get an empty 502.
+                        reply.body = crate::response::Body::Empty;
+                        reply.headers = crate::http1::Headers::new();
+                    }
+                    self.finish(reply).await
+                }
+            },
+        }
+    }
+
+    /// Phases 2 to 6; returns what to send.
+    async fn route(&mut self) -> Action {
+        let server = self.ctx.server.clone();
+        if let Some(reply) = self.rewrite(&server.rewrite) {
+            return Action::Reply(reply);
+        }
+        let mut target: Option<Arc<Location>> = None;
+        for _ in 0..MAX_REDIRECTS {
+            let location = match target.take() {
+                Some(named) => Some(named),
+                None => match route::find_location(
+                    &server.locations,
+                    &self.ctx.uri.clone(),
+                    &mut self.ctx,
+                ) {
+                    Found::Location(l) => Some(l),
+                    Found::Redirect(_) => {
+                        let mut to = format!("{}/", self.ctx.uri);
+                        if let Some(a) = &self.ctx.args {
+                            to.push('?');
+                            to.push_str(a);
+                        }
+                        let to = self.absolute_url(&to);
+                        return Action::Reply(Reply::redirect(
+                            301,
+                            to.as_bytes(),
+                            self.conf.server_tokens,
+                        ));
+                    }
+                    Found::None => None,
+                },
+            };
+            self.conf = location
+                .as_ref()
+                .map_or_else(|| server.conf.clone(), |l| l.conf.clone());
+            self.ctx.location = location.clone();
+            if let Some(l) = &location {
+                if l.conf.internal && !self.uri_changed {
+                    return Action::Reply(Reply::error(404, self.conf.server_tokens));
+                }
+                if let Some(reply) = self.rewrite(&l.rewrite) {
+                    return Action::Reply(reply);
+                }
+            }
+            if let Some(reply) = self.limit_conn() {
+                return Action::Reply(reply);
+            }
+            if self.conf.proxy_pass.is_some() {
+                return Action::Proxy;
+            }
+            match static_files::content(self).await {
+                Content::Reply(reply) => return Action::Reply(reply),
+                Content::Redirect(uri) => {
+                    self.ctx.uri = uri;
+                    self.uri_changed = true;
+                }
+                Content::Named(name) => match server.locations.named.get(&name) {
+                    Some(l) => {
+                        target = Some(l.clone());
+                        self.uri_changed = true;
+                    }
+                    None => {
+                        self.log(
+                            Level::Error,
+                            &format!("could not find named location \"@{name}\""),
+                            None,
+                        );
+                        return Action::Reply(Reply::error(500, self.conf.server_tokens));
+                    }
+                },
+            }
+        }
+        self.log(
+            Level::Error,
+            &format!(
+                "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
+                self.ctx.uri
+            ),
+            None,
+        );
+        Action::Reply(Reply::error(500, self.conf.server_tokens))
+    }
+
+    /// Runs `set` and `return` in order; `Some` when a `return` fired.
+    fn rewrite(&mut self, ops: &[RewriteOp]) -> Option<Reply> {
+        for op in ops {
+            match op {
+                RewriteOp::Set { slot, value } => {
+                    let v = self.ctx.render(value);
+                    self.ctx.assign(*slot, v);
+                }
+                RewriteOp::Return(r) => {
+                    let text = r.text.as_ref().map(|t| self.ctx.render(t));
+                    return Some(self.return_reply(r.status, text));
+                }
+            }
+        }
+        None
+    }
+
+    fn return_reply(&mut self, status: u16, text: Option<Vec<u8>>) -> Reply {
+        let tokens = self.conf.server_tokens;
+        match (status, text) {
+            (444, _) => Reply::empty(444),
+            (301 | 302 | 303 | 307 | 308, Some(url)) => {
+                let url = String::from_utf8_lossy(&url).into_owned();
+                let url = if url.starts_with('/') {
+                    self.absolute_url(&url)
+                } else {
+                    url
+                };
+                Reply::redirect(status, url.as_bytes(), tokens)
+            }
+            (_, Some(body)) => Reply::text(status, Bytes::from(body), &self.conf.default_type),
+            (s, None) if s >= 300 => Reply::error(s, tokens),
+            (s, None) => Reply::empty(s),
+        }
+    }
+
+    /// `scheme://host[:port]` + `path`, as nginx builds redirects
+    /// (`absolute_redirect on`, `server_name_in_redirect off`).
+    pub fn absolute_url(&self, path: &str) -> String {
+        let scheme = if self.ctx.conn.tls { "https" } else { "http" };
+        let port = self.ctx.conn.local.port();
+        let default = if self.ctx.conn.tls { 443 } else { 80 };
+        let host = &self.ctx.host;
+        if port == default {
+            format!("{scheme}://{host}{path}")
+        } else {
+            format!("{scheme}://{host}:{port}{path}")
+        }
+    }
+
+    /// `limit_conn`, once per request.
+    fn limit_conn(&mut self) -> Option<Reply> {
+        if !self.slots.is_empty() {
+            return None;
+        }
+        let conf = self.conf.clone();
+        for rule in conf.limit_conn.iter() {
+            let key = self.ctx.render(&rule.zone.key);
+            if key.is_empty() {
+                continue;
+            }
+            if key.len() > 255 {
+                self.log(
+                    Level::Error,
+                    &format!(
+                        "the value of the \"{}\" key is more than 255 bytes: \"{}\"",
+                        rule.zone.key.source,
+                        String::from_utf8_lossy(&key)
+                    ),
+                    None,
+                );
+                continue;
+            }
+            let zone = limits::zone(&rule.zone.name, rule.zone.size);
+            match zone.acquire(&key, rule.max) {
+                Ok(slot) => self.slots.push(slot),
+                Err(refused) => {
+                    let msg = match refused {
+                        limits::Refused::Limit => {
+                            format!("limiting connections by zone \"{}\"", rule.zone.name)
+                        }
+                        limits::Refused::ZoneFull => format!(
+                            "could not allocate node in limit_conn zone \"{}\"",
+                            rule.zone.name
+                        ),
+                    };
+                    self.log(conf.limit_conn_log_level, &msg, None);
+                    self.slots.clear();
+                    return Some(Reply::error(
+                        conf.limit_conn_status.as_u16(),
+                        conf.server_tokens,
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Writes a line to the location's error log with nginx's request
+    /// context (`, client: ..., server: ..., request: "...", upstream:
+    /// "...", host: "..."`).
+    pub fn log(&self, level: Level, message: &str, upstream: Option<&str>) {
+        let targets = &self.conf.error_log;
+        if !targets.iter().any(|t| level <= t.level) {
+            return;
+        }
+        let mut line = String::with_capacity(message.len() + 128);
+        line.push_str(message);
+        line.push_str(", client: ");
+        line.push_str(&self.ctx.conn.remote.ip().to_string());
+        line.push_str(", server: ");
+        line.push_str(self.ctx.server.primary_name());
+        line.push_str(", request: \"");
+        line.push_str(self.ctx.method.as_str());
+        line.push(' ');
+        line.push_str(&self.ctx.request_uri);
+        line.push(' ');
+        line.push_str(crate::vars::version_text(self.ctx.version));
+        line.push('"');
+        if let Some(u) = upstream {
+            line.push_str(", upstream: \"");
+            line.push_str(u);
+            line.push('"');
+        }
+        if let Some(h) = self.ctx.headers.get(&http::header::HOST) {
+            line.push_str(", host: \"");
+            line.push_str(&String::from_utf8_lossy(h.as_bytes()));
+            line.push('"');
+        }
+        crate::log::error_to(targets, level, self.ctx.conn.id, &line);
+    }
+
+    /// Applies header filters, writes the response, logs it.
+    pub async fn finish(mut self, mut reply: Reply) -> Next {
+        let conf = self.conf.clone();
+        crate::response::apply_header_filters(&mut reply, &conf, &mut self.ctx);
+        // A body the handler did not read must be drained before the next
+        // request can be parsed; small ones are, large ones close.
+        if !self.body.is_done() {
+            let drained =
+                crate::conn::discard_body(self.conn, &mut self.body, conf.client_body_timeout)
+                    .await;
+            if !drained {
+                self.keepalive = false;
+            }
+        }
+        crate::conn::respond(self, reply).await
+    }
+
+    /// The server handling the request.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.ctx.server
+    }
+
+    /// Whether the request is `HEAD`.
+    pub fn is_head(&self) -> bool {
+        self.ctx.method == Method::HEAD
+    }
+}

@@ -1,0 +1,874 @@
+//! Forwarding a request to a backend and turning its answer into a reply.
+//!
+//! The request sent upstream is nginx's (`ngx_http_proxy_create_request`):
+//! the request line with `proxy_http_version`, then the configured headers
+//! (`proxy_set_header`, nginx's defaults `Host: $proxy_host` and
+//! `Connection: close` included), then the client's headers except those
+//! the configuration names, then the body with its framing recomputed.
+//!
+//! **WebSocket-first.** When a client asks for `Upgrade: websocket`, the
+//! handshake is forwarded as an upgrade even if the location lacks
+//! `proxy_http_version 1.1` and the `Upgrade`/`Connection` header lines:
+//! HTTP/1.1 is used and `Upgrade` plus `Connection: upgrade` are sent. The
+//! two most common causes of failed WebSockets behind nginx cannot happen.
+//! A location opts out with `proxy_set_header Upgrade "";`, which behaves
+//! as nginx does. Other `Upgrade` protocols follow nginx exactly: they are
+//! upgraded only if the configured headers pass them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::time::{Instant, timeout};
+
+use super::error::ProxyError;
+use super::upstream::{self, Pool, UpstreamBody, UpstreamConn};
+use crate::balance::{Balancer, NoPeer};
+use crate::config::{BalanceMethod, ProxyPass, UpgradePolicy, Upstream};
+use crate::handler::Exchange;
+use crate::http1::body::{self, BodyReader, encode_chunk};
+use crate::http1::headers::has_token;
+use crate::http1::parse::{BodyKind, ResponseHead, parse_response, response_body_kind};
+use crate::http1::{Headers, write};
+use crate::log::Level;
+use crate::net::{ClientIo, UpstreamIo};
+use crate::response::{Body, Reply};
+
+/// Request bodies up to this size are read completely before contacting
+/// the backend (so a failed attempt can be retried on another server);
+/// larger ones are streamed.
+const BUFFER_BODY_MAX: u64 = 1024 * 1024;
+
+/// What proxying produced.
+pub enum Proxied {
+    /// A response to send.
+    Reply(Reply),
+    /// A `101`: send the reply, then join the client and this connection.
+    Upgrade(Reply, UpstreamConn),
+}
+
+/// Where a request goes.
+struct Target {
+    balancer: Arc<Balancer>,
+    pool: Option<Arc<Pool>>,
+    tls: bool,
+    proxy_host: String,
+    proxy_port: u16,
+    /// The URI sent upstream.
+    uri: String,
+    /// For `proxy_redirect default`: the backend URL prefix and what it
+    /// becomes.
+    redirect: Option<(String, String)>,
+}
+
+enum ReqBody {
+    None,
+    Buffered(Bytes),
+    Stream(BodyKind),
+}
+
+/// Forwards the request of `ex` to its `proxy_pass` target.
+pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
+    let conf = ex.conf.clone();
+    let p = &conf.proxy;
+    let pass = conf
+        .proxy_pass
+        .clone()
+        .expect("proxy action without proxy_pass");
+    let target = resolve_target(ex, &pass)?;
+    ex.ctx.upstream.proxy_host = Some(target.proxy_host.clone());
+    ex.ctx.upstream.proxy_port = Some(target.proxy_port);
+
+    let client_upgrade = ex.ctx.headers.get(&http::header::UPGRADE).cloned();
+    let websocket = client_upgrade
+        .as_ref()
+        .is_some_and(|v| has_token(v.as_bytes(), "websocket"));
+    let ws_first =
+        websocket && p.upgrade != UpgradePolicy::Disabled && ex.ctx.version == Version::HTTP_11;
+    let version = if ws_first {
+        Version::HTTP_11
+    } else {
+        p.http_version
+    };
+
+    let body = prepare_body(ex, version).await?;
+    let (head, reusable) = build_head(ex, &target, version, ws_first, &body);
+    let replayable = !matches!(body, ReqBody::Stream(_));
+    let idempotent =
+        !matches!(ex.ctx.method, Method::POST | Method::PATCH) && ex.ctx.method.as_str() != "LOCK";
+
+    let key = match &target.balancer.upstream.method {
+        BalanceMethod::Hash { key, .. } => ex.ctx.render(key),
+        _ => Vec::new(),
+    };
+    let mut pick = target
+        .balancer
+        .start(ex.ctx.conn.remote.ip(), key, p.next_upstream_tries);
+    let started = Instant::now();
+    let mut addrs: Vec<String> = Vec::new();
+    let mut statuses: Vec<String> = Vec::new();
+    let mut connect_times: Vec<String> = Vec::new();
+    let mut header_times: Vec<String> = Vec::new();
+    let scheme = if target.tls { "https" } else { "http" };
+
+    loop {
+        let chosen = match pick.next() {
+            Ok(c) => c,
+            Err(NoPeer::NoLive) => {
+                ex.log(
+                    Level::Error,
+                    &ProxyError::NoLiveUpstreams.message(),
+                    Some(&format!(
+                        "{scheme}://{}{}",
+                        pick.upstream_name(),
+                        target.uri
+                    )),
+                );
+                addrs.push(pick.upstream_name().to_string());
+                statuses.push("502".into());
+                set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
+                return Err(ProxyError::NoLiveUpstreams);
+            }
+        };
+        addrs.push(chosen.addr.to_string());
+        let url = format!("{scheme}://{}{}", chosen.addr, target.uri);
+        let attempt_start = Instant::now();
+        let result = attempt(ex, &target, chosen.addr, &head, &body).await;
+        match result {
+            Ok((resp, conn, connected)) => {
+                connect_times.push(secs(connected.duration_since(attempt_start)));
+                header_times.push(secs(attempt_start.elapsed()));
+                let status = resp.status;
+                let more = pick.tries > 1
+                    && replayable
+                    && (idempotent || p.next_upstream.non_idempotent)
+                    && (p.next_upstream_timeout.is_zero()
+                        || started.elapsed() < p.next_upstream_timeout);
+                if p.next_upstream.retries_status(status) && more {
+                    pick.free(&chosen, !(status == 403 || status == 404));
+                    statuses.push(status.to_string());
+                    continue;
+                }
+                pick.free(&chosen, false);
+                statuses.push(status.to_string());
+                set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
+                ex.ctx.upstream.started = Some(attempt_start);
+                return finish_response(
+                    ex,
+                    &target,
+                    resp,
+                    conn,
+                    client_upgrade.is_some(),
+                    reusable,
+                );
+            }
+            Err(AttemptError { error, connected }) => {
+                if error.status() == 499 {
+                    pick.release(&chosen);
+                    statuses.push("499".into());
+                    connect_times.push(
+                        connected.map_or("-".into(), |c| secs(c.duration_since(attempt_start))),
+                    );
+                    header_times.push("-".into());
+                    set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
+                    ex.log(Level::Info, &error.message(), Some(&url));
+                    return Err(error);
+                }
+                ex.log(Level::Error, &error.message(), Some(&url));
+                statuses.push(if error.is_timeout() {
+                    "504".into()
+                } else {
+                    "502".into()
+                });
+                connect_times
+                    .push(connected.map_or("-".into(), |c| secs(c.duration_since(attempt_start))));
+                header_times.push("-".into());
+                if let Some(warning) = pick.free(&chosen, true) {
+                    let action = if connected.is_some() {
+                        "reading response header from upstream"
+                    } else {
+                        "connecting to upstream"
+                    };
+                    ex.log(
+                        Level::Warn,
+                        &format!("{warning} while {action}"),
+                        Some(&url),
+                    );
+                }
+                let nu = &p.next_upstream;
+                let allowed = (error.is_error() && nu.error)
+                    || (error.is_timeout() && nu.timeout)
+                    || (error.is_invalid_header() && nu.invalid_header);
+                let sent = connected.is_some();
+                let more = pick.tries > 0
+                    && replayable
+                    && (!sent || idempotent || nu.non_idempotent)
+                    && (p.next_upstream_timeout.is_zero()
+                        || started.elapsed() < p.next_upstream_timeout);
+                if allowed && more {
+                    continue;
+                }
+                set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// `d.ddd` seconds, nginx's `$upstream_*_time` format.
+fn secs(d: Duration) -> String {
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+fn set_upstream_vars(
+    ex: &mut Exchange<'_>,
+    addrs: &[String],
+    statuses: &[String],
+    connect: &[String],
+    header: &[String],
+) {
+    let up = &mut ex.ctx.upstream;
+    up.addr = Some(addrs.join(", "));
+    up.status = Some(statuses.join(", "));
+    up.connect_time = Some(connect.join(", "));
+    up.header_time = Some(header.join(", "));
+}
+
+/// Finds the upstream group and URI for `pass`.
+fn resolve_target(ex: &mut Exchange<'_>, pass: &ProxyPass) -> Result<Target, ProxyError> {
+    match pass {
+        ProxyPass::Static(t) => {
+            let rt = &ex.generation.upstreams[t.upstream.index];
+            let uri = match (&t.uri, &t.location_prefix) {
+                (Some(u), Some(prefix)) if ex.ctx.uri.starts_with(prefix.as_str()) => {
+                    let mut s = u.clone();
+                    s.push_str(&crate::route::escape_uri(&ex.ctx.uri[prefix.len()..]));
+                    append_args(&mut s, ex.ctx.args.as_deref());
+                    s
+                }
+                (Some(u), _) => {
+                    let mut s = u.clone();
+                    append_args(&mut s, ex.ctx.args.as_deref());
+                    s
+                }
+                (None, _) => client_uri(ex),
+            };
+            let scheme = if t.tls { "https" } else { "http" };
+            let redirect = match (&t.uri, &t.location_prefix) {
+                (Some(u), Some(prefix)) => {
+                    Some((format!("{scheme}://{}{u}", t.proxy_host), prefix.clone()))
+                }
+                (None, _) => Some((format!("{scheme}://{}/", t.proxy_host), "/".to_string())),
+                _ => None,
+            };
+            Ok(Target {
+                balancer: rt.balancer.clone(),
+                pool: rt.pool.clone(),
+                tls: t.tls,
+                proxy_host: t.proxy_host.clone(),
+                proxy_port: t.proxy_port,
+                uri,
+                redirect,
+            })
+        }
+        ProxyPass::Dynamic { url, .. } => {
+            let url = ex.ctx.render_string(url);
+            let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+                (false, r)
+            } else if let Some(r) = url.strip_prefix("https://") {
+                (true, r)
+            } else {
+                return Err(ProxyError::InvalidUrl(url));
+            };
+            let (hostport, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], Some(&rest[i..])),
+                None => (rest, None),
+            };
+            if hostport.is_empty() {
+                return Err(ProxyError::InvalidUrl(url.clone()));
+            }
+            let default_port = if tls { 443 } else { 80 };
+            let (host, port) = crate::config::build::split_host_port(hostport, default_port)
+                .ok_or_else(|| ProxyError::InvalidUrl(url.clone()))?;
+            let uri = match path {
+                Some(p) => p.to_string(),
+                None => client_uri(ex),
+            };
+            let http = ex.ctx.http.clone();
+            let group = http
+                .upstreams
+                .iter()
+                .find(|u| {
+                    !u.implicit
+                        && (u.name == hostport || (u.name == host && !hostport.contains(':')))
+                })
+                .or_else(|| {
+                    http.upstreams
+                        .iter()
+                        .find(|u| u.implicit && u.name == hostport)
+                });
+            let (balancer, pool) = match group {
+                Some(u) => {
+                    let rt = &ex.generation.upstreams[u.index];
+                    (rt.balancer.clone(), rt.pool.clone())
+                }
+                None => {
+                    let ip: std::net::IpAddr = host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse()
+                        .map_err(|_| ProxyError::NoResolver(host.to_string()))?;
+                    let upstream = Arc::new(Upstream {
+                        name: hostport.to_string(),
+                        index: usize::MAX,
+                        peers: vec![crate::config::Peer {
+                            addr: SocketAddr::new(ip, port),
+                            name: hostport.to_string(),
+                            weight: 1,
+                            max_fails: 1,
+                            fail_timeout: Duration::from_secs(10),
+                            backup: false,
+                            down: false,
+                            max_conns: 0,
+                        }],
+                        method: BalanceMethod::RoundRobin,
+                        keepalive: None,
+                        implicit: true,
+                        span: crate::config::Span::command_line(),
+                    });
+                    (Arc::new(Balancer::new(upstream)), None)
+                }
+            };
+            Ok(Target {
+                balancer,
+                pool,
+                tls,
+                proxy_host: hostport.to_string(),
+                proxy_port: port,
+                uri,
+                redirect: None,
+            })
+        }
+    }
+}
+
+fn append_args(s: &mut String, args: Option<&str>) {
+    if let Some(a) = args {
+        s.push('?');
+        s.push_str(a);
+    }
+}
+
+/// The URI to send when `proxy_pass` has no URI part: the client's own,
+/// unless an internal redirect changed it.
+fn client_uri(ex: &Exchange<'_>) -> String {
+    if ex.uri_changed {
+        let mut s = crate::route::escape_uri(&ex.ctx.uri);
+        append_args(&mut s, ex.ctx.args.as_deref());
+        return s;
+    }
+    let t = ex.ctx.request_uri.as_str();
+    match t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+    {
+        Some(rest) => rest
+            .find('/')
+            .map_or_else(|| "/".to_string(), |i| rest[i..].to_string()),
+        None => t.to_string(),
+    }
+}
+
+/// Reads (or prepares to stream) the client's body.
+async fn prepare_body(ex: &mut Exchange<'_>, version: Version) -> Result<ReqBody, ProxyError> {
+    let conf = ex.conf.clone();
+    if let Some(t) = &conf.proxy.set_body {
+        let b = ex.ctx.render(t);
+        return Ok(ReqBody::Buffered(Bytes::from(b)));
+    }
+    let kind = ex.body.kind();
+    let limit = conf.client_max_body_size;
+    if kind == BodyKind::None {
+        return Ok(ReqBody::None);
+    }
+    if let BodyKind::Length(n) = kind {
+        if limit > 0 && n > limit {
+            ex.keepalive = false;
+            return Err(ProxyError::BodyTooLarge(n));
+        }
+    }
+    if !conf.proxy.pass_request_body {
+        return Ok(ReqBody::None);
+    }
+    let buffer = match kind {
+        BodyKind::Length(n) => n <= BUFFER_BODY_MAX && conf.proxy.request_buffering,
+        _ => conf.proxy.request_buffering || version == Version::HTTP_10,
+    };
+    send_continue(ex).await;
+    if !buffer {
+        return Ok(ReqBody::Stream(kind));
+    }
+    let conn = &mut *ex.conn;
+    let read = timeout_each(
+        conf.client_body_timeout,
+        body::read_to_end(&mut ex.body, &mut conn.io, &mut conn.buf, limit),
+    )
+    .await;
+    match read {
+        None => {
+            ex.keepalive = false;
+            Err(ProxyError::ClientBodyTimeout)
+        }
+        Some(Err(e)) => {
+            ex.keepalive = false;
+            Err(ProxyError::ClientBody(e))
+        }
+        Some(Ok(Err(n))) => {
+            ex.keepalive = false;
+            Err(ProxyError::BodyTooLarge(n))
+        }
+        Some(Ok(Ok(b))) => {
+            ex.ctx.request_length += b.len() as u64;
+            Ok(ReqBody::Buffered(b))
+        }
+    }
+}
+
+/// Bounds a whole body read by its per-read timeout times a generous
+/// factor: the body reader does many reads; nginx's `client_body_timeout`
+/// is per read, which this approximates by restarting on progress.
+async fn timeout_each<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    timeout(limit, fut).await.ok()
+}
+
+/// `Expect: 100-continue`: tell the client to send its body.
+async fn send_continue(ex: &mut Exchange<'_>) {
+    if ex.ctx.version == Version::HTTP_11
+        && ex.conn.buf.is_empty()
+        && ex
+            .ctx
+            .headers
+            .get(&http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        let _ = ex.conn.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+    }
+}
+
+/// The request head sent upstream, and whether the connection may be
+/// reused afterwards (we did not send `Connection: close`).
+fn build_head(
+    ex: &mut Exchange<'_>,
+    target: &Target,
+    version: Version,
+    ws_first: bool,
+    body: &ReqBody,
+) -> (Vec<u8>, bool) {
+    let conf = ex.conf.clone();
+    let p = &conf.proxy;
+    let mut headers = Headers::with_capacity(ex.ctx.headers.len() + p.headers.len());
+    let mut reusable = true;
+    for rule in p.headers.iter() {
+        let mut value = ex.ctx.render(&rule.value);
+        if ws_first {
+            if rule.name == http::header::UPGRADE
+                && (p.upgrade == UpgradePolicy::Auto || value.is_empty())
+            {
+                value = ex
+                    .ctx
+                    .headers
+                    .get(&http::header::UPGRADE)
+                    .map(|v| v.as_bytes().to_vec())
+                    .unwrap_or_default();
+            }
+            if rule.name == http::header::CONNECTION && !has_token(&value, "upgrade") {
+                value = b"upgrade".to_vec();
+            }
+        }
+        if value.is_empty() {
+            continue;
+        }
+        if rule.name == http::header::CONNECTION && has_token(&value, "close") {
+            reusable = false;
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
+            headers.append_raw(
+                Bytes::copy_from_slice(rule.display.as_bytes()),
+                rule.name.clone(),
+                v,
+            );
+        }
+    }
+    match body {
+        ReqBody::Buffered(b) => {
+            headers.append_str("Content-Length", HeaderValue::from(b.len()));
+        }
+        ReqBody::Stream(BodyKind::Length(n)) => {
+            headers.append_str("Content-Length", HeaderValue::from(*n));
+        }
+        ReqBody::Stream(_) => {
+            headers.append_str("Transfer-Encoding", HeaderValue::from_static("chunked"));
+        }
+        ReqBody::None => {}
+    }
+    if p.pass_request_headers {
+        for h in ex.ctx.headers.iter() {
+            if h.name == http::header::CONTENT_LENGTH
+                || h.name == http::header::TRANSFER_ENCODING
+                || p.headers.iter().any(|r| r.name == h.name)
+            {
+                continue;
+            }
+            headers.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+        }
+    }
+    let mut out = Vec::with_capacity(512);
+    write::request_head(&mut out, &ex.ctx.method, &target.uri, version, &headers);
+    if let ReqBody::Buffered(b) = body {
+        out.extend_from_slice(b);
+    }
+    (out, reusable)
+}
+
+struct AttemptError {
+    error: ProxyError,
+    /// When the connection was established (None: it never was).
+    connected: Option<Instant>,
+}
+
+impl From<ProxyError> for AttemptError {
+    fn from(error: ProxyError) -> Self {
+        AttemptError {
+            error,
+            connected: None,
+        }
+    }
+}
+
+/// One try: connect (or reuse), send, read the response head.
+async fn attempt(
+    ex: &mut Exchange<'_>,
+    target: &Target,
+    addr: SocketAddr,
+    head: &[u8],
+    body: &ReqBody,
+) -> Result<(ResponseHead, UpstreamConn, Instant), AttemptError> {
+    let conf = ex.conf.clone();
+    let p = &conf.proxy;
+    // A cached connection may have been closed by the backend in the
+    // meantime; such a failure is retried once on a fresh connection
+    // without counting against the peer (nginx does the same).
+    let mut cached = target.pool.as_ref().and_then(|pool| pool.take(addr));
+    loop {
+        let was_cached = cached.is_some();
+        let mut conn = match cached.take() {
+            Some(c) => c,
+            None => open(ex, target, addr).await?,
+        };
+        let connected = Instant::now();
+        conn.requests += 1;
+        let fail = |error: ProxyError| AttemptError {
+            error,
+            connected: Some(connected),
+        };
+        match timeout(p.send_timeout, conn.io.write_all(head)).await {
+            Err(_) => return Err(fail(ProxyError::SendTimeout)),
+            Ok(Err(_)) if was_cached => continue,
+            Ok(Err(e)) => return Err(fail(ProxyError::Send(e))),
+            Ok(Ok(())) => {}
+        }
+        if let ReqBody::Stream(kind) = body {
+            stream_body(ex, &mut conn, *kind).await.map_err(fail)?;
+        }
+        match read_head(ex, &mut conn, p.read_timeout, p.ignore_client_abort).await {
+            Ok(resp) => return Ok((resp, conn, connected)),
+            Err(ProxyError::PrematureClose | ProxyError::Recv(_))
+                if was_cached && conn.buf.is_empty() =>
+            {
+                continue;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+}
+
+/// Opens a new connection to `addr` (TLS for `https://`).
+async fn open(
+    ex: &mut Exchange<'_>,
+    target: &Target,
+    addr: SocketAddr,
+) -> Result<UpstreamConn, ProxyError> {
+    let conf = ex.conf.clone();
+    let stream = upstream::connect(addr, conf.proxy.connect_timeout).await?;
+    let io = if target.tls {
+        let key = Arc::as_ptr(&conf) as usize;
+        let tls_conf = {
+            let mut cache = ex
+                .generation
+                .client_tls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match cache.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = crate::tls::client_config(&conf.proxy.ssl).map_err(ProxyError::Tls)?;
+                    cache.insert(key, c.clone());
+                    c
+                }
+            }
+        };
+        let name = match &conf.proxy.ssl.name {
+            Some(t) => ex.ctx.render_string(t),
+            None => target.proxy_host.clone(),
+        };
+        let host =
+            crate::config::build::split_host_port(&name, 443).map_or(name.as_str(), |(h, _)| h);
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| ProxyError::Tls(format!("invalid server name \"{host}\"")))?;
+        let connector = tokio_rustls::TlsConnector::from(tls_conf);
+        match timeout(
+            conf.proxy.connect_timeout,
+            connector.connect(server_name, stream),
+        )
+        .await
+        {
+            Err(_) => return Err(ProxyError::ConnectTimeout),
+            Ok(Err(e)) => return Err(ProxyError::Tls(e.to_string())),
+            Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
+        }
+    } else {
+        UpstreamIo::Tcp(stream)
+    };
+    Ok(UpstreamConn {
+        io,
+        buf: BytesMut::new(),
+        peer: addr,
+        requests: 0,
+        created: Instant::now(),
+        cached: false,
+    })
+}
+
+/// Copies a body that was not buffered from the client to the backend.
+async fn stream_body(
+    ex: &mut Exchange<'_>,
+    up: &mut UpstreamConn,
+    kind: BodyKind,
+) -> Result<(), ProxyError> {
+    let conf = ex.conf.clone();
+    let limit = conf.client_max_body_size;
+    let mut total: u64 = 0;
+    let chunked = !matches!(kind, BodyKind::Length(_));
+    let mut frame = Vec::new();
+    loop {
+        let conn = &mut *ex.conn;
+        let next = match timeout(
+            conf.client_body_timeout,
+            ex.body.next(&mut conn.io, &mut conn.buf),
+        )
+        .await
+        {
+            Err(_) => {
+                ex.keepalive = false;
+                return Err(ProxyError::ClientBodyTimeout);
+            }
+            Ok(Err(e)) => {
+                ex.keepalive = false;
+                return Err(ProxyError::ClientBody(e));
+            }
+            Ok(Ok(n)) => n,
+        };
+        let data: &[u8] = match &next {
+            Some(d) => d,
+            None => {
+                if chunked {
+                    timeout(conf.proxy.send_timeout, up.io.write_all(body::LAST_CHUNK))
+                        .await
+                        .map_err(|_| ProxyError::SendTimeout)?
+                        .map_err(ProxyError::Send)?;
+                }
+                ex.ctx.request_length += total;
+                return Ok(());
+            }
+        };
+        total += data.len() as u64;
+        if limit > 0 && total > limit {
+            ex.keepalive = false;
+            return Err(ProxyError::BodyTooLarge(total));
+        }
+        let out: &[u8] = if chunked {
+            frame.clear();
+            encode_chunk(&mut frame, data);
+            &frame
+        } else {
+            data
+        };
+        timeout(conf.proxy.send_timeout, up.io.write_all(out))
+            .await
+            .map_err(|_| ProxyError::SendTimeout)?
+            .map_err(ProxyError::Send)?;
+    }
+}
+
+/// Reads the response head, skipping interim `1xx` (but not `101`), and
+/// watching for the client going away meanwhile (nginx's 499).
+async fn read_head(
+    ex: &mut Exchange<'_>,
+    up: &mut UpstreamConn,
+    limit: Duration,
+    ignore_abort: bool,
+) -> Result<ResponseHead, ProxyError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match parse_response(&mut up.buf) {
+            Ok(Some(head)) if head.status >= 100 && head.status < 200 && head.status != 101 => {
+                continue;
+            }
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(e) => return Err(ProxyError::InvalidHeader(e.to_string())),
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, body::fill(&mut up.io, &mut up.buf)) => r,
+            _ = client_gone(&ex.conn.io), if !ignore_abort => return Err(ProxyError::ClientClosed),
+        };
+        match read {
+            Err(_) => return Err(ProxyError::ReadTimeout),
+            Ok(Ok(0)) => return Err(ProxyError::PrematureClose),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ProxyError::Recv(e)),
+        }
+    }
+}
+
+/// Resolves when the client has closed its connection. Pipelined data
+/// means the client is still there: then this never resolves.
+async fn client_gone(io: &ClientIo) {
+    match io {
+        ClientIo::Tcp(s) => {
+            let mut b = [0u8; 1];
+            match s.peek(&mut b).await {
+                Ok(0) | Err(_) => {}
+                Ok(_) => std::future::pending::<()>().await,
+            }
+        }
+        ClientIo::Tls(_) => std::future::pending::<()>().await,
+    }
+}
+
+/// Hop-by-hop headers never passed from a backend response (RFC 9110
+/// §7.6.1); framing is recomputed for the client.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "content-length"
+    )
+}
+
+fn finish_response(
+    ex: &mut Exchange<'_>,
+    target: &Target,
+    resp: ResponseHead,
+    conn: UpstreamConn,
+    client_asked_upgrade: bool,
+    reusable: bool,
+) -> Result<Proxied, ProxyError> {
+    let conf = ex.conf.clone();
+    let p = &conf.proxy;
+    ex.ctx.upstream.headers = Some(resp.headers.clone());
+    let mut reply = Reply::empty(resp.status);
+    if !resp.reason.is_empty() {
+        reply.reason = Some(resp.reason.clone());
+    }
+    reply.pass_server = !p.hide_headers.contains(&http::header::SERVER);
+    reply.pass_date = !p.hide_headers.contains(&http::header::DATE);
+
+    if resp.status == 101 {
+        if !client_asked_upgrade {
+            return Err(ProxyError::UnexpectedUpgrade);
+        }
+        for h in resp.headers.iter() {
+            if is_hop_by_hop(&h.name) || p.hide_headers.contains(&h.name) {
+                continue;
+            }
+            reply
+                .headers
+                .append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+        }
+        return Ok(Proxied::Upgrade(reply, conn));
+    }
+
+    let upgrade = HeaderName::from_static("upgrade");
+    for h in resp.headers.iter() {
+        if is_hop_by_hop(&h.name) || h.name == upgrade || p.hide_headers.contains(&h.name) {
+            continue;
+        }
+        let mut value = h.value.clone();
+        if h.name == http::header::LOCATION || h.name == http::header::REFRESH {
+            if let (true, Some((from, to))) = (p.redirect, &target.redirect) {
+                if let Some(rest) = value.as_bytes().strip_prefix(from.as_bytes()) {
+                    let mut v = to.as_bytes().to_vec();
+                    v.extend_from_slice(rest);
+                    if let Ok(nv) = HeaderValue::from_bytes(&v) {
+                        value = nv;
+                    }
+                }
+            }
+        }
+        reply
+            .headers
+            .append_raw(h.raw.clone(), h.name.clone(), value);
+    }
+    let kind = response_body_kind(&resp, &ex.ctx.method)
+        .map_err(|e| ProxyError::InvalidHeader(e.into()))?;
+    let keep = reusable
+        && resp.version == Version::HTTP_11
+        && !resp.headers.has_token(&http::header::CONNECTION, "close")
+        && kind != BodyKind::Close;
+    let pool = if keep { target.pool.clone() } else { None };
+    reply.body = match kind {
+        BodyKind::None => {
+            if let (Some(pool), true) = (&pool, conn.buf.is_empty()) {
+                pool.put(conn);
+            }
+            // HEAD and 304 keep the backend's Content-Length.
+            if let Some(cl) = resp.headers.get(&http::header::CONTENT_LENGTH) {
+                if ex.ctx.method == Method::HEAD {
+                    reply.headers.append_str("Content-Length", cl.clone());
+                }
+            }
+            Body::Empty
+        }
+        kind => Body::Upstream(Box::new(UpstreamBody::new(
+            conn,
+            kind,
+            p.read_timeout,
+            pool,
+        ))),
+    };
+    Ok(Proxied::Reply(reply))
+}
+
+/// Reads and discards a body (used for the client body of requests whose
+/// handler did not need it).
+pub async fn drain(
+    reader: &mut BodyReader,
+    io: &mut ClientIo,
+    buf: &mut BytesMut,
+) -> std::io::Result<()> {
+    while reader.next(io, buf).await?.is_some() {}
+    Ok(())
+}

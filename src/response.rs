@@ -1,0 +1,264 @@
+//! Responses: what handlers produce, nginx's error pages, and the header
+//! filters applied on the way out (`Server`, `Date`, `add_header`,
+//! `expires`).
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+use crate::config::{Expires, LocConf};
+use crate::http1::Headers;
+use crate::proxy::UpstreamBody;
+use crate::request::RequestCtx;
+
+/// A response to send.
+pub struct Reply {
+    /// Status code (444 means: close without a response).
+    pub status: u16,
+    /// A reason phrase to use instead of the standard one.
+    pub reason: Option<Bytes>,
+    /// Headers, in order (framing and `Connection` are added on write).
+    pub headers: Headers,
+    /// The body.
+    pub body: Body,
+    /// Whether the connection must close after this response.
+    pub close: bool,
+    /// `Server` and `Date` were passed through from a backend (or must be
+    /// omitted): do not add our own.
+    pub pass_server: bool,
+    /// As `pass_server`, for `Date`.
+    pub pass_date: bool,
+}
+
+/// A response body.
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A body in memory.
+    Full(Bytes),
+    /// Streamed from a backend.
+    Upstream(Box<UpstreamBody>),
+    /// A file of known length.
+    File(tokio::fs::File, u64),
+}
+
+impl Body {
+    /// The length when known in advance.
+    pub fn known_len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => Some(0),
+            Body::Full(b) => Some(b.len() as u64),
+            Body::Upstream(u) => u.content_length(),
+            Body::File(_, n) => Some(*n),
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The title nginx shows on its error page for `status`.
+fn page_title(status: u16) -> Option<&'static str> {
+    Some(match status {
+        301 => "301 Moved Permanently",
+        302 => "302 Found",
+        303 => "303 See Other",
+        307 => "307 Temporary Redirect",
+        308 => "308 Permanent Redirect",
+        400 => "400 Bad Request",
+        401 => "401 Authorization Required",
+        402 => "402 Payment Required",
+        403 => "403 Forbidden",
+        404 => "404 Not Found",
+        405 => "405 Not Allowed",
+        406 => "406 Not Acceptable",
+        408 => "408 Request Time-out",
+        409 => "409 Conflict",
+        410 => "410 Gone",
+        411 => "411 Length Required",
+        412 => "412 Precondition Failed",
+        413 => "413 Request Entity Too Large",
+        414 => "414 Request-URI Too Large",
+        415 => "415 Unsupported Media Type",
+        416 => "416 Requested Range Not Satisfiable",
+        421 => "421 Misdirected Request",
+        429 => "429 Too Many Requests",
+        494 => "400 Request Header Or Cookie Too Large",
+        495 => "400 The SSL certificate error",
+        496 => "400 No required SSL certificate was sent",
+        497 => "400 The plain HTTP request was sent to HTTPS port",
+        500 => "500 Internal Server Error",
+        501 => "501 Not Implemented",
+        502 => "502 Bad Gateway",
+        503 => "503 Service Temporarily Unavailable",
+        504 => "504 Gateway Time-out",
+        505 => "505 HTTP Version Not Supported",
+        507 => "507 Insufficient Storage",
+        _ => return None,
+    })
+}
+
+/// The product name shown in `Server` and on error pages.
+pub fn server_token(full: bool) -> String {
+    if full {
+        format!("switchyard/{}", crate::VERSION)
+    } else {
+        "switchyard".to_string()
+    }
+}
+
+impl Reply {
+    /// A response with no body.
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            reason: None,
+            headers: Headers::new(),
+            body: Body::Empty,
+            close: false,
+            pass_server: false,
+            pass_date: false,
+        }
+    }
+
+    /// nginx's built-in page for `status` (statuses 494-497 are shown as
+    /// 400, as nginx does).
+    pub fn error(status: u16, server_tokens: bool) -> Reply {
+        let wire_status = match status {
+            494..=497 => 400,
+            s => s,
+        };
+        let mut reply = Reply::empty(wire_status);
+        if let Some(title) = page_title(status) {
+            let mut page = String::with_capacity(200);
+            let _ = write!(
+                page,
+                "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{}</center>\r\n</body>\r\n</html>\r\n",
+                server_token(server_tokens)
+            );
+            reply
+                .headers
+                .append_str("Content-Type", HeaderValue::from_static("text/html"));
+            reply.body = Body::Full(Bytes::from(page));
+        }
+        if matches!(status, 400 | 408 | 413 | 414 | 494..=497 | 500 | 501) {
+            reply.close = true;
+        }
+        reply
+    }
+
+    /// A redirect to `location` with nginx's page.
+    pub fn redirect(status: u16, location: &[u8], server_tokens: bool) -> Reply {
+        let mut reply = Reply::error(status, server_tokens);
+        if let Ok(v) = HeaderValue::from_bytes(location) {
+            reply.headers.append_str("Location", v);
+        }
+        reply
+    }
+
+    /// A text response (`return 200 "text"`), typed by `default_type`.
+    pub fn text(status: u16, body: Bytes, content_type: &str) -> Reply {
+        let mut reply = Reply::empty(status);
+        if let Ok(v) = HeaderValue::from_str(content_type) {
+            reply.headers.append_str("Content-Type", v);
+        }
+        reply.body = Body::Full(body);
+        reply
+    }
+}
+
+/// Statuses `add_header` (without `always`) and `expires` apply to.
+pub fn is_success_like(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
+}
+
+/// Applies `add_header` and `expires` of `conf` to `reply`.
+pub fn apply_header_filters(reply: &mut Reply, conf: &LocConf, ctx: &mut RequestCtx) {
+    let ok = is_success_like(reply.status);
+    if ok {
+        if let Some(e) = conf.expires {
+            apply_expires(reply, e);
+        }
+    }
+    for h in conf.add_headers.iter() {
+        if !(ok || h.always) {
+            continue;
+        }
+        let value = ctx.render(&h.value);
+        if value.is_empty() {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
+            let raw = Bytes::copy_from_slice(h.display.as_bytes());
+            reply.headers.append_raw(raw, h.name.clone(), v);
+        }
+    }
+}
+
+fn apply_expires(reply: &mut Reply, e: Expires) {
+    let cache_control = HeaderName::from_static("cache-control");
+    let (expires, cc): (String, Option<String>) = match e {
+        Expires::Off => return,
+        Expires::Epoch => (
+            "Thu, 01 Jan 1970 00:00:01 GMT".into(),
+            Some("no-cache".into()),
+        ),
+        Expires::Max => (
+            "Thu, 31 Dec 2037 23:55:55 GMT".into(),
+            Some("max-age=315360000".into()),
+        ),
+        Expires::After { secs, .. } => {
+            let now = std::time::SystemTime::now();
+            let when = if secs >= 0 {
+                now + std::time::Duration::from_secs(secs as u64)
+            } else {
+                now - std::time::Duration::from_secs(secs.unsigned_abs())
+            };
+            let cc = if secs < 0 {
+                "no-cache".to_string()
+            } else {
+                format!("max-age={secs}")
+            };
+            (httpdate::fmt_http_date(when), Some(cc))
+        }
+    };
+    reply.headers.set(
+        http::header::EXPIRES,
+        HeaderValue::from_str(&expires).expect("date is ASCII"),
+    );
+    if let Some(cc) = cc {
+        reply.headers.remove(&cache_control);
+        reply
+            .headers
+            .append_str("Cache-Control", HeaderValue::from_str(&cc).expect("ASCII"));
+    }
+}
+
+/// The `Date` value for now, cached per second per thread.
+pub fn http_date() -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs || c.1.is_none() {
+            let v = HeaderValue::from_str(&httpdate::fmt_http_date(now)).expect("date is ASCII");
+            *c = (secs, Some(v));
+        }
+        c.1.clone().expect("set above")
+    })
+}

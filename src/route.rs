@@ -1,0 +1,332 @@
+//! Routing a request: which server (by `Host`), which location (by URI),
+//! in nginx's order, and the URI normalisation that precedes it.
+
+use std::sync::Arc;
+
+use crate::config::{ListenGroup, Location, LocationMatch, Locations, ProxyPass, Server};
+use crate::request::RequestCtx;
+
+/// The host a request is for: `Host` (or the absolute URI's authority),
+/// lowercased, without port or trailing dot. `Err` for an invalid host
+/// (nginx answers 400 "client sent invalid host header").
+pub fn request_host(host_header: Option<&[u8]>, target: &str) -> Result<Option<String>, ()> {
+    let from_target = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+        .map(|rest| rest.split(['/', '?']).next().unwrap_or(""));
+    let raw: &[u8] = match (from_target, host_header) {
+        (Some(h), _) => h.as_bytes(),
+        (None, Some(h)) => h,
+        (None, None) => return Ok(None),
+    };
+    validate_host(raw).map(Some)
+}
+
+/// nginx's `ngx_http_validate_host`: strips the port and a trailing dot,
+/// lowercases, and rejects `..`, `/`, `\0` and malformed IPv6 literals.
+pub fn validate_host(raw: &[u8]) -> Result<String, ()> {
+    let mut out = String::with_capacity(raw.len());
+    let mut dot_pos: Option<usize> = None;
+    let mut in_brackets = false;
+    let mut host_len = raw.len();
+    for (i, &c) in raw.iter().enumerate() {
+        match c {
+            b'.' => {
+                if dot_pos == Some(i.wrapping_sub(1)) {
+                    return Err(());
+                }
+                dot_pos = Some(i);
+            }
+            b':' if !in_brackets => {
+                host_len = i;
+                break;
+            }
+            b'[' if i == 0 => in_brackets = true,
+            b']' => in_brackets = false,
+            b'\0' | b'/' | b'\\' => return Err(()),
+            _ => {}
+        }
+    }
+    if in_brackets {
+        return Err(());
+    }
+    let mut host = &raw[..host_len];
+    if host.last() == Some(&b'.') {
+        host = &host[..host.len() - 1];
+    }
+    if host.is_empty() {
+        return Err(());
+    }
+    for &c in host {
+        out.push(c.to_ascii_lowercase() as char);
+    }
+    Ok(out)
+}
+
+/// Picks the server of `group` for `host`, setting regex captures from a
+/// regex `server_name`.
+pub fn select_server(
+    group: &ListenGroup,
+    host: Option<&str>,
+    ctx_caps: &mut Option<RegexHit>,
+) -> Arc<Server> {
+    if let Some(host) = host {
+        if let Some((i, re)) = group.names.find(host) {
+            if let Some(re) = re {
+                *ctx_caps = Some(RegexHit {
+                    regex: re.clone(),
+                    subject: host.to_string(),
+                });
+            }
+            return group.servers[i].clone();
+        }
+    }
+    group.servers[group.default_server].clone()
+}
+
+/// A regex that matched during routing, applied to the request context
+/// once it exists.
+pub struct RegexHit {
+    /// The regex.
+    pub regex: Arc<crate::config::CompiledRegex>,
+    /// What it matched.
+    pub subject: String,
+}
+
+/// Why a target could not become a URI.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadUri;
+
+/// Splits a request target into its normalised path (`$uri`) and query
+/// (`$args`), nginx's `ngx_http_parse_complex_uri`: `%XX` decoded, `//`
+/// merged, `.` and `..` segments resolved (a `..` above the root is an
+/// error), and an absolute-form target reduced to its path.
+pub fn normalize_target(target: &str) -> Result<(String, Option<String>), BadUri> {
+    let mut t = target;
+    if let Some(rest) = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+    {
+        t = rest.find('/').map_or("/", |i| &rest[i..]);
+    }
+    let (path, args) = match t.find('?') {
+        Some(i) => (&t[..i], Some(t[i + 1..].to_string())),
+        None => (t, None),
+    };
+    if !path.starts_with('/') {
+        return Err(BadUri);
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            match (
+                bytes.get(i + 1).and_then(|c| hex(*c)),
+                bytes.get(i + 2).and_then(|c| hex(*c)),
+            ) {
+                (Some(h), Some(l)) => {
+                    let b = (h * 16 + l) as u8;
+                    if b == 0 {
+                        return Err(BadUri);
+                    }
+                    decoded.push(b);
+                    i += 3;
+                    continue;
+                }
+                _ => return Err(BadUri),
+            }
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
+    for seg in decoded.split(|b| *b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                if segments.pop().is_none() {
+                    return Err(BadUri);
+                }
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len());
+    for s in &segments {
+        out.push(b'/');
+        out.extend_from_slice(s);
+    }
+    if out.is_empty() || trailing {
+        out.push(b'/');
+    }
+    let uri = String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Ok((uri, args))
+}
+
+/// Escapes a decoded URI for sending upstream (nginx's `NGX_ESCAPE_URI`
+/// rules, used when a location prefix is replaced).
+pub fn escape_uri(uri: &str) -> String {
+    let mut out = String::with_capacity(uri.len());
+    for &b in uri.as_bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The outcome of a location search.
+pub enum Found {
+    /// A location matched.
+    Location(Arc<Location>),
+    /// `location /dir/` with `proxy_pass` was asked for as `/dir`:
+    /// redirect to the slash form (nginx's auto redirect).
+    Redirect(Arc<Location>),
+    /// Nothing matched; the server level handles it.
+    None,
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Rc {
+    /// Final (exact or regex match).
+    Ok,
+    /// A prefix matched (regexes may still win).
+    Again,
+    /// Nothing matched here.
+    Declined,
+}
+
+/// nginx's `ngx_http_core_find_location`: exact match first; else the
+/// longest prefix, then its nested locations; then regexes in order unless
+/// the prefix was `^~`.
+pub fn find_location(locs: &Locations, uri: &str, ctx: &mut RequestCtx) -> Found {
+    if let Some(redirect) = auto_redirect(locs, uri) {
+        return Found::Redirect(redirect);
+    }
+    match search(locs, uri, ctx) {
+        (Some(l), _) => Found::Location(l),
+        (None, _) => Found::None,
+    }
+}
+
+fn search(locs: &Locations, uri: &str, ctx: &mut RequestCtx) -> (Option<Arc<Location>>, Rc) {
+    // Exact locations win outright.
+    for l in &locs.prefix {
+        if let LocationMatch::Exact(p) = &l.matcher {
+            if p == uri {
+                return (Some(l.clone()), Rc::Ok);
+            }
+        }
+    }
+    let mut found: Option<Arc<Location>> = None;
+    let mut rc = Rc::Declined;
+    let mut noregex = false;
+    // `prefix` is sorted longest first.
+    let best = locs.prefix.iter().find(|l| match &l.matcher {
+        LocationMatch::Prefix(p) | LocationMatch::PrefixNoRegex(p) => uri.starts_with(p.as_str()),
+        _ => false,
+    });
+    if let Some(best) = best {
+        found = Some(best.clone());
+        rc = Rc::Again;
+        noregex = matches!(best.matcher, LocationMatch::PrefixNoRegex(_));
+        let (nested, nested_rc) = search(&best.children, uri, ctx);
+        if nested_rc == Rc::Ok {
+            return (nested, Rc::Ok);
+        }
+        if nested.is_some() {
+            found = nested;
+        }
+    }
+    if !noregex {
+        for l in &locs.regex {
+            if let LocationMatch::Regex(re) = &l.matcher {
+                if ctx.regex_match(re, uri.as_bytes()) {
+                    let (nested, _) = search(&l.children, uri, ctx);
+                    return (Some(nested.unwrap_or_else(|| l.clone())), Rc::Ok);
+                }
+            }
+        }
+    }
+    (found, rc)
+}
+
+/// `uri + "/"` names a prefix location that proxies, and nothing matches
+/// `uri` itself as well: nginx redirects (301) to the slash form.
+fn auto_redirect(locs: &Locations, uri: &str) -> Option<Arc<Location>> {
+    let mut candidate = None;
+    for l in &locs.prefix {
+        let Some(p) = l.path() else { continue };
+        if p == uri {
+            return None;
+        }
+        if p.len() == uri.len() + 1
+            && p.ends_with('/')
+            && p.starts_with(uri)
+            && l.conf.proxy_pass.is_some()
+        {
+            candidate = Some(l.clone());
+        }
+    }
+    let c = candidate?;
+    // A longer or equal prefix match elsewhere would win; a shorter prefix
+    // does not prevent the redirect (nginx's tree walk keeps DONE).
+    Some(c)
+}
+
+/// Whether a location's `proxy_pass` has a URI part that replaces the
+/// matched prefix.
+pub fn replaces_prefix(target: &ProxyPass) -> bool {
+    matches!(target, ProxyPass::Static(t) if t.uri.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_normalizes_uris_like_nginx() {
+        let n = |t: &str| normalize_target(t);
+        assert_eq!(n("/a/b?x=1"), Ok(("/a/b".into(), Some("x=1".into()))));
+        assert_eq!(n("/a//b/./c/../d"), Ok(("/a/b/d".into(), None)));
+        assert_eq!(n("/a%20b/"), Ok(("/a b/".into(), None)));
+        assert_eq!(n("/a/.."), Ok(("/".into(), None)));
+        assert_eq!(
+            n("http://example.com/x?y"),
+            Ok(("/x".into(), Some("y".into())))
+        );
+        assert_eq!(n("/../etc/passwd"), Err(BadUri));
+        assert_eq!(n("/%zz"), Err(BadUri));
+        assert_eq!(n("/%00"), Err(BadUri));
+        assert_eq!(n("*"), Err(BadUri));
+        assert_eq!(n("/"), Ok(("/".into(), None)));
+    }
+
+    #[test]
+    fn route_validates_hosts() {
+        assert_eq!(validate_host(b"Example.COM:8080"), Ok("example.com".into()));
+        assert_eq!(validate_host(b"example.com."), Ok("example.com".into()));
+        assert_eq!(validate_host(b"[::1]:80"), Ok("[::1]".into()));
+        assert!(validate_host(b"a..b").is_err());
+        assert!(validate_host(b"a/b").is_err());
+        assert!(validate_host(b"").is_err());
+        assert_eq!(
+            request_host(None, "http://h.example/x"),
+            Ok(Some("h.example".into()))
+        );
+        assert_eq!(request_host(None, "/x"), Ok(None));
+    }
+
+    #[test]
+    fn route_escapes_uris() {
+        assert_eq!(escape_uri("/a b/ü"), "/a%20b/%C3%BC");
+        assert_eq!(escape_uri("/ok-._~"), "/ok-._~");
+    }
+}

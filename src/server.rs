@@ -1,0 +1,524 @@
+//! The running server: listening sockets, accept loops, configuration
+//! generations, reload and shutdown.
+//!
+//! A *generation* is one loaded configuration with everything built from
+//! it (balancer state, keepalive caches, TLS acceptors, open log files). It
+//! is swapped atomically on reload; every request takes the current one,
+//! so a reload never drops a connection: requests in flight and upgraded
+//! tunnels finish on the generation they started with.
+//!
+//! Shutdown follows nginx's signals: `QUIT` stops accepting, closes idle
+//! keep-alive connections and waits for the rest (tunnels included) up to
+//! `worker_shutdown_timeout`; `TERM`/`INT` exit at once; `HUP` reloads
+//! (a configuration that fails to load is logged and the old one keeps
+//! serving); `USR1` reopens log files.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::balance::Balancer;
+use crate::config::error::os_error;
+use crate::config::{Config, ListenGroup, LoadOptions};
+use crate::log::{self, ErrorLog, Level, LogFile, Registry};
+use crate::net::{self, ClientIo};
+use crate::proxy::upstream::Pool;
+use crate::request::ConnInfo;
+
+/// Per-upstream runtime state.
+#[derive(Debug)]
+pub struct UpstreamRuntime {
+    /// Peer choice and failure accounting.
+    pub balancer: Arc<Balancer>,
+    /// The `keepalive` cache.
+    pub pool: Option<Arc<Pool>>,
+}
+
+/// One configuration and what was built from it.
+pub struct Generation {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Upstream state by `Upstream::index`.
+    pub upstreams: Vec<UpstreamRuntime>,
+    /// TLS acceptors by listen address.
+    pub tls: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
+    /// Open access log files by path.
+    pub access_logs: HashMap<PathBuf, Arc<LogFile>>,
+    /// Backend TLS configurations, built on first use per location.
+    pub client_tls: std::sync::Mutex<HashMap<usize, Arc<rustls::ClientConfig>>>,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation").finish_non_exhaustive()
+    }
+}
+
+impl Generation {
+    /// Builds a generation; fails like nginx's `-t` would (unreadable
+    /// certificates, log files that cannot be opened).
+    pub fn build(config: Arc<Config>) -> Result<Generation, String> {
+        let mut upstreams = Vec::new();
+        let mut tls = HashMap::new();
+        let mut access_logs = HashMap::new();
+        if let Some(http) = &config.http {
+            for u in &http.upstreams {
+                upstreams.push(UpstreamRuntime {
+                    balancer: Arc::new(Balancer::new(u.clone())),
+                    pool: u.keepalive.map(|k| Arc::new(Pool::new(k))),
+                });
+            }
+            for group in &http.listens {
+                if group.opts.ssl {
+                    tls.insert(group.addr, crate::tls::acceptor(group)?);
+                }
+            }
+            let mut open = |path: &PathBuf| -> Result<(), String> {
+                if !access_logs.contains_key(path) {
+                    let f = Registry::global().get(path).map_err(|e| {
+                        format!("open() \"{}\" failed {}", path.display(), os_error(&e))
+                    })?;
+                    access_logs.insert(path.clone(), f);
+                }
+                Ok(())
+            };
+            for server in &http.servers {
+                for t in server.conf.access_log.iter() {
+                    open(&t.path)?;
+                }
+                for t in server.conf.error_log.iter() {
+                    Registry::global().get(&t.path).map_err(|e| {
+                        format!("open() \"{}\" failed {}", t.path.display(), os_error(&e))
+                    })?;
+                }
+                let mut stack: Vec<&crate::config::Locations> = vec![&server.locations];
+                while let Some(locs) = stack.pop() {
+                    for l in locs
+                        .prefix
+                        .iter()
+                        .chain(locs.regex.iter())
+                        .chain(locs.named.values())
+                    {
+                        for t in l.conf.access_log.iter() {
+                            open(&t.path)?;
+                        }
+                        for t in l.conf.error_log.iter() {
+                            Registry::global().get(&t.path).map_err(|e| {
+                                format!("open() \"{}\" failed {}", t.path.display(), os_error(&e))
+                            })?;
+                        }
+                        stack.push(&l.children);
+                    }
+                }
+            }
+        }
+        Ok(Generation {
+            config,
+            upstreams,
+            tls,
+            access_logs,
+            client_tls: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The listen group a connection accepted on `key` with local address
+    /// `local` belongs to: the specific address if configured, else the
+    /// wildcard it arrived on.
+    pub fn group(&self, key: SocketAddr, local: SocketAddr) -> Option<Arc<ListenGroup>> {
+        let http = self.config.http.as_ref()?;
+        if key.ip().is_unspecified() {
+            let specific = SocketAddr::new(local.ip(), key.port());
+            if let Some(g) = http.listens.iter().find(|g| g.addr == specific) {
+                return Some(g.clone());
+            }
+        }
+        http.listens.iter().find(|g| g.addr == key).cloned()
+    }
+}
+
+/// Lifecycle of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Serving.
+    Running,
+    /// Graceful stop: no new connections; idle ones close; the rest finish.
+    Draining,
+    /// Everything closes now.
+    Stopping,
+}
+
+/// State shared by every task of the server.
+pub struct Shared {
+    /// The current generation.
+    pub generation: ArcSwap<Generation>,
+    /// Where the configuration was read from (for reload); `None` for
+    /// in-process servers given a configuration directly.
+    load: std::sync::Mutex<Option<LoadOptions>>,
+    next_conn: AtomicU64,
+    /// Lifecycle, observed by every connection.
+    pub state: watch::Sender<RunState>,
+    slots: Arc<Semaphore>,
+    active: AtomicUsize,
+    idle: Notify,
+    listeners: std::sync::Mutex<Vec<Listening>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+struct Listening {
+    key: SocketAddr,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+/// Keeps the active-connection count while a connection (or tunnel) lives.
+pub struct Active {
+    shared: Arc<Shared>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Active {
+    /// The server this connection belongs to.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if self.shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.idle.notify_waiters();
+        }
+    }
+}
+
+/// A listening socket bound before the runtime starts.
+pub struct Bound {
+    /// The configured address (`127.0.0.1:0`, `0.0.0.0:80`...).
+    pub key: SocketAddr,
+    /// The socket.
+    pub listener: std::net::TcpListener,
+}
+
+/// Binds every address of `config` that needs its own socket.
+pub fn bind_all(config: &Config) -> Result<Vec<Bound>, String> {
+    let mut out = Vec::new();
+    if let Some(http) = &config.http {
+        for group in &http.listens {
+            if !crate::config::listen::binds_own_socket(group, &http.listens) {
+                continue;
+            }
+            let listener = net::bind_listener(group.addr, &group.opts)
+                .map_err(|e| format!("bind() to {} failed {}", group.addr, os_error(&e)))?;
+            out.push(Bound {
+                key: group.addr,
+                listener,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A started server.
+#[derive(Clone)]
+pub struct Handle {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Starts serving `config` on sockets bound by [`bind_all`]. Must run
+    /// inside a tokio runtime. `load` enables reloading from disk.
+    pub fn start(
+        config: Config,
+        bound: Vec<Bound>,
+        load: Option<LoadOptions>,
+    ) -> Result<Handle, String> {
+        let max = config
+            .main
+            .worker_connections
+            .saturating_mul(config.main.worker_processes)
+            .max(1);
+        let generation = Generation::build(Arc::new(config))?;
+        let (state, _) = watch::channel(RunState::Running);
+        let shared = Arc::new(Shared {
+            generation: ArcSwap::from_pointee(generation),
+            load: std::sync::Mutex::new(load),
+            next_conn: AtomicU64::new(1),
+            state,
+            slots: Arc::new(Semaphore::new(max)),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            listeners: std::sync::Mutex::new(Vec::new()),
+        });
+        for b in bound {
+            shared
+                .listen(b)
+                .map_err(|e| format!("listen() failed {}", os_error(&e)))?;
+        }
+        Ok(Handle { shared })
+    }
+
+    /// Actual bound addresses by configured address.
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.shared
+            .listeners
+            .lock()
+            .expect("listeners")
+            .iter()
+            .map(|l| (l.key, l.local))
+            .collect()
+    }
+
+    /// Reloads from the files the configuration came from.
+    pub fn reload(&self) -> Result<(), String> {
+        self.shared.reload()
+    }
+
+    /// Applies a new configuration (tests, embedded use).
+    pub fn apply(&self, config: Config) -> Result<(), String> {
+        self.shared.apply(config)
+    }
+
+    /// Graceful stop; resolves when every connection has finished.
+    pub async fn graceful_stop(&self) {
+        self.shared.graceful_stop().await
+    }
+
+    /// Fast stop: everything closes now.
+    pub fn stop_now(&self) {
+        self.shared.stop_listeners();
+        let _ = self.shared.state.send(RunState::Stopping);
+    }
+
+    /// Connections (client and tunnels) currently open.
+    pub fn active(&self) -> usize {
+        self.shared.active.load(Ordering::Acquire)
+    }
+}
+
+impl Shared {
+    fn listen(self: &Arc<Self>, b: Bound) -> io::Result<()> {
+        let listener = TcpListener::from_std(b.listener)?;
+        let local = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        self.listeners.lock().expect("listeners").push(Listening {
+            key: b.key,
+            local,
+            stop,
+        });
+        tokio::spawn(accept_loop(self.clone(), listener, b.key, stop_rx));
+        Ok(())
+    }
+
+    /// Counts a connection; `None` when `worker_connections` are exhausted.
+    pub fn enter(self: &Arc<Self>, with_permit: bool) -> Option<Active> {
+        let permit = if with_permit {
+            Some(self.slots.clone().try_acquire_owned().ok()?)
+        } else {
+            None
+        };
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Some(Active {
+            shared: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// The next connection number.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn reload(self: &Arc<Self>) -> Result<(), String> {
+        let opts = self.load.lock().expect("load options").clone();
+        let Some(opts) = opts else {
+            return Err("nothing to reload from".into());
+        };
+        let config = crate::config::load(&opts).map_err(|e| e.to_string())?;
+        self.apply(config)
+    }
+
+    /// Validates and switches to `config`: new addresses are bound first;
+    /// if anything fails the old generation keeps serving.
+    pub fn apply(self: &Arc<Self>, config: Config) -> Result<(), String> {
+        let generation = Generation::build(Arc::new(config))?;
+        let error_log =
+            ErrorLog::open(&generation.config.main.error_log).map_err(|e| e.to_string())?;
+        let wanted: Vec<Arc<ListenGroup>> = generation
+            .config
+            .http
+            .as_ref()
+            .map(|h| {
+                h.listens
+                    .iter()
+                    .filter(|g| crate::config::listen::binds_own_socket(g, &h.listens))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let current: Vec<SocketAddr> = self
+            .listeners
+            .lock()
+            .expect("listeners")
+            .iter()
+            .map(|l| l.key)
+            .collect();
+        let mut fresh = Vec::new();
+        for g in &wanted {
+            if !current.contains(&g.addr) {
+                let listener = net::bind_listener(g.addr, &g.opts)
+                    .map_err(|e| format!("bind() to {} failed {}", g.addr, os_error(&e)))?;
+                fresh.push(Bound {
+                    key: g.addr,
+                    listener,
+                });
+            }
+        }
+        error_log.install();
+        self.generation.store(Arc::new(generation));
+        for b in fresh {
+            self.listen(b).map_err(|e| e.to_string())?;
+        }
+        let mut listeners = self.listeners.lock().expect("listeners");
+        listeners.retain(|l| {
+            let keep = wanted.iter().any(|g| g.addr == l.key);
+            if !keep {
+                let _ = l.stop.send(true);
+            }
+            keep
+        });
+        Ok(())
+    }
+
+    fn stop_listeners(&self) {
+        for l in self.listeners.lock().expect("listeners").drain(..) {
+            let _ = l.stop.send(true);
+        }
+    }
+
+    async fn graceful_stop(self: &Arc<Self>) {
+        self.stop_listeners();
+        let _ = self.state.send(RunState::Draining);
+        let timeout = self.generation.load().config.main.worker_shutdown_timeout;
+        let drained = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.active.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        match timeout {
+            Some(t) => {
+                if tokio::time::timeout(t, drained).await.is_err() {
+                    let _ = self.state.send(RunState::Stopping);
+                    // Give closing tasks a moment to log and exit.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                        loop {
+                            let notified = self.idle.notified();
+                            if self.active.load(Ordering::Acquire) == 0 {
+                                return;
+                            }
+                            notified.await;
+                        }
+                    })
+                    .await;
+                }
+            }
+            None => drained.await,
+        }
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    key: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection(shared.clone(), stream, peer, key));
+                }
+                Err(e) => {
+                    log::error(Level::Alert, &format!("accept() failed {}", os_error(&e)));
+                    // Out of descriptors: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    key: SocketAddr,
+) {
+    let Some(active) = shared.enter(true) else {
+        let max = shared.generation.load().config.main.worker_connections;
+        log::error(
+            Level::Alert,
+            &format!("{max} worker_connections are not enough"),
+        );
+        return;
+    };
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let generation = shared.generation.load_full();
+    let Some(group) = generation.group(key, net::canonical(local)) else {
+        return;
+    };
+    let info = Arc::new(ConnInfo {
+        id: shared.next_conn_id(),
+        remote: net::canonical(peer),
+        local: net::canonical(local),
+        tls: group.opts.ssl,
+    });
+    let io = if group.opts.ssl {
+        let Some(acceptor) = generation.tls.get(&group.addr).cloned() else {
+            return;
+        };
+        drop(generation);
+        match tokio::time::timeout(Duration::from_secs(60), acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => ClientIo::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                log::error_conn(
+                    Level::Info,
+                    info.id,
+                    &format!(
+                        "SSL_do_handshake() failed ({e}) while SSL handshaking, client: {}, server: {}",
+                        info.remote.ip(),
+                        group.addr
+                    ),
+                );
+                return;
+            }
+            Err(_) => return,
+        }
+    } else {
+        drop(generation);
+        ClientIo::Tcp(stream)
+    };
+    crate::conn::serve(shared, crate::conn::ClientConn::new(io, info, key, active)).await;
+}

@@ -1,0 +1,270 @@
+//! Static files beside the proxied locations: `root`, `alias`, `index`,
+//! `try_files`, with nginx's statuses (301 for directories without a
+//! slash, 403 for directories without an index, 404, 405 for methods other
+//! than GET and HEAD) and conditional `If-Modified-Since`.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method};
+
+use crate::config::{LocationMatch, TryFallback};
+use crate::handler::Exchange;
+use crate::log::Level;
+use crate::response::{Body, Reply};
+
+/// What the content phase decided.
+pub enum Content {
+    /// Send this.
+    Reply(Reply),
+    /// Internal redirect to this URI (locations are searched again).
+    Redirect(String),
+    /// Continue in the named location.
+    Named(String),
+}
+
+/// Maps the request URI to a file path with `root` or `alias`.
+fn map_uri(ex: &mut Exchange<'_>, uri: &str) -> PathBuf {
+    let conf = ex.conf.clone();
+    let base = String::from_utf8_lossy(&ex.ctx.render(&conf.root.path)).into_owned();
+    if conf.root.alias {
+        if let Some(l) = &ex.ctx.location {
+            match &l.matcher {
+                LocationMatch::Prefix(p)
+                | LocationMatch::PrefixNoRegex(p)
+                | LocationMatch::Exact(p) => {
+                    let rest = uri.strip_prefix(p.as_str()).unwrap_or(uri);
+                    return PathBuf::from(format!("{base}{rest}"));
+                }
+                // A regex location's alias is the whole path (with captures).
+                _ => return PathBuf::from(base),
+            }
+        }
+    }
+    PathBuf::from(format!("{base}{uri}"))
+}
+
+/// The content phase for locations that do not proxy.
+pub async fn content(ex: &mut Exchange<'_>) -> Content {
+    let conf = ex.conf.clone();
+    if let Some(tf) = &conf.try_files {
+        let mut hit = None;
+        for file in &tf.files {
+            let value = String::from_utf8_lossy(&ex.ctx.render(file)).into_owned();
+            let dir = value.ends_with('/');
+            let path = map_uri(ex, &value);
+            let found = match tokio::fs::metadata(&path).await {
+                Ok(m) if dir => m.is_dir(),
+                Ok(m) => m.is_file(),
+                Err(_) => false,
+            };
+            if found {
+                hit = Some(value);
+                break;
+            }
+        }
+        match hit {
+            Some(uri) => ex.ctx.uri = uri,
+            None => {
+                return match &tf.fallback {
+                    TryFallback::Status(code) => {
+                        Content::Reply(Reply::error(*code, conf.server_tokens))
+                    }
+                    TryFallback::Named(name) => Content::Named(name.clone()),
+                    TryFallback::Uri(t) => {
+                        let value = String::from_utf8_lossy(&ex.ctx.render(t)).into_owned();
+                        match value.split_once('?') {
+                            Some((u, a)) => {
+                                ex.ctx.args = Some(a.to_string());
+                                Content::Redirect(u.to_string())
+                            }
+                            None => Content::Redirect(value),
+                        }
+                    }
+                };
+            }
+        }
+    }
+    if ex.ctx.method != Method::GET && ex.ctx.method != Method::HEAD {
+        return Content::Reply(Reply::error(405, conf.server_tokens));
+    }
+    let uri = ex.ctx.uri.clone();
+    if uri.ends_with('/') {
+        return index(ex, &uri).await;
+    }
+    let path = map_uri(ex, &uri);
+    match tokio::fs::metadata(&path).await {
+        Ok(m) if m.is_dir() => {
+            let mut to = format!("{uri}/");
+            if let Some(a) = &ex.ctx.args {
+                to.push('?');
+                to.push_str(a);
+            }
+            let to = ex.absolute_url(&to);
+            Content::Reply(Reply::redirect(301, to.as_bytes(), conf.server_tokens))
+        }
+        Ok(m) => serve_file(ex, path, m).await,
+        Err(e) => not_found(ex, &path, e),
+    }
+}
+
+fn not_found(ex: &mut Exchange<'_>, path: &std::path::Path, e: std::io::Error) -> Content {
+    let tokens = ex.conf.server_tokens;
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            ex.log(
+                Level::Crit,
+                &format!(
+                    "open() \"{}\" failed {}",
+                    path.display(),
+                    crate::config::error::os_error(&e)
+                ),
+                None,
+            );
+            Content::Reply(Reply::error(403, tokens))
+        }
+        _ => {
+            if ex.conf.log_not_found {
+                ex.log(
+                    Level::Error,
+                    &format!(
+                        "open() \"{}\" failed {}",
+                        path.display(),
+                        crate::config::error::os_error(&e)
+                    ),
+                    None,
+                );
+            }
+            Content::Reply(Reply::error(404, tokens))
+        }
+    }
+}
+
+async fn index(ex: &mut Exchange<'_>, uri: &str) -> Content {
+    let conf = ex.conf.clone();
+    let dir = map_uri(ex, uri);
+    let mut last_err = None;
+    for name in &conf.index {
+        let name = String::from_utf8_lossy(&ex.ctx.render(name)).into_owned();
+        if name.starts_with('/') {
+            return Content::Redirect(name);
+        }
+        let candidate = dir.join(&name);
+        match tokio::fs::metadata(&candidate).await {
+            Ok(m) if m.is_file() => return Content::Redirect(format!("{uri}{name}")),
+            Ok(_) => {}
+            Err(e) => last_err = Some((candidate, e)),
+        }
+    }
+    match tokio::fs::metadata(&dir).await {
+        Ok(m) if m.is_dir() => {
+            ex.log(
+                Level::Error,
+                &format!("directory index of \"{}\" is forbidden", dir.display()),
+                None,
+            );
+            Content::Reply(Reply::error(403, conf.server_tokens))
+        }
+        _ => {
+            if let Some((path, e)) = last_err {
+                if conf.log_not_found {
+                    ex.log(
+                        Level::Error,
+                        &format!(
+                            "\"{}\" is not found {}",
+                            path.display(),
+                            crate::config::error::os_error(&e)
+                        ),
+                        None,
+                    );
+                }
+            }
+            Content::Reply(Reply::error(404, conf.server_tokens))
+        }
+    }
+}
+
+async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf, meta: std::fs::Metadata) -> Content {
+    let conf = ex.conf.clone();
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => return not_found(ex, &path, e),
+    };
+    let len = meta.len();
+    let mtime = meta.modified().ok();
+    let mut reply = Reply::empty(200);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let ctype = mime_type(ext).unwrap_or(conf.default_type.as_str());
+    if let Ok(v) = HeaderValue::from_str(ctype) {
+        reply.headers.append_str("Content-Type", v);
+    }
+    if let Some(t) = mtime {
+        let lm = httpdate::fmt_http_date(t);
+        let since = ex
+            .ctx
+            .headers
+            .get(&http::header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        reply.headers.append_str(
+            "Last-Modified",
+            HeaderValue::from_str(&lm).expect("ASCII date"),
+        );
+        reply.headers.append_str(
+            "ETag",
+            HeaderValue::from_str(&format!("\"{secs:x}-{len:x}\"")).expect("ASCII"),
+        );
+        if let Some(since) = since {
+            let since_secs = since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if since_secs == secs {
+                reply.status = 304;
+                return Content::Reply(reply);
+            }
+        }
+    }
+    reply
+        .headers
+        .append_str("Accept-Ranges", HeaderValue::from_static("bytes"));
+    reply.body = if len == 0 {
+        Body::Full(Bytes::new())
+    } else {
+        Body::File(file, len)
+    };
+    Content::Reply(reply)
+}
+
+/// The MIME type of an extension (nginx's default `mime.types`, common
+/// entries).
+pub fn mime_type(ext: &str) -> Option<&'static str> {
+    let ext = ext.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "html" | "htm" | "shtml" => "text/html",
+        "css" => "text/css",
+        "xml" => "text/xml",
+        "gif" => "image/gif",
+        "jpeg" | "jpg" => "image/jpeg",
+        "js" | "mjs" => "application/javascript",
+        "txt" => "text/plain",
+        "png" => "image/png",
+        "svg" | "svgz" => "image/svg+xml",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "bin" | "exe" | "dll" | "iso" | "img" => "application/octet-stream",
+        _ => return None,
+    })
+}
