@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Method, Version};
+use http::{Method, Version};
+
+use crate::http1::headers::HeaderValue;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -119,7 +121,7 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
                 let mut headers = Headers::new();
                 headers.append_str(
                     "Server",
-                    HeaderValue::from_str(&server_token(true)).expect("ASCII"),
+                    HeaderValue::from_string(String::from(&server_token(true))),
                 );
                 headers.append_str("Date", http_date());
                 for h in reply.headers.iter() {
@@ -270,7 +272,7 @@ fn own_headers(out: &mut Headers, reply: &Reply, conf: &LocConf) {
     if !reply.pass_server {
         out.append_str(
             "Server",
-            HeaderValue::from_str(&server_token(conf.server_tokens)).expect("ASCII"),
+            HeaderValue::from_string(String::from(&server_token(conf.server_tokens))),
         );
     }
     if !reply.pass_date {

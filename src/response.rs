@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
+
+use crate::http1::headers::HeaderValue;
 
 use crate::config::{Expires, LocConf};
 use crate::http1::Headers;
@@ -156,7 +158,8 @@ impl Reply {
     /// A redirect to `location` with nginx's page.
     pub fn redirect(status: u16, location: &[u8], server_tokens: bool) -> Reply {
         let mut reply = Reply::error(status, server_tokens);
-        if let Ok(v) = HeaderValue::from_bytes(location) {
+        {
+            let v = HeaderValue::from_bytes(location);
             reply.headers.append_str("Location", v);
         }
         reply
@@ -165,7 +168,8 @@ impl Reply {
     /// A text response (`return 200 "text"`), typed by `default_type`.
     pub fn text(status: u16, body: Bytes, content_type: &str) -> Reply {
         let mut reply = Reply::empty(status);
-        if let Ok(v) = HeaderValue::from_str(content_type) {
+        {
+            let v = HeaderValue::from_string(String::from(content_type));
             reply.headers.append_str("Content-Type", v);
         }
         reply.body = Body::Full(body);
@@ -197,7 +201,8 @@ pub fn apply_header_filters(reply: &mut Reply, conf: &LocConf, ctx: &mut Request
         if value.is_empty() {
             continue;
         }
-        if let Ok(v) = HeaderValue::from_bytes(&value) {
+        {
+            let v = HeaderValue::from_bytes(&value);
             let raw = Bytes::copy_from_slice(h.display.as_bytes());
             reply.headers.append_raw(raw, h.name.clone(), v);
         }
@@ -233,13 +238,13 @@ fn apply_expires(reply: &mut Reply, e: Expires) {
     };
     reply.headers.set(
         http::header::EXPIRES,
-        HeaderValue::from_str(&expires).expect("date is ASCII"),
+        HeaderValue::from_string(String::from(&expires)),
     );
     if let Some(cc) = cc {
         reply.headers.remove(&cache_control);
         reply
             .headers
-            .append_str("Cache-Control", HeaderValue::from_str(&cc).expect("ASCII"));
+            .append_str("Cache-Control", HeaderValue::from_string(String::from(&cc)));
     }
 }
 
@@ -256,7 +261,7 @@ pub fn http_date() -> HeaderValue {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != secs || c.1.is_none() {
-            let v = HeaderValue::from_str(&httpdate::fmt_http_date(now)).expect("date is ASCII");
+            let v = HeaderValue::from_string(String::from(&httpdate::fmt_http_date(now)));
             *c = (secs, Some(v));
         }
         c.1.clone().expect("set above")

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method};
+use http::Method;
+
+use crate::http1::headers::HeaderValue;
 
 use crate::config::{LocationMatch, TryFallback};
 use crate::handler::Exchange;
@@ -195,7 +197,8 @@ async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf, meta: std::fs::Metadat
     let mut reply = Reply::empty(200);
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let ctype = mime_type(ext).unwrap_or(conf.default_type.as_str());
-    if let Ok(v) = HeaderValue::from_str(ctype) {
+    {
+        let v = HeaderValue::from_string(String::from(ctype));
         reply.headers.append_str("Content-Type", v);
     }
     if let Some(t) = mtime {
@@ -209,13 +212,12 @@ async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf, meta: std::fs::Metadat
         let secs = t
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        reply.headers.append_str(
-            "Last-Modified",
-            HeaderValue::from_str(&lm).expect("ASCII date"),
-        );
+        reply
+            .headers
+            .append_str("Last-Modified", HeaderValue::from_string(String::from(&lm)));
         reply.headers.append_str(
             "ETag",
-            HeaderValue::from_str(&format!("\"{secs:x}-{len:x}\"")).expect("ASCII"),
+            HeaderValue::from_string(String::from(&format!("\"{secs:x}-{len:x}\""))),
         );
         if let Some(since) = since {
             let since_secs = since

@@ -478,8 +478,8 @@ mod tests {
     #[test]
     fn vars_join_repeated_headers() {
         let mut h = crate::http1::Headers::new();
-        h.append_str("X-A", http::HeaderValue::from_static("1"));
-        h.append_str("x-a", http::HeaderValue::from_static("2"));
+        h.append_str("X-A", crate::http1::headers::HeaderValue::from_static("1"));
+        h.append_str("x-a", crate::http1::headers::HeaderValue::from_static("2"));
         let mut out = Vec::new();
         assert!(join_headers(&h, &HeaderName::from_static("x-a"), &mut out));
         assert_eq!(out, b"1, 2");

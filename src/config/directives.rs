@@ -1612,903 +1612,150 @@ const SL: Ctx = Ctx::SL;
 const ANY: Ctx = Ctx(0xffff);
 
 /// Every directive Switchyard knows.
+#[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
     // --- main ---
-    d!(
-        "include",
-        ANY,
-        T1,
-        unreachable_include,
-        "Includes files matching a glob, relative to the configuration's directory."
-    ),
-    d!(
-        "daemon",
-        MAIN,
-        Args::Flag,
-        |b, st| {
-            let v = arg_flag(st);
-            put(&mut b.main.daemon, v, st)
-        },
-        "Detach from the terminal after start-up (default on)."
-    ),
-    d!(
-        "master_process",
-        MAIN,
-        Args::Flag,
-        |b, st| {
-            let v = arg_flag(st);
-            put(&mut b.main.master_process, v, st)
-        },
-        "Accepted for compatibility: switchyard is always one process with worker threads."
-    ),
-    d!(
-        "pid",
-        MAIN,
-        T1,
-        |b, st| {
-            let p = b.full_path(&st.args[0].value);
-            put(&mut b.main.pid, p, st)
-        },
-        "Pid file, written once every listener is bound."
-    ),
-    d!(
-        "error_log",
-        Ctx(1 | 4 | 8 | 16),
-        T12,
-        set_error_log,
-        "Error log file (or `stderr`) and minimum level."
-    ),
-    d!(
-        "worker_processes",
-        MAIN,
-        T1,
-        set_worker_processes,
-        "Runtime worker threads (`auto` = number of cores)."
-    ),
-    d!(
-        "worker_rlimit_nofile",
-        MAIN,
-        T1,
-        |b, st| {
-            let n = arg_number(st, 0)?;
-            put(&mut b.main.worker_rlimit_nofile, n, st)
-        },
-        "Raises RLIMIT_NOFILE at start-up."
-    ),
-    d!(
-        "worker_shutdown_timeout",
-        MAIN,
-        T1,
-        |b, st| {
-            let t = arg_time(st, 0)?;
-            put(&mut b.main.worker_shutdown_timeout, t, st)
-        },
-        "Bound on a graceful stop: open connections (upgraded too) are closed after it."
-    ),
-    d!(
-        "user",
-        MAIN,
-        T12,
-        set_user,
-        "Account to switch to after binding, when started as root."
-    ),
-    noop!(
-        "worker_cpu_affinity",
-        MAIN,
-        Args::AtLeast(1),
-        "CPU pinning of nginx workers (no effect)."
-    ),
-    noop!(
-        "worker_priority",
-        MAIN,
-        T1,
-        "Scheduling priority of nginx workers (no effect)."
-    ),
-    noop!(
-        "pcre_jit",
-        MAIN,
-        Args::Flag,
-        "PCRE JIT (no effect: regexes use the regex crate)."
-    ),
-    noop!(
-        "timer_resolution",
-        MAIN,
-        T1,
-        "nginx timer granularity (no effect)."
-    ),
-    noop!(
-        "lock_file",
-        MAIN,
-        T1,
-        "nginx accept mutex file (no effect)."
-    ),
-    noop!(
-        "thread_pool",
-        MAIN,
-        Args::AtLeast(1),
-        "nginx thread pools for file I/O (no effect)."
-    ),
-    noop!(
-        "working_directory",
-        MAIN,
-        T1,
-        "Core dump directory (no effect)."
-    ),
-    block!(
-        "events",
-        MAIN,
-        Args::None,
-        set_events,
-        "Connection processing settings."
-    ),
-    d!(
-        "worker_connections",
-        EVENTS,
-        T1,
-        |b, st| {
-            let n = arg_number(st, 0)? as usize;
-            put(&mut b.main.worker_connections, n, st)
-        },
-        "Most client connections per worker thread."
-    ),
-    noop!(
-        "use",
-        EVENTS,
-        T1,
-        "Event method (no effect: epoll via tokio)."
-    ),
-    noop!(
-        "multi_accept",
-        EVENTS,
-        Args::Flag,
-        "Accept several connections per event (no effect)."
-    ),
-    noop!(
-        "accept_mutex",
-        EVENTS,
-        Args::Flag,
-        "Accept serialisation (no effect)."
-    ),
-    noop!(
-        "accept_mutex_delay",
-        EVENTS,
-        T1,
-        "Accept serialisation delay (no effect)."
-    ),
+    d!("include", ANY, T1, unreachable_include, "Includes files matching a glob, relative to the configuration's directory."),
+    d!("daemon", MAIN, Args::Flag, |b, st| { let v = arg_flag(st); put(&mut b.main.daemon, v, st) }, "Detach from the terminal after start-up (default on)."),
+    d!("master_process", MAIN, Args::Flag, |b, st| { let v = arg_flag(st); put(&mut b.main.master_process, v, st) }, "Accepted for compatibility: switchyard is always one process with worker threads."),
+    d!("pid", MAIN, T1, |b, st| { let p = b.full_path(&st.args[0].value); put(&mut b.main.pid, p, st) }, "Pid file, written once every listener is bound."),
+    d!("error_log", Ctx(1 | 4 | 8 | 16), T12, set_error_log, "Error log file (or `stderr`) and minimum level."),
+    d!("worker_processes", MAIN, T1, set_worker_processes, "Runtime worker threads (`auto` = number of cores)."),
+    d!("worker_rlimit_nofile", MAIN, T1, |b, st| { let n = arg_number(st, 0)?; put(&mut b.main.worker_rlimit_nofile, n, st) }, "Raises RLIMIT_NOFILE at start-up."),
+    d!("worker_shutdown_timeout", MAIN, T1, |b, st| { let t = arg_time(st, 0)?; put(&mut b.main.worker_shutdown_timeout, t, st) }, "Bound on a graceful stop: open connections (upgraded too) are closed after it."),
+    d!("user", MAIN, T12, set_user, "Account to switch to after binding, when started as root."),
+    noop!("worker_cpu_affinity", MAIN, Args::AtLeast(1), "CPU pinning of nginx workers (no effect)."),
+    noop!("worker_priority", MAIN, T1, "Scheduling priority of nginx workers (no effect)."),
+    noop!("pcre_jit", MAIN, Args::Flag, "PCRE JIT (no effect: regexes use the regex crate)."),
+    noop!("timer_resolution", MAIN, T1, "nginx timer granularity (no effect)."),
+    noop!("lock_file", MAIN, T1, "nginx accept mutex file (no effect)."),
+    noop!("thread_pool", MAIN, Args::AtLeast(1), "nginx thread pools for file I/O (no effect)."),
+    noop!("working_directory", MAIN, T1, "Core dump directory (no effect)."),
+    block!("events", MAIN, Args::None, set_events, "Connection processing settings."),
+    d!("worker_connections", EVENTS, T1, |b, st| { let n = arg_number(st, 0)? as usize; put(&mut b.main.worker_connections, n, st) }, "Most client connections per worker thread."),
+    noop!("use", EVENTS, T1, "Event method (no effect: epoll via tokio)."),
+    noop!("multi_accept", EVENTS, Args::Flag, "Accept several connections per event (no effect)."),
+    noop!("accept_mutex", EVENTS, Args::Flag, "Accept serialisation (no effect)."),
+    noop!("accept_mutex_delay", EVENTS, T1, "Accept serialisation delay (no effect)."),
     block!("http", MAIN, Args::None, set_http, "The HTTP server."),
     // --- http ---
     block!("server", HTTP, Args::None, set_server, "A virtual server."),
-    block!(
-        "upstream",
-        HTTP,
-        T1,
-        set_upstream,
-        "A group of backend servers."
-    ),
-    block!(
-        "map",
-        HTTP,
-        T2,
-        set_map,
-        "Maps a value to a new variable: exact keys, `hostnames` wildcards, `~`/`~*` regexes with captures, `default`, `volatile`."
-    ),
-    d!(
-        "log_format",
-        HTTP,
-        Args::AtLeast(2),
-        set_log_format,
-        "Names an access log format (`escape=default|json|none`)."
-    ),
-    d!(
-        "limit_conn_zone",
-        HTTP,
-        T2,
-        set_limit_conn_zone,
-        "Defines a connection-counting zone keyed by a value."
-    ),
-    noop!(
-        "variables_hash_max_size",
-        HTTP,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "variables_hash_bucket_size",
-        HTTP,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "server_names_hash_max_size",
-        HTTP,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "server_names_hash_bucket_size",
-        HTTP,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "map_hash_max_size",
-        HTTP,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "map_hash_bucket_size",
-        HTTP,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "types_hash_max_size",
-        HSL,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "types_hash_bucket_size",
-        HSL,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "proxy_headers_hash_max_size",
-        HSL,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
-    noop!(
-        "proxy_headers_hash_bucket_size",
-        HSL,
-        T1,
-        "nginx hash sizing (no effect)."
-    ),
+    block!("upstream", HTTP, T1, set_upstream, "A group of backend servers."),
+    block!("map", HTTP, T2, set_map, "Maps a value to a new variable: exact keys, `hostnames` wildcards, `~`/`~*` regexes with captures, `default`, `volatile`."),
+    d!("log_format", HTTP, Args::AtLeast(2), set_log_format, "Names an access log format (`escape=default|json|none`)."),
+    d!("limit_conn_zone", HTTP, T2, set_limit_conn_zone, "Defines a connection-counting zone keyed by a value."),
+    noop!("variables_hash_max_size", HTTP, T1, "nginx hash sizing (no effect)."),
+    noop!("variables_hash_bucket_size", HTTP, T1, "nginx hash sizing (no effect)."),
+    noop!("server_names_hash_max_size", HTTP, T1, "nginx hash sizing (no effect)."),
+    noop!("server_names_hash_bucket_size", HTTP, T1, "nginx hash sizing (no effect)."),
+    noop!("map_hash_max_size", HTTP, T1, "nginx hash sizing (no effect)."),
+    noop!("map_hash_bucket_size", HTTP, T1, "nginx hash sizing (no effect)."),
+    noop!("types_hash_max_size", HSL, T1, "nginx hash sizing (no effect)."),
+    noop!("types_hash_bucket_size", HSL, T1, "nginx hash sizing (no effect)."),
+    noop!("proxy_headers_hash_max_size", HSL, T1, "nginx hash sizing (no effect)."),
+    noop!("proxy_headers_hash_bucket_size", HSL, T1, "nginx hash sizing (no effect)."),
     // --- server ---
-    d!(
-        "listen",
-        SERVER,
-        Args::AtLeast(1),
-        set_listen,
-        "Address and port (`8080`, `127.0.0.1:80`, `[::]:443`), with `default_server`, `ssl`, `http2`, `backlog=`, `rcvbuf=`, `sndbuf=`, `reuseport`, `ipv6only=`, `so_keepalive=`."
-    ),
-    d!(
-        "server_name",
-        SERVER,
-        Args::AtLeast(1),
-        set_server_name,
-        "Names: exact, `*.example.com`, `example.*`, `.example.com`, `~regex`; default server selection as nginx."
-    ),
-    block!(
-        "location",
-        SL,
-        T12,
-        set_location,
-        "Prefix, `=`, `^~`, `~`, `~*` and `@named` locations, nested; nginx's selection order."
-    ),
-    d!(
-        "ssl_certificate",
-        HS,
-        T1,
-        set_ssl_certificate,
-        "PEM certificate chain for TLS termination."
-    ),
-    d!(
-        "ssl_certificate_key",
-        HS,
-        T1,
-        set_ssl_certificate_key,
-        "PEM private key for the certificate."
-    ),
-    d!(
-        "ssl_protocols",
-        HS,
-        Args::AtLeast(1),
-        set_ssl_protocols,
-        "TLS versions (`TLSv1.2`, `TLSv1.3`)."
-    ),
-    d!(
-        "ssl_ciphers",
-        HS,
-        T1,
-        set_ssl_ciphers,
-        "Accepted; rustls chooses among its own safe suites (warning)."
-    ),
-    noop!(
-        "ssl_prefer_server_ciphers",
-        HS,
-        Args::Flag,
-        "Cipher preference (no effect with rustls)."
-    ),
-    noop!(
-        "ssl_session_cache",
-        HS,
-        Args::AtLeast(1),
-        "TLS session cache sizing (rustls keeps its own in-memory cache)."
-    ),
-    noop!(
-        "ssl_session_timeout",
-        HS,
-        T1,
-        "TLS session lifetime (rustls defaults)."
-    ),
-    noop!(
-        "ssl_session_tickets",
-        HS,
-        Args::Flag,
-        "TLS session tickets (rustls defaults)."
-    ),
-    noop!(
-        "ssl_ecdh_curve",
-        HS,
-        T1,
-        "Key exchange groups (rustls defaults)."
-    ),
-    noop!(
-        "ssl_dhparam",
-        HS,
-        T1,
-        "DH parameters (rustls has no finite-field DH)."
-    ),
-    noop!(
-        "client_header_buffer_size",
-        HS,
-        T1,
-        "Header buffer sizing (no effect)."
-    ),
-    noop!(
-        "large_client_header_buffers",
-        HS,
-        T2,
-        "Header buffer sizing (no effect)."
-    ),
-    d!(
-        "client_header_timeout",
-        HS,
-        T1,
-        |b, st| {
-            let t = arg_time(st, 0)?;
-            let _ = b;
-            let _ = t;
-            Ok(())
-        },
-        "Time allowed to send the request head (hyper's header read timeout)."
-    ),
-    noop!(
-        "merge_slashes",
-        HS,
-        Args::Flag,
-        "Slashes in URIs are always merged."
-    ),
-    noop!(
-        "underscores_in_headers",
-        HS,
-        Args::Flag,
-        "Header names with underscores are always accepted."
-    ),
-    noop!(
-        "ignore_invalid_headers",
-        HS,
-        Args::Flag,
-        "Invalid header lines are rejected by the HTTP parser."
-    ),
+    d!("listen", SERVER, Args::AtLeast(1), set_listen, "Address and port (`8080`, `127.0.0.1:80`, `[::]:443`), with `default_server`, `ssl`, `http2`, `backlog=`, `rcvbuf=`, `sndbuf=`, `reuseport`, `ipv6only=`, `so_keepalive=`."),
+    d!("server_name", SERVER, Args::AtLeast(1), set_server_name, "Names: exact, `*.example.com`, `example.*`, `.example.com`, `~regex`; default server selection as nginx."),
+    block!("location", SL, T12, set_location, "Prefix, `=`, `^~`, `~`, `~*` and `@named` locations, nested; nginx's selection order."),
+    d!("ssl_certificate", HS, T1, set_ssl_certificate, "PEM certificate chain for TLS termination."),
+    d!("ssl_certificate_key", HS, T1, set_ssl_certificate_key, "PEM private key for the certificate."),
+    d!("ssl_protocols", HS, Args::AtLeast(1), set_ssl_protocols, "TLS versions (`TLSv1.2`, `TLSv1.3`)."),
+    d!("ssl_ciphers", HS, T1, set_ssl_ciphers, "Accepted; rustls chooses among its own safe suites (warning)."),
+    noop!("ssl_prefer_server_ciphers", HS, Args::Flag, "Cipher preference (no effect with rustls)."),
+    noop!("ssl_session_cache", HS, Args::AtLeast(1), "TLS session cache sizing (rustls keeps its own in-memory cache)."),
+    noop!("ssl_session_timeout", HS, T1, "TLS session lifetime (rustls defaults)."),
+    noop!("ssl_session_tickets", HS, Args::Flag, "TLS session tickets (rustls defaults)."),
+    noop!("ssl_ecdh_curve", HS, T1, "Key exchange groups (rustls defaults)."),
+    noop!("ssl_dhparam", HS, T1, "DH parameters (rustls has no finite-field DH)."),
+    noop!("client_header_buffer_size", HS, T1, "Header buffer sizing (no effect)."),
+    noop!("large_client_header_buffers", HS, T2, "Header buffer sizing (no effect)."),
+    d!("client_header_timeout", HS, T1, |b, st| { let t = arg_time(st, 0)?; let _ = b; let _ = t; Ok(()) }, "Time allowed to send the request head (hyper's header read timeout)."),
+    noop!("merge_slashes", HS, Args::Flag, "Slashes in URIs are always merged."),
+    noop!("underscores_in_headers", HS, Args::Flag, "Header names with underscores are always accepted."),
+    noop!("ignore_invalid_headers", HS, Args::Flag, "Invalid header lines are rejected by the HTTP parser."),
     // --- location-level, inherited from http and server ---
-    d!(
-        "proxy_pass",
-        LOCATION,
-        T1,
-        set_proxy_pass,
-        "Backend URL: address, upstream name, optional URI part replacing the location prefix, variables."
-    ),
-    d!(
-        "proxy_http_version",
-        HSL,
-        T1,
-        set_proxy_http_version,
-        "HTTP version to the backend (`1.0` default; WebSocket handshakes always use 1.1)."
-    ),
-    d!(
-        "proxy_set_header",
-        HSL,
-        T2,
-        set_proxy_set_header,
-        "Header sent to the backend; a level that sets any replaces the whole inherited set; empty value removes."
-    ),
-    d!(
-        "proxy_hide_header",
-        HSL,
-        T1,
-        |b, st| header_list(b, st, |l| &mut l.hide_headers),
-        "Backend response header not passed to the client."
-    ),
-    d!(
-        "proxy_pass_header",
-        HSL,
-        T1,
-        |b, st| header_list(b, st, |l| &mut l.pass_headers),
-        "Passes a header hidden by default (`Server`, `Date`, `X-Accel-*`)."
-    ),
-    d!(
-        "proxy_pass_request_headers",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.pass_request_headers),
-        "Whether client headers are passed."
-    ),
-    d!(
-        "proxy_pass_request_body",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.pass_request_body),
-        "Whether the client body is passed."
-    ),
-    d!(
-        "proxy_set_body",
-        HSL,
-        T1,
-        set_proxy_set_body,
-        "Replaces the request body sent upstream."
-    ),
-    d!(
-        "proxy_read_timeout",
-        HSL,
-        T1,
-        |b, st| loc_time(b, st, |l| &mut l.read_timeout),
-        "Backend silence allowed between reads (default 60s); upgraded connections idle longer are closed."
-    ),
-    d!(
-        "proxy_send_timeout",
-        HSL,
-        T1,
-        |b, st| loc_time(b, st, |l| &mut l.send_timeout_upstream),
-        "Bound on each write to the backend (default 60s)."
-    ),
-    d!(
-        "proxy_connect_timeout",
-        HSL,
-        T1,
-        |b, st| loc_time(b, st, |l| &mut l.connect_timeout),
-        "Bound on connecting to the backend (default 60s; 504 after)."
-    ),
-    d!(
-        "proxy_buffering",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.buffering),
-        "Buffer backend responses; upgraded connections are never buffered."
-    ),
-    d!(
-        "proxy_request_buffering",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.request_buffering),
-        "Read the whole client body before contacting the backend."
-    ),
-    d!(
-        "proxy_buffer_size",
-        HSL,
-        T1,
-        |b, st| loc_usize(b, st, |l| &mut l.buffer_size),
-        "Buffer for the backend response head."
-    ),
-    d!(
-        "proxy_buffers",
-        HSL,
-        T2,
-        set_proxy_buffers,
-        "Number and size of response buffers."
-    ),
-    noop!(
-        "proxy_busy_buffers_size",
-        HSL,
-        T1,
-        "Response buffer tuning (no effect)."
-    ),
-    noop!(
-        "proxy_max_temp_file_size",
-        HSL,
-        T1,
-        "Responses are never spooled to disk (no effect)."
-    ),
-    noop!(
-        "proxy_temp_file_write_size",
-        HSL,
-        T1,
-        "Responses are never spooled to disk (no effect)."
-    ),
-    d!(
-        "proxy_cache",
-        HSL,
-        T1,
-        set_proxy_cache,
-        "Only `off` is accepted (caching is not implemented)."
-    ),
-    d!(
-        "proxy_redirect",
-        HSL,
-        Args::Take(&[1, 2]),
-        set_proxy_redirect,
-        "`default` or `off` (rewriting Location headers from the backend)."
-    ),
-    d!(
-        "proxy_next_upstream",
-        HSL,
-        Args::AtLeast(1),
-        set_next_upstream,
-        "When to try the next backend: `error`, `timeout`, `invalid_header`, `http_5xx`, `non_idempotent`, `off`."
-    ),
-    d!(
-        "proxy_next_upstream_tries",
-        HSL,
-        T1,
-        |b, st| {
-            let n = arg_number(st, 0)? as usize;
-            put(&mut b.loc().next_upstream_tries, n, st)
-        },
-        "Most backends tried per request (0 = all)."
-    ),
-    d!(
-        "proxy_next_upstream_timeout",
-        HSL,
-        T1,
-        |b, st| loc_time(b, st, |l| &mut l.next_upstream_timeout),
-        "Time limit for trying further backends (0 = none)."
-    ),
-    d!(
-        "proxy_intercept_errors",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.intercept_errors),
-        "Use `error_page` for backend responses >= 300."
-    ),
-    d!(
-        "proxy_ignore_client_abort",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.ignore_client_abort),
-        "Keep the backend request when the client goes away."
-    ),
-    d!(
-        "proxy_ssl_verify",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.ssl_verify),
-        "Verify the backend's certificate (default off, as nginx)."
-    ),
-    d!(
-        "proxy_ssl_trusted_certificate",
-        HSL,
-        T1,
-        |b, st| loc_path(b, st, |l| &mut l.ssl_trusted_certificate),
-        "CA certificates (PEM) for `proxy_ssl_verify`."
-    ),
-    d!(
-        "proxy_ssl_name",
-        HSL,
-        T1,
-        set_proxy_ssl_name,
-        "Name verified in (and sent as SNI for) the backend certificate (default `$proxy_host`)."
-    ),
-    d!(
-        "proxy_ssl_server_name",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.ssl_server_name),
-        "Send SNI to the backend."
-    ),
-    d!(
-        "proxy_ssl_verify_depth",
-        HSL,
-        T1,
-        |b, st| {
-            let n = arg_number(st, 0)? as u32;
-            put(&mut b.loc().ssl_verify_depth, n, st)
-        },
-        "Certificate chain depth (accepted; rustls verifies full chains)."
-    ),
-    d!(
-        "proxy_ssl_session_reuse",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.ssl_session_reuse),
-        "Resume TLS sessions with the backend."
-    ),
-    d!(
-        "proxy_ssl_certificate",
-        HSL,
-        T1,
-        |b, st| loc_path(b, st, |l| &mut l.ssl_certificate),
-        "Client certificate presented to the backend."
-    ),
-    d!(
-        "proxy_ssl_certificate_key",
-        HSL,
-        T1,
-        |b, st| loc_path(b, st, |l| &mut l.ssl_certificate_key),
-        "Key of the client certificate."
-    ),
-    noop!(
-        "proxy_ssl_protocols",
-        HSL,
-        Args::AtLeast(1),
-        "Backend TLS versions (rustls: 1.2 and 1.3)."
-    ),
-    noop!(
-        "proxy_ssl_ciphers",
-        HSL,
-        T1,
-        "Backend cipher list (rustls defaults)."
-    ),
-    noop!(
-        "proxy_socket_keepalive",
-        HSL,
-        Args::Flag,
-        "TCP keepalive to backends (no effect)."
-    ),
-    d!(
-        "send_timeout",
-        HSL,
-        T1,
-        |b, st| loc_time(b, st, |l| &mut l.send_timeout),
-        "Bound on each write to the client (default 60s)."
-    ),
-    d!(
-        "keepalive_timeout",
-        Ctx(4 | 8 | 16 | 32),
-        T12,
-        set_keepalive_timeout,
-        "Idle time of client keep-alive connections (default 75s); in `upstream`, of cached backend connections (60s)."
-    ),
-    d!(
-        "keepalive_requests",
-        Ctx(4 | 8 | 16 | 32),
-        T1,
-        set_keepalive_requests,
-        "Requests per keep-alive connection (default 1000)."
-    ),
-    d!(
-        "keepalive_time",
-        Ctx(4 | 8 | 16 | 32),
-        T1,
-        set_keepalive_time,
-        "In `upstream`: lifetime of a cached backend connection (default 1h)."
-    ),
-    d!(
-        "client_max_body_size",
-        HSL,
-        T1,
-        |b, st| loc_size(b, st, |l| &mut l.client_max_body_size),
-        "Largest request body (default 1m; 0 = unlimited); larger gets 413."
-    ),
-    d!(
-        "client_body_timeout",
-        HSL,
-        T1,
-        |b, st| loc_time(b, st, |l| &mut l.client_body_timeout),
-        "Client silence allowed while sending a body (default 60s)."
-    ),
-    noop!(
-        "client_body_buffer_size",
-        HSL,
-        T1,
-        "Body buffer sizing (no effect)."
-    ),
-    d!(
-        "access_log",
-        HSL,
-        Args::AtLeast(1),
-        set_access_log,
-        "Access log path, format and `if=`; `off` disables. Writes are batched."
-    ),
-    d!(
-        "add_header",
-        HSL,
-        T23,
-        set_add_header,
-        "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set."
-    ),
-    d!(
-        "expires",
-        HSL,
-        T12,
-        set_expires,
-        "`Expires` and `Cache-Control: max-age` on 2xx/3xx responses."
-    ),
-    d!(
-        "root",
-        HSL,
-        T1,
-        |b, st| set_root(b, st, false),
-        "Document root for static files."
-    ),
-    d!(
-        "alias",
-        LOCATION,
-        T1,
-        |b, st| set_root(b, st, true),
-        "Replaces the location prefix with a directory."
-    ),
-    d!(
-        "index",
-        HSL,
-        Args::AtLeast(1),
-        set_index,
-        "Index files for directory requests."
-    ),
-    d!(
-        "try_files",
-        SL,
-        Args::AtLeast(2),
-        set_try_files,
-        "Tries files in order, then an internal redirect, named location or `=code`."
-    ),
-    d!(
-        "default_type",
-        HSL,
-        T1,
-        set_default_type,
-        "MIME type for unknown extensions."
-    ),
-    d!(
-        "limit_conn",
-        HSL,
-        T2,
-        set_limit_conn,
-        "Most concurrent connections per key of a zone (an upgraded connection counts until it closes)."
-    ),
-    d!(
-        "limit_conn_status",
-        HSL,
-        T1,
-        set_limit_conn_status,
-        "Status for refused connections (default 503)."
-    ),
-    d!(
-        "limit_conn_log_level",
-        HSL,
-        T1,
-        set_limit_conn_log_level,
-        "Log level of refusals (default error)."
-    ),
-    d!(
-        "log_not_found",
-        HSL,
-        Args::Flag,
-        |b, st| loc_flag(b, st, |l| &mut l.log_not_found),
-        "Log missing static files."
-    ),
-    d!(
-        "server_tokens",
-        HSL,
-        T1,
-        set_server_tokens,
-        "Show the version in `Server` and error pages."
-    ),
-    d!(
-        "error_page",
-        HSL,
-        Args::AtLeast(2),
-        set_error_page,
-        "URI or named location for error statuses, with optional `=code`."
-    ),
-    d!(
-        "internal",
-        LOCATION,
-        Args::None,
-        set_internal,
-        "Location reachable only by internal redirects."
-    ),
-    noop!(
-        "sendfile",
-        HSL,
-        Args::Flag,
-        "Kernel file sending (no effect)."
-    ),
+    d!("proxy_pass", LOCATION, T1, set_proxy_pass, "Backend URL: address, upstream name, optional URI part replacing the location prefix, variables."),
+    d!("proxy_http_version", HSL, T1, set_proxy_http_version, "HTTP version to the backend (`1.0` default; WebSocket handshakes always use 1.1)."),
+    d!("proxy_set_header", HSL, T2, set_proxy_set_header, "Header sent to the backend; a level that sets any replaces the whole inherited set; empty value removes."),
+    d!("proxy_hide_header", HSL, T1, |b, st| header_list(b, st, |l| &mut l.hide_headers), "Backend response header not passed to the client."),
+    d!("proxy_pass_header", HSL, T1, |b, st| header_list(b, st, |l| &mut l.pass_headers), "Passes a header hidden by default (`Server`, `Date`, `X-Accel-*`)."),
+    d!("proxy_pass_request_headers", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.pass_request_headers), "Whether client headers are passed."),
+    d!("proxy_pass_request_body", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.pass_request_body), "Whether the client body is passed."),
+    d!("proxy_set_body", HSL, T1, set_proxy_set_body, "Replaces the request body sent upstream."),
+    d!("proxy_read_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.read_timeout), "Backend silence allowed between reads (default 60s); upgraded connections idle longer are closed."),
+    d!("proxy_send_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.send_timeout_upstream), "Bound on each write to the backend (default 60s)."),
+    d!("proxy_connect_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.connect_timeout), "Bound on connecting to the backend (default 60s; 504 after)."),
+    d!("proxy_buffering", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.buffering), "Buffer backend responses; upgraded connections are never buffered."),
+    d!("proxy_request_buffering", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.request_buffering), "Read the whole client body before contacting the backend."),
+    d!("proxy_buffer_size", HSL, T1, |b, st| loc_usize(b, st, |l| &mut l.buffer_size), "Buffer for the backend response head."),
+    d!("proxy_buffers", HSL, T2, set_proxy_buffers, "Number and size of response buffers."),
+    noop!("client_body_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), "Bodies are never spooled to disk (no effect)."),
+    noop!("proxy_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), "Responses are never spooled to disk (no effect)."),
+    noop!("proxy_busy_buffers_size", HSL, T1, "Response buffer tuning (no effect)."),
+    noop!("proxy_max_temp_file_size", HSL, T1, "Responses are never spooled to disk (no effect)."),
+    noop!("proxy_temp_file_write_size", HSL, T1, "Responses are never spooled to disk (no effect)."),
+    d!("proxy_cache", HSL, T1, set_proxy_cache, "Only `off` is accepted (caching is not implemented)."),
+    d!("proxy_redirect", HSL, Args::Take(&[1, 2]), set_proxy_redirect, "`default` or `off` (rewriting Location headers from the backend)."),
+    d!("proxy_next_upstream", HSL, Args::AtLeast(1), set_next_upstream, "When to try the next backend: `error`, `timeout`, `invalid_header`, `http_5xx`, `non_idempotent`, `off`."),
+    d!("proxy_next_upstream_tries", HSL, T1, |b, st| { let n = arg_number(st, 0)? as usize; put(&mut b.loc().next_upstream_tries, n, st) }, "Most backends tried per request (0 = all)."),
+    d!("proxy_next_upstream_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.next_upstream_timeout), "Time limit for trying further backends (0 = none)."),
+    d!("proxy_intercept_errors", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.intercept_errors), "Use `error_page` for backend responses >= 300."),
+    d!("proxy_ignore_client_abort", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ignore_client_abort), "Keep the backend request when the client goes away."),
+    d!("proxy_ssl_verify", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ssl_verify), "Verify the backend's certificate (default off, as nginx)."),
+    d!("proxy_ssl_trusted_certificate", HSL, T1, |b, st| loc_path(b, st, |l| &mut l.ssl_trusted_certificate), "CA certificates (PEM) for `proxy_ssl_verify`."),
+    d!("proxy_ssl_name", HSL, T1, set_proxy_ssl_name, "Name verified in (and sent as SNI for) the backend certificate (default `$proxy_host`)."),
+    d!("proxy_ssl_server_name", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ssl_server_name), "Send SNI to the backend."),
+    d!("proxy_ssl_verify_depth", HSL, T1, |b, st| { let n = arg_number(st, 0)? as u32; put(&mut b.loc().ssl_verify_depth, n, st) }, "Certificate chain depth (accepted; rustls verifies full chains)."),
+    d!("proxy_ssl_session_reuse", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ssl_session_reuse), "Resume TLS sessions with the backend."),
+    d!("proxy_ssl_certificate", HSL, T1, |b, st| loc_path(b, st, |l| &mut l.ssl_certificate), "Client certificate presented to the backend."),
+    d!("proxy_ssl_certificate_key", HSL, T1, |b, st| loc_path(b, st, |l| &mut l.ssl_certificate_key), "Key of the client certificate."),
+    noop!("proxy_ssl_protocols", HSL, Args::AtLeast(1), "Backend TLS versions (rustls: 1.2 and 1.3)."),
+    noop!("proxy_ssl_ciphers", HSL, T1, "Backend cipher list (rustls defaults)."),
+    noop!("proxy_socket_keepalive", HSL, Args::Flag, "TCP keepalive to backends (no effect)."),
+    d!("send_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.send_timeout), "Bound on each write to the client (default 60s)."),
+    d!("keepalive_timeout", Ctx(4 | 8 | 16 | 32), T12, set_keepalive_timeout, "Idle time of client keep-alive connections (default 75s); in `upstream`, of cached backend connections (60s)."),
+    d!("keepalive_requests", Ctx(4 | 8 | 16 | 32), T1, set_keepalive_requests, "Requests per keep-alive connection (default 1000)."),
+    d!("keepalive_time", Ctx(4 | 8 | 16 | 32), T1, set_keepalive_time, "In `upstream`: lifetime of a cached backend connection (default 1h)."),
+    d!("client_max_body_size", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.client_max_body_size), "Largest request body (default 1m; 0 = unlimited); larger gets 413."),
+    d!("client_body_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.client_body_timeout), "Client silence allowed while sending a body (default 60s)."),
+    noop!("client_body_buffer_size", HSL, T1, "Body buffer sizing (no effect)."),
+    d!("access_log", HSL, Args::AtLeast(1), set_access_log, "Access log path, format and `if=`; `off` disables. Writes are batched."),
+    d!("add_header", HSL, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set."),
+    d!("expires", HSL, T12, set_expires, "`Expires` and `Cache-Control: max-age` on 2xx/3xx responses."),
+    d!("root", HSL, T1, |b, st| set_root(b, st, false), "Document root for static files."),
+    d!("alias", LOCATION, T1, |b, st| set_root(b, st, true), "Replaces the location prefix with a directory."),
+    d!("index", HSL, Args::AtLeast(1), set_index, "Index files for directory requests."),
+    d!("try_files", SL, Args::AtLeast(2), set_try_files, "Tries files in order, then an internal redirect, named location or `=code`."),
+    d!("default_type", HSL, T1, set_default_type, "MIME type for unknown extensions."),
+    d!("limit_conn", HSL, T2, set_limit_conn, "Most concurrent connections per key of a zone (an upgraded connection counts until it closes)."),
+    d!("limit_conn_status", HSL, T1, set_limit_conn_status, "Status for refused connections (default 503)."),
+    d!("limit_conn_log_level", HSL, T1, set_limit_conn_log_level, "Log level of refusals (default error)."),
+    d!("log_not_found", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.log_not_found), "Log missing static files."),
+    d!("server_tokens", HSL, T1, set_server_tokens, "Show the version in `Server` and error pages."),
+    d!("error_page", HSL, Args::AtLeast(2), set_error_page, "URI or named location for error statuses, with optional `=code`."),
+    d!("internal", LOCATION, Args::None, set_internal, "Location reachable only by internal redirects."),
+    noop!("sendfile", HSL, Args::Flag, "Kernel file sending (no effect)."),
     noop!("tcp_nopush", HSL, Args::Flag, "TCP_CORK (no effect)."),
     noop!("tcp_nodelay", HSL, Args::Flag, "TCP_NODELAY is always on."),
-    noop!(
-        "reset_timedout_connection",
-        HSL,
-        Args::Flag,
-        "Reset on timeout (no effect)."
-    ),
-    noop!(
-        "lingering_close",
-        HSL,
-        T1,
-        "Lingering close tuning (no effect)."
-    ),
-    noop!(
-        "lingering_time",
-        HSL,
-        T1,
-        "Lingering close tuning (no effect)."
-    ),
-    noop!(
-        "lingering_timeout",
-        HSL,
-        T1,
-        "Lingering close tuning (no effect)."
-    ),
-    noop!(
-        "open_file_cache",
-        HSL,
-        Args::AtLeast(1),
-        "File descriptor cache (no effect)."
-    ),
-    noop!(
-        "output_buffers",
-        HSL,
-        T2,
-        "Output buffer sizing (no effect)."
-    ),
+    noop!("reset_timedout_connection", HSL, Args::Flag, "Reset on timeout (no effect)."),
+    noop!("lingering_close", HSL, T1, "Lingering close tuning (no effect)."),
+    noop!("lingering_time", HSL, T1, "Lingering close tuning (no effect)."),
+    noop!("lingering_timeout", HSL, T1, "Lingering close tuning (no effect)."),
+    noop!("open_file_cache", HSL, Args::AtLeast(1), "File descriptor cache (no effect)."),
+    noop!("output_buffers", HSL, T2, "Output buffer sizing (no effect)."),
     noop!("postpone_output", HSL, T1, "Output coalescing (no effect)."),
     // --- rewrite subset ---
-    d!(
-        "set",
-        SL,
-        T2,
-        set_set,
-        "Assigns a variable in the rewrite phase."
-    ),
-    d!(
-        "return",
-        SL,
-        T12,
-        set_return,
-        "Stops processing and returns a status, text or redirect."
-    ),
+    d!("set", SL, T2, set_set, "Assigns a variable in the rewrite phase."),
+    d!("return", SL, T12, set_return, "Stops processing and returns a status, text or redirect."),
     // --- upstream ---
-    d!(
-        "server",
-        UPSTREAM,
-        Args::AtLeast(1),
-        set_upstream_server,
-        "A backend: `ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]`."
-    ),
-    d!(
-        "ip_hash",
-        UPSTREAM,
-        Args::None,
-        |b, st| set_balance(b, st, BalanceMethod::IpHash),
-        "Sticky by client address (nginx's algorithm, same choices)."
-    ),
-    d!(
-        "hash",
-        UPSTREAM,
-        T12,
-        set_hash,
-        "Sticky by a key; `consistent` for ketama-style hashing."
-    ),
-    d!(
-        "least_conn",
-        UPSTREAM,
-        Args::None,
-        |b, st| set_balance(b, st, BalanceMethod::LeastConn),
-        "Fewest active connections, weighted."
-    ),
-    d!(
-        "random",
-        UPSTREAM,
-        Args::Take(&[0, 1]),
-        set_random,
-        "Random choice, or the better of `two`."
-    ),
-    d!(
-        "keepalive",
-        UPSTREAM,
-        T1,
-        set_upstream_keepalive,
-        "Idle backend connections cached per worker for reuse."
-    ),
-    noop!(
-        "zone",
-        UPSTREAM,
-        T12,
-        "Shared upstream state (switchyard's state is always shared between threads)."
-    ),
+    d!("server", UPSTREAM, Args::AtLeast(1), set_upstream_server, "A backend: `ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]`."),
+    d!("ip_hash", UPSTREAM, Args::None, |b, st| set_balance(b, st, BalanceMethod::IpHash), "Sticky by client address (nginx's algorithm, same choices)."),
+    d!("hash", UPSTREAM, T12, set_hash, "Sticky by a key; `consistent` for ketama-style hashing."),
+    d!("least_conn", UPSTREAM, Args::None, |b, st| set_balance(b, st, BalanceMethod::LeastConn), "Fewest active connections, weighted."),
+    d!("random", UPSTREAM, Args::Take(&[0, 1]), set_random, "Random choice, or the better of `two`."),
+    d!("keepalive", UPSTREAM, T1, set_upstream_keepalive, "Idle backend connections cached per worker for reuse."),
+    noop!("zone", UPSTREAM, T12, "Shared upstream state (switchyard's state is always shared between threads)."),
 ];
 
 #[cfg(test)]

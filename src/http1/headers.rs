@@ -8,7 +8,64 @@
 //! scan beats hashing at that size.
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
+
+/// A header value: bytes as they go on the wire.
+///
+/// Values parsed from the network were validated by the parser (no CR, LF
+/// or NUL). Values from the configuration are taken as written, as nginx
+/// does (`add_header X "a\n"` is legal there).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HeaderValue(Bytes);
+
+impl HeaderValue {
+    /// A value from a static string.
+    pub const fn from_static(s: &'static str) -> HeaderValue {
+        HeaderValue(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// A value copied from bytes.
+    pub fn from_bytes(b: &[u8]) -> HeaderValue {
+        HeaderValue(Bytes::copy_from_slice(b))
+    }
+
+    /// A value sharing `b`.
+    pub fn from_shared(b: Bytes) -> HeaderValue {
+        HeaderValue(b)
+    }
+
+    /// A value from a string.
+    pub fn from_string(s: String) -> HeaderValue {
+        HeaderValue(Bytes::from(s))
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value as text, if it is UTF-8.
+    pub fn to_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.0)
+    }
+
+    /// Whether the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<u64> for HeaderValue {
+    fn from(n: u64) -> Self {
+        HeaderValue(Bytes::from(n.to_string()))
+    }
+}
+
+impl From<usize> for HeaderValue {
+    fn from(n: usize) -> Self {
+        HeaderValue(Bytes::from(n.to_string()))
+    }
+}
 
 /// One header line.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,9 +6,9 @@
 //! LF, as nginx accepts.
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Method, Version};
+use http::{HeaderName, Method, Version};
 
-use super::headers::Headers;
+use super::headers::{HeaderValue, Headers};
 
 /// Most header lines accepted in one head.
 pub const MAX_HEADERS: usize = 128;
@@ -111,8 +111,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         let raw = frozen.slice(n);
         let name =
             HeaderName::from_bytes(&raw).map_err(|_| HeadError::Invalid("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(frozen.slice(v))
-            .map_err(|_| HeadError::Invalid("invalid header value"))?;
+        let value = HeaderValue::from_shared(frozen.slice(v));
         headers.append_raw(raw, name, value);
     }
     Ok(Some(RequestHead {
@@ -155,8 +154,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
         let raw = frozen.slice(n);
         let name =
             HeaderName::from_bytes(&raw).map_err(|_| HeadError::Invalid("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(frozen.slice(v))
-            .map_err(|_| HeadError::Invalid("invalid header value"))?;
+        let value = HeaderValue::from_shared(frozen.slice(v));
         headers.append_raw(raw, name, value);
     }
     let reason = reason_range.map(|r| frozen.slice(r)).unwrap_or_default();

@@ -106,7 +106,7 @@ fn header_lines(out: &mut Vec<u8>, headers: &Headers) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use crate::http1::headers::HeaderValue;
 
     #[test]
     fn write_heads_keep_spelling_and_order() {

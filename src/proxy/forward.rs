@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Method, Version};
+use http::{HeaderName, Method, Version};
+
+use crate::http1::headers::HeaderValue;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
 
@@ -494,7 +496,8 @@ fn build_head(
         if rule.name == http::header::CONNECTION && has_token(&value, "close") {
             reusable = false;
         }
-        if let Ok(v) = HeaderValue::from_bytes(&value) {
+        {
+            let v = HeaderValue::from_bytes(&value);
             headers.append_raw(
                 Bytes::copy_from_slice(rule.display.as_bytes()),
                 rule.name.clone(),
@@ -822,7 +825,8 @@ fn finish_response(
                 if let Some(rest) = value.as_bytes().strip_prefix(from.as_bytes()) {
                     let mut v = to.as_bytes().to_vec();
                     v.extend_from_slice(rest);
-                    if let Ok(nv) = HeaderValue::from_bytes(&v) {
+                    {
+                        let nv = HeaderValue::from_bytes(&v);
                         value = nv;
                     }
                 }
