@@ -840,7 +840,7 @@ impl Finisher<'_> {
         {
             return Ok(u.clone());
         }
-        let addrs = resolve_addr(hostport, default_port).map_err(|msg| {
+        let addrs = resolve_addr(hostport, default_port, false).map_err(|msg| {
             ConfigError::at(
                 span,
                 format!("host not found in upstream \"{hostport}\"{msg}"),
@@ -892,17 +892,20 @@ pub fn split_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
         return Some((host, port));
     }
     match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => {
-            let port: u16 = port.parse().ok()?;
-            (port != 0).then_some((host, port))
-        }
+        Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok()?)),
         Some(_) => Some((s, default_port)),
         None => Some((s, default_port)),
     }
 }
 
 /// Resolves `host[:port]` to socket addresses (IPv4 first, as listed).
-pub fn resolve_addr(s: &str, default_port: u16) -> std::result::Result<Vec<SocketAddr>, String> {
+/// Port 0 (an ephemeral port) is accepted only where `allow_port_zero`
+/// says so: `listen` (tests and embedded use), never for backends.
+pub fn resolve_addr(
+    s: &str,
+    default_port: u16,
+    allow_port_zero: bool,
+) -> std::result::Result<Vec<SocketAddr>, String> {
     let (host, port) =
         split_host_port(s, default_port).ok_or_else(|| " (invalid port)".to_string())?;
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {

@@ -434,7 +434,7 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
             ));
         }
     }
-    let addrs = super::build::resolve_addr(&target, 80).map_err(|m| {
+    let addrs = super::build::resolve_addr(&target, 80, false).map_err(|m| {
         ConfigError::at(
             &st.span,
             format!("host not found in upstream \"{target}\"{m}"),
@@ -865,7 +865,7 @@ fn parse_listen_addr(s: &str) -> std::result::Result<Vec<std::net::SocketAddr>, 
         s.to_string()
     };
     let port_default = super::listen::default_listen_port();
-    super::build::resolve_addr(&text, port_default).map_err(|m| {
+    super::build::resolve_addr(&text, port_default, true).map_err(|m| {
         if m.contains("invalid port") {
             format!("invalid port in \"{s}\" of the \"listen\" directive")
         } else {

@@ -158,14 +158,12 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
                 statuses.push(status.to_string());
                 set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
                 ex.ctx.upstream.started = Some(attempt_start);
-                return finish_response(
-                    ex,
-                    &target,
-                    resp,
-                    conn,
-                    client_upgrade.is_some(),
-                    reusable,
-                );
+                let result =
+                    finish_response(ex, &target, resp, conn, client_upgrade.is_some(), reusable);
+                if let Err(e) = &result {
+                    ex.log(e.level(), &e.message(), Some(&url));
+                }
+                return result;
             }
             Err(AttemptError { error, connected }) => {
                 if error.status() == 499 {

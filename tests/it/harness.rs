@@ -1,0 +1,393 @@
+//! The in-process harness: Switchyard on port 0 with an inline
+//! configuration, small backends, and raw clients.
+//!
+//! Every test gets its own directory (logs, static files, configuration)
+//! and its own server; nothing listens on a fixed port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use switchyard::server::{self, Handle};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-it-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SWITCHYARD_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    pub handle: Handle,
+    pub dir: TempDir,
+    /// Actual addresses, in the order of the configuration's listens.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Proxy {
+    /// Starts a full configuration. `{dir}` is replaced by the test's
+    /// directory.
+    pub async fn start(conf: &str) -> Proxy {
+        Self::try_start(conf)
+            .await
+            .unwrap_or_else(|e| panic!("proxy did not start: {e}\n{conf}"))
+    }
+
+    pub async fn try_start(conf: &str) -> Result<Proxy, String> {
+        let dir = TempDir::new();
+        Self::start_in(dir, conf).await
+    }
+
+    pub async fn start_in(dir: TempDir, conf: &str) -> Result<Proxy, String> {
+        let text = conf.replace("{dir}", &dir.path().display().to_string());
+        let config = switchyard::config::load_str(&text, dir.path()).map_err(|e| e.to_string())?;
+        let bound = server::bind_all(&config)?;
+        let handle = Handle::start(config, bound, None)?;
+        let addrs = handle.local_addrs().into_iter().map(|(_, a)| a).collect();
+        Ok(Proxy { handle, dir, addrs })
+    }
+
+    /// Starts with `body` as the contents of the `http` block, logging to
+    /// the test directory.
+    pub async fn http(body: &str) -> Proxy {
+        Self::start(&http_conf(body)).await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// Reloads with a new configuration (same `{dir}`).
+    pub fn reload(&self, conf: &str) -> Result<(), String> {
+        let text = conf.replace("{dir}", &self.dir.path().display().to_string());
+        let config =
+            switchyard::config::load_str(&text, self.dir.path()).map_err(|e| e.to_string())?;
+        self.handle.apply(config)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.handle.stop_now();
+    }
+}
+
+/// A main context that logs into the test directory, around `http { body }`.
+pub fn http_conf(body: &str) -> String {
+    format!(
+        "error_log {{dir}}/error.log info;\nevents {{ worker_connections 4096; }}\nhttp {{\n    access_log {{dir}}/access.log;\n{body}\n}}\n"
+    )
+}
+
+/// Eventually-true checks: retries `f` for up to `SWITCHYARD_TEST_PATIENCE_MS`
+/// (default 5000) milliseconds.
+pub async fn eventually<F: FnMut() -> bool>(mut f: F) -> bool {
+    let patience: u64 = std::env::var("SWITCHYARD_TEST_PATIENCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(patience);
+    loop {
+        if f() {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A port that was free a moment ago (for configurations that must name
+/// an address before the server starts, e.g. a server proxying to itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends raw bytes and reads the answer until the server closes (or 10s).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    read_to_close(&mut s).await
+}
+
+pub async fn read_to_close(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET path HTTP/1.0` with a Host header; the full response text.
+pub async fn get(addr: SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Response {
+    pub fn parse(text: &str) -> Response {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Response {
+            status,
+            head: head.to_string(),
+            body: body.to_string(),
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+pub async fn get_response(addr: SocketAddr, path: &str) -> Response {
+    Response::parse(&get(addr, path).await)
+}
+
+/// A request as a backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn request_line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn headers(&self) -> Vec<String> {
+        self.head.lines().skip(1).map(str::to_string).collect()
+    }
+}
+
+/// An HTTP backend that records each request and answers with `respond`.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+impl Backend {
+    /// Answers every request with a 200 whose body echoes the request head.
+    pub async fn echo() -> Backend {
+        Self::with(|seen| {
+            let body = seen.head.clone();
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\nX-Backend: echo\r\n\r\n{body}", body.len()).into_bytes()
+        })
+        .await
+    }
+
+    /// Answers every request with the bytes `respond` returns, then closes.
+    pub async fn with(respond: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, seen) = mpsc::unbounded_channel();
+        let respond = Arc::new(respond);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let tx = tx.clone();
+                let respond = respond.clone();
+                tokio::spawn(async move {
+                    let Some(seen) = read_request(&mut s).await else {
+                        return;
+                    };
+                    let _ = tx.send(seen.clone());
+                    let _ = s.write_all(&respond(&seen)).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Backend { addr, seen }
+    }
+
+    pub async fn next(&mut self) -> Seen {
+        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
+            .await
+            .expect("backend saw no request")
+            .expect("backend gone")
+    }
+}
+
+/// Reads one request (head, then a Content-Length or chunked body).
+pub async fn read_request(s: &mut TcpStream) -> Option<Seen> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end - 4]).into_owned();
+    let mut body = buf[head_end..].to_vec();
+    let lower = head.to_ascii_lowercase();
+    if let Some(cl) = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+    {
+        let n: usize = cl.trim().parse().ok()?;
+        while body.len() < n {
+            let k = s.read(&mut tmp).await.ok()?;
+            if k == 0 {
+                break;
+            }
+            body.extend_from_slice(&tmp[..k]);
+        }
+    } else if lower.contains("transfer-encoding: chunked") {
+        while find(&body, b"0\r\n\r\n").is_none() {
+            let k = s.read(&mut tmp).await.ok()?;
+            if k == 0 {
+                break;
+            }
+            body.extend_from_slice(&tmp[..k]);
+        }
+    }
+    Some(Seen { head, body })
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A WebSocket echo backend (tokio-tungstenite): echoes text and binary,
+/// answers close with the same code, and reports each handshake's
+/// request head.
+pub async fn ws_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let cb = |req: &Request, resp: Response| {
+                    let mut head = format!("{} {}", req.method(), req.uri());
+                    for (n, v) in req.headers() {
+                        head.push_str(&format!("\n{}: {}", n, v.to_str().unwrap_or("")));
+                    }
+                    let _ = tx.send(head);
+                    Ok(resp)
+                };
+                let mut config =
+                    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+                config.max_message_size = Some(64 << 20);
+                config.max_frame_size = Some(64 << 20);
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_hdr_async_with_config(s, cb, Some(config)).await
+                else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_close() {
+                        // tungstenite queued the echo of the close frame;
+                        // flush it before the socket is dropped.
+                        let _ = ws.flush().await;
+                        break;
+                    }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Opens a WebSocket through `addr` to `path`.
+pub async fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.max_message_size = Some(64 << 20);
+    config.max_frame_size = Some(64 << 20);
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), s, Some(config))
+            .await?;
+    Ok(ws)
+}

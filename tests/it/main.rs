@@ -1,0 +1,10 @@
+//! Switchyard's integration tests: one binary, one in-process harness.
+//!
+//! Each module covers one area; servers listen on port 0 with inline
+//! configurations, and binary-level behaviour (command line, signals,
+//! daemon) runs the built `switchyard` executable.
+
+mod harness;
+
+/// WebSocket handshakes, messages, closes, timeouts, WebSocket-first.
+mod websocket;
