@@ -268,17 +268,20 @@ fn find_point(points: &[(u32, usize)], hash: u32) -> usize {
 impl Pick {
     /// Picks the next peer, or reports that none is available. The caller
     /// must report the attempt's result with [`Pick::free`].
-    pub fn next(&mut self) -> Result<Chosen, NoPeer> {
+    pub fn next_peer(&mut self) -> Result<Chosen, NoPeer> {
         let b = self.balancer.clone();
         let sticky = match &b.upstream.method {
             BalanceMethod::IpHash => true,
             BalanceMethod::Hash { .. } => !self.key.is_empty(),
             _ => false,
         };
-        if sticky && !self.in_backup && self.sticky_tries <= 20 && !b.primary.single {
-            if let Some(c) = self.sticky_pick(&b) {
-                return Ok(c);
-            }
+        if sticky
+            && !self.in_backup
+            && self.sticky_tries <= 20
+            && !b.primary.single
+            && let Some(c) = self.sticky_pick(&b)
+        {
+            return Ok(c);
         }
         if matches!(b.upstream.method, BalanceMethod::LeastConn) && !self.in_backup {
             if let Some(c) = self.least_conn_pick(&b, false) {
@@ -296,7 +299,7 @@ impl Pick {
         let picked = if group.single {
             let peer = &group.peers[0];
             let st = &state[0];
-            (!peer.down && !(peer.max_conns > 0 && st.conns >= peer.max_conns)).then_some(0)
+            (!(peer.down || peer.max_conns > 0 && st.conns >= peer.max_conns)).then_some(0)
         } else {
             smooth_pick(group, &mut state, &self.tried, now, |_| true)
         };
@@ -516,8 +519,8 @@ impl Pick {
             st.fails += 1;
             st.accessed = now;
             st.checked = now;
-            if peer.max_fails > 0 {
-                st.effective_weight -= (peer.weight / peer.max_fails) as i64;
+            if let Some(step) = peer.weight.checked_div(peer.max_fails) {
+                st.effective_weight -= step as i64;
                 if st.fails >= peer.max_fails {
                     warning = Some("upstream server temporarily disabled".to_string());
                 }
@@ -629,7 +632,7 @@ mod tests {
         (0..n)
             .map(|_| {
                 let mut p = b.start(client, key.to_vec(), 0);
-                let c = p.next().unwrap();
+                let c = p.next_peer().unwrap();
                 p.free(&c, false);
                 c.addr.port()
             })
@@ -670,9 +673,9 @@ mod tests {
         let first = ports(&b, 3, LOCAL, b"/abc");
         assert!(first.iter().all(|p| *p == first[0]));
         let mut p = b.start(LOCAL, b"/abc".to_vec(), 0);
-        let c1 = p.next().unwrap();
+        let c1 = p.next_peer().unwrap();
         p.free(&c1, true);
-        let c2 = p.next().unwrap();
+        let c2 = p.next_peer().unwrap();
         assert_ne!(c1.addr, c2.addr);
         p.free(&c2, false);
     }
@@ -710,9 +713,9 @@ mod tests {
     fn balance_least_conn_prefers_idle_peers() {
         let b = upstream(BalanceMethod::LeastConn, &[1, 1]);
         let mut p1 = b.start(LOCAL, vec![], 0);
-        let busy = p1.next().unwrap();
+        let busy = p1.next_peer().unwrap();
         let mut p2 = b.start(LOCAL, vec![], 0);
-        let second = p2.next().unwrap();
+        let second = p2.next_peer().unwrap();
         assert_ne!(busy.addr, second.addr);
         p1.free(&busy, false);
         p2.free(&second, false);
@@ -723,12 +726,12 @@ mod tests {
         let b = upstream(BalanceMethod::RoundRobin, &[1, 1]);
         let mut p = b.start(LOCAL, vec![], 0);
         assert_eq!(p.tries, 2);
-        let a = p.next().unwrap();
+        let a = p.next_peer().unwrap();
         assert!(p.free(&a, true).is_some());
-        let c = p.next().unwrap();
+        let c = p.next_peer().unwrap();
         p.free(&c, true);
         assert_eq!(p.tries, 0);
         let mut q = b.start(LOCAL, vec![], 0);
-        assert_eq!(q.next().unwrap_err(), NoPeer::NoLive);
+        assert_eq!(q.next_peer().unwrap_err(), NoPeer::NoLive);
     }
 }

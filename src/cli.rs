@@ -306,13 +306,13 @@ fn load_config(
     paths_error_log: Option<&Path>,
 ) -> Result<config::Config, String> {
     let mut config = config::load(load).map_err(|e| e.to_string())?;
-    if let Some(e) = paths_error_log {
-        if !config.main.error_log_explicit {
-            config.main.error_log = vec![crate::config::ErrorLogTarget {
-                path: e.to_path_buf(),
-                level: Level::Error,
-            }];
-        }
+    if let Some(e) = paths_error_log
+        && !config.main.error_log_explicit
+    {
+        config.main.error_log = vec![crate::config::ErrorLogTarget {
+            path: e.to_path_buf(),
+            level: Level::Error,
+        }];
     }
     Ok(config)
 }
@@ -422,10 +422,10 @@ fn daemonize(pid_file: &Path) -> ExitCode {
         }
     };
     for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(pid_file) {
-            if text.trim() == child.id().to_string() {
-                return ExitCode::SUCCESS;
-            }
+        if let Ok(text) = std::fs::read_to_string(pid_file)
+            && text.trim() == child.id().to_string()
+        {
+            return ExitCode::SUCCESS;
         }
         if let Ok(Some(status)) = child.try_wait() {
             eprintln!(

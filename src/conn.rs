@@ -247,10 +247,11 @@ pub async fn discard_body(conn: &mut ClientConn, reader: &mut BodyReader, limit:
     }
     // Large unread bodies are not worth reading just to keep the
     // connection; closing is cheaper.
-    if let crate::http1::BodyKind::Length(n) = reader.kind() {
-        if reader.remaining() > 64 * 1024 && n > 64 * 1024 {
-            return false;
-        }
+    if let crate::http1::BodyKind::Length(n) = reader.kind()
+        && reader.remaining() > 64 * 1024
+        && n > 64 * 1024
+    {
+        return false;
     }
     matches!(
         timeout(

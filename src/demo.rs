@@ -34,6 +34,7 @@ pub async fn start_backend() -> std::io::Result<SocketAddr> {
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut path = String::new();
+                #[allow(clippy::result_large_err)] // the callback type is tungstenite's
                 let callback = |req: &Request, resp: Response| {
                     path = req.uri().path().to_string();
                     Ok(resp)

@@ -83,13 +83,14 @@ pub struct LogFile {
 
 impl LogFile {
     fn open(path: &Path) -> std::io::Result<File> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("directory \"{}\" does not exist", dir.display()),
-                ));
-            }
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("directory \"{}\" does not exist", dir.display()),
+            ));
         }
         OpenOptions::new().create(true).append(true).open(path)
     }
@@ -257,10 +258,10 @@ pub fn error_to(targets: &[ErrorLogTarget], level: Level, conn: u64, message: &s
     }
     let line = format_line(level, Some(conn), message);
     for t in targets {
-        if level <= t.level {
-            if let Ok(f) = Registry::global().get(&t.path) {
-                f.write_line(line.as_bytes());
-            }
+        if level <= t.level
+            && let Ok(f) = Registry::global().get(&t.path)
+        {
+            f.write_line(line.as_bytes());
         }
     }
 }

@@ -188,10 +188,8 @@ pub fn is_success_like(status: u16) -> bool {
 /// Applies `add_header` and `expires` of `conf` to `reply`.
 pub fn apply_header_filters(reply: &mut Reply, conf: &LocConf, ctx: &mut RequestCtx) {
     let ok = is_success_like(reply.status);
-    if ok {
-        if let Some(e) = conf.expires {
-            apply_expires(reply, e);
-        }
+    if ok && let Some(e) = conf.expires {
+        apply_expires(reply, e);
     }
     for h in conf.add_headers.iter() {
         if !(ok || h.always) {

@@ -6,10 +6,14 @@ use std::sync::Arc;
 use crate::config::{ListenGroup, Location, LocationMatch, Locations, ProxyPass, Server};
 use crate::request::RequestCtx;
 
+/// A `Host` that nginx would reject (400 "client sent invalid host header").
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadHost;
+
 /// The host a request is for: `Host` (or the absolute URI's authority),
 /// lowercased, without port or trailing dot. `Err` for an invalid host
 /// (nginx answers 400 "client sent invalid host header").
-pub fn request_host(host_header: Option<&[u8]>, target: &str) -> Result<Option<String>, ()> {
+pub fn request_host(host_header: Option<&[u8]>, target: &str) -> Result<Option<String>, BadHost> {
     let from_target = target
         .strip_prefix("http://")
         .or_else(|| target.strip_prefix("https://"))
@@ -24,7 +28,7 @@ pub fn request_host(host_header: Option<&[u8]>, target: &str) -> Result<Option<S
 
 /// nginx's `ngx_http_validate_host`: strips the port and a trailing dot,
 /// lowercases, and rejects `..`, `/`, `\0` and malformed IPv6 literals.
-pub fn validate_host(raw: &[u8]) -> Result<String, ()> {
+pub fn validate_host(raw: &[u8]) -> Result<String, BadHost> {
     let mut out = String::with_capacity(raw.len());
     let mut dot_pos: Option<usize> = None;
     let mut in_brackets = false;
@@ -33,7 +37,7 @@ pub fn validate_host(raw: &[u8]) -> Result<String, ()> {
         match c {
             b'.' => {
                 if dot_pos == Some(i.wrapping_sub(1)) {
-                    return Err(());
+                    return Err(BadHost);
                 }
                 dot_pos = Some(i);
             }
@@ -43,19 +47,19 @@ pub fn validate_host(raw: &[u8]) -> Result<String, ()> {
             }
             b'[' if i == 0 => in_brackets = true,
             b']' => in_brackets = false,
-            b'\0' | b'/' | b'\\' => return Err(()),
+            b'\0' | b'/' | b'\\' => return Err(BadHost),
             _ => {}
         }
     }
     if in_brackets {
-        return Err(());
+        return Err(BadHost);
     }
     let mut host = &raw[..host_len];
     if host.last() == Some(&b'.') {
         host = &host[..host.len() - 1];
     }
     if host.is_empty() {
-        return Err(());
+        return Err(BadHost);
     }
     for &c in host {
         out.push(c.to_ascii_lowercase() as char);
@@ -70,16 +74,16 @@ pub fn select_server(
     host: Option<&str>,
     ctx_caps: &mut Option<RegexHit>,
 ) -> Arc<Server> {
-    if let Some(host) = host {
-        if let Some((i, re)) = group.names.find(host) {
-            if let Some(re) = re {
-                *ctx_caps = Some(RegexHit {
-                    regex: re.clone(),
-                    subject: host.to_string(),
-                });
-            }
-            return group.servers[i].clone();
+    if let Some(host) = host
+        && let Some((i, re)) = group.names.find(host)
+    {
+        if let Some(re) = re {
+            *ctx_caps = Some(RegexHit {
+                regex: re.clone(),
+                subject: host.to_string(),
+            });
         }
+        return group.servers[i].clone();
     }
     group.servers[group.default_server].clone()
 }
@@ -219,10 +223,10 @@ pub fn find_location(locs: &Locations, uri: &str, ctx: &mut RequestCtx) -> Found
 fn search(locs: &Locations, uri: &str, ctx: &mut RequestCtx) -> (Option<Arc<Location>>, Rc) {
     // Exact locations win outright.
     for l in &locs.prefix {
-        if let LocationMatch::Exact(p) = &l.matcher {
-            if p == uri {
-                return (Some(l.clone()), Rc::Ok);
-            }
+        if let LocationMatch::Exact(p) = &l.matcher
+            && p == uri
+        {
+            return (Some(l.clone()), Rc::Ok);
         }
     }
     let mut found: Option<Arc<Location>> = None;
@@ -247,11 +251,11 @@ fn search(locs: &Locations, uri: &str, ctx: &mut RequestCtx) -> (Option<Arc<Loca
     }
     if !noregex {
         for l in &locs.regex {
-            if let LocationMatch::Regex(re) = &l.matcher {
-                if ctx.regex_match(re, uri.as_bytes()) {
-                    let (nested, _) = search(&l.children, uri, ctx);
-                    return (Some(nested.unwrap_or_else(|| l.clone())), Rc::Ok);
-                }
+            if let LocationMatch::Regex(re) = &l.matcher
+                && ctx.regex_match(re, uri.as_bytes())
+            {
+                let (nested, _) = search(&l.children, uri, ctx);
+                return (Some(nested.unwrap_or_else(|| l.clone())), Rc::Ok);
             }
         }
     }

@@ -29,18 +29,18 @@ pub enum Content {
 fn map_uri(ex: &mut Exchange<'_>, uri: &str) -> PathBuf {
     let conf = ex.conf.clone();
     let base = String::from_utf8_lossy(&ex.ctx.render(&conf.root.path)).into_owned();
-    if conf.root.alias {
-        if let Some(l) = &ex.ctx.location {
-            match &l.matcher {
-                LocationMatch::Prefix(p)
-                | LocationMatch::PrefixNoRegex(p)
-                | LocationMatch::Exact(p) => {
-                    let rest = uri.strip_prefix(p.as_str()).unwrap_or(uri);
-                    return PathBuf::from(format!("{base}{rest}"));
-                }
-                // A regex location's alias is the whole path (with captures).
-                _ => return PathBuf::from(base),
+    if conf.root.alias
+        && let Some(l) = &ex.ctx.location
+    {
+        match &l.matcher {
+            LocationMatch::Prefix(p)
+            | LocationMatch::PrefixNoRegex(p)
+            | LocationMatch::Exact(p) => {
+                let rest = uri.strip_prefix(p.as_str()).unwrap_or(uri);
+                return PathBuf::from(format!("{base}{rest}"));
             }
+            // A regex location's alias is the whole path (with captures).
+            _ => return PathBuf::from(base),
         }
     }
     PathBuf::from(format!("{base}{uri}"))
@@ -168,18 +168,18 @@ async fn index(ex: &mut Exchange<'_>, uri: &str) -> Content {
             Content::Reply(Reply::error(403, conf.server_tokens))
         }
         _ => {
-            if let Some((path, e)) = last_err {
-                if conf.log_not_found {
-                    ex.log(
-                        Level::Error,
-                        &format!(
-                            "\"{}\" is not found {}",
-                            path.display(),
-                            crate::config::error::os_error(&e)
-                        ),
-                        None,
-                    );
-                }
+            if let Some((path, e)) = last_err
+                && conf.log_not_found
+            {
+                ex.log(
+                    Level::Error,
+                    &format!(
+                        "\"{}\" is not found {}",
+                        path.display(),
+                        crate::config::error::os_error(&e)
+                    ),
+                    None,
+                );
             }
             Content::Reply(Reply::error(404, conf.server_tokens))
         }

@@ -389,10 +389,10 @@ impl RequestCtx {
         for value in self.headers.get_all(&http::header::COOKIE) {
             for pair in value.as_bytes().split(|b| *b == b';') {
                 let pair = pair.trim_ascii_start();
-                if let Some(rest) = pair.strip_prefix(name.as_bytes()) {
-                    if let Some(v) = rest.strip_prefix(b"=") {
-                        return Some(v.to_vec());
-                    }
+                if let Some(rest) = pair.strip_prefix(name.as_bytes())
+                    && let Some(v) = rest.strip_prefix(b"=")
+                {
+                    return Some(v.to_vec());
                 }
             }
         }

@@ -249,16 +249,16 @@ impl Builder {
                 format!("invalid number of arguments in \"{}\" directive", st.name),
             ));
         }
-        if let Args::Flag = d.args {
-            if super::values::parse_flag(&st.args[0].value).is_none() {
-                return Err(ConfigError::at(
-                    &st.span,
-                    format!(
-                        "invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"",
-                        st.args[0].value, st.name
-                    ),
-                ));
-            }
+        if let Args::Flag = d.args
+            && super::values::parse_flag(&st.args[0].value).is_none()
+        {
+            return Err(ConfigError::at(
+                &st.span,
+                format!(
+                    "invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+                    st.args[0].value, st.name
+                ),
+            ));
         }
         if d.support == directives::Support::Ignored {
             self.warnings.push(ConfigError::at(
@@ -908,6 +908,9 @@ pub fn resolve_addr(
 ) -> std::result::Result<Vec<SocketAddr>, String> {
     let (host, port) =
         split_host_port(s, default_port).ok_or_else(|| " (invalid port)".to_string())?;
+    if port == 0 && !allow_port_zero {
+        return Err(" (invalid port)".to_string());
+    }
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }

@@ -661,21 +661,21 @@ fn set_log_format(b: &mut Builder, st: &Statement) -> Result<()> {
     }
     let mut rest = &st.args[1..];
     let mut escape = LogEscape::Default;
-    if let Some(first) = rest.first() {
-        if let Some(e) = first.value.strip_prefix("escape=") {
-            escape = match e {
-                "default" => LogEscape::Default,
-                "json" => LogEscape::Json,
-                "none" => LogEscape::None,
-                _ => {
-                    return Err(ConfigError::at(
-                        &st.span,
-                        format!("unknown log format escaping \"{e}\""),
-                    ));
-                }
-            };
-            rest = &rest[1..];
-        }
+    if let Some(first) = rest.first()
+        && let Some(e) = first.value.strip_prefix("escape=")
+    {
+        escape = match e {
+            "default" => LogEscape::Default,
+            "json" => LogEscape::Json,
+            "none" => LogEscape::None,
+            _ => {
+                return Err(ConfigError::at(
+                    &st.span,
+                    format!("unknown log format escaping \"{e}\""),
+                ));
+            }
+        };
+        rest = &rest[1..];
     }
     if rest.is_empty() {
         return Err(ConfigError::at(
@@ -964,13 +964,14 @@ fn set_location(b: &mut Builder, st: &Statement) -> Result<()> {
         }
         let parent_prefix =
             (parent.modifier.is_empty() || parent.modifier == "^~").then(|| parent.path.clone());
-        if let Some(pp) = parent_prefix {
-            if regex.is_none() && !path.starts_with(&pp) {
-                return Err(ConfigError::at(
-                    &st.span,
-                    format!("location \"{path}\" is outside location \"{pp}\""),
-                ));
-            }
+        if let Some(pp) = parent_prefix
+            && regex.is_none()
+            && !path.starts_with(&pp)
+        {
+            return Err(ConfigError::at(
+                &st.span,
+                format!("location \"{path}\" is outside location \"{pp}\""),
+            ));
         }
     }
     let loc = LocationRaw {
@@ -1332,7 +1333,7 @@ fn set_index(b: &mut Builder, st: &Statement) -> Result<()> {
         if w.value.starts_with('/') && i + 1 != st.args.len() {
             return Err(ConfigError::at(
                 &st.span,
-                format!("only the last index in \"index\" directive should be absolute"),
+                "only the last index in \"index\" directive should be absolute".to_string(),
             ));
         }
         list.push(arg_template(st, i)?);

@@ -80,7 +80,10 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
         .proxy_pass
         .clone()
         .expect("proxy action without proxy_pass");
-    let target = resolve_target(ex, &pass)?;
+    let target = match resolve_target(ex, &pass) {
+        Ok(t) => t,
+        Err(e) => return Err(logged(ex, e)),
+    };
     ex.ctx.upstream.proxy_host = Some(target.proxy_host.clone());
     ex.ctx.upstream.proxy_port = Some(target.proxy_port);
 
@@ -96,7 +99,10 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
         p.http_version
     };
 
-    let body = prepare_body(ex, version).await?;
+    let body = match prepare_body(ex, version).await {
+        Ok(b) => b,
+        Err(e) => return Err(logged(ex, e)),
+    };
     let (head, reusable) = build_head(ex, &target, version, ws_first, &body);
     let replayable = !matches!(body, ReqBody::Stream(_));
     let idempotent =
@@ -117,7 +123,7 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
     let scheme = if target.tls { "https" } else { "http" };
 
     loop {
-        let chosen = match pick.next() {
+        let chosen = match pick.next_peer() {
             Ok(c) => c,
             Err(NoPeer::NoLive) => {
                 ex.log(
@@ -216,6 +222,12 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
             }
         }
     }
+}
+
+/// Logs an error raised before any backend was contacted.
+fn logged(ex: &Exchange<'_>, e: ProxyError) -> ProxyError {
+    ex.log(e.level(), &e.message(), None);
+    e
 }
 
 /// `d.ddd` seconds, nginx's `$upstream_*_time` format.
@@ -394,11 +406,12 @@ async fn prepare_body(ex: &mut Exchange<'_>, version: Version) -> Result<ReqBody
     if kind == BodyKind::None {
         return Ok(ReqBody::None);
     }
-    if let BodyKind::Length(n) = kind {
-        if limit > 0 && n > limit {
-            ex.keepalive = false;
-            return Err(ProxyError::BodyTooLarge(n));
-        }
+    if let BodyKind::Length(n) = kind
+        && limit > 0
+        && n > limit
+    {
+        ex.keepalive = false;
+        return Err(ProxyError::BodyTooLarge(n));
     }
     if !conf.proxy.pass_request_body {
         return Ok(ReqBody::None);
@@ -818,16 +831,15 @@ fn finish_response(
             continue;
         }
         let mut value = h.value.clone();
-        if h.name == http::header::LOCATION || h.name == http::header::REFRESH {
-            if let (true, Some((from, to))) = (p.redirect, &target.redirect) {
-                if let Some(rest) = value.as_bytes().strip_prefix(from.as_bytes()) {
-                    let mut v = to.as_bytes().to_vec();
-                    v.extend_from_slice(rest);
-                    {
-                        let nv = HeaderValue::from_bytes(&v);
-                        value = nv;
-                    }
-                }
+        if (h.name == http::header::LOCATION || h.name == http::header::REFRESH)
+            && let (true, Some((from, to))) = (p.redirect, &target.redirect)
+            && let Some(rest) = value.as_bytes().strip_prefix(from.as_bytes())
+        {
+            let mut v = to.as_bytes().to_vec();
+            v.extend_from_slice(rest);
+            {
+                let nv = HeaderValue::from_bytes(&v);
+                value = nv;
             }
         }
         reply
@@ -847,10 +859,10 @@ fn finish_response(
                 pool.put(conn);
             }
             // HEAD and 304 keep the backend's Content-Length.
-            if let Some(cl) = resp.headers.get(&http::header::CONTENT_LENGTH) {
-                if ex.ctx.method == Method::HEAD {
-                    reply.headers.append_str("Content-Length", cl.clone());
-                }
+            if let Some(cl) = resp.headers.get(&http::header::CONTENT_LENGTH)
+                && ex.ctx.method == Method::HEAD
+            {
+                reply.headers.append_str("Content-Length", cl.clone());
             }
             Body::Empty
         }

@@ -184,10 +184,10 @@ impl UpstreamBody {
             }
             Ok(Ok(Some(b))) => Ok(Some(b)),
             Ok(Ok(None)) => {
-                if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take()) {
-                    if self.reader.kind() != BodyKind::Close {
-                        pool.put(conn);
-                    }
+                if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take())
+                    && self.reader.kind() != BodyKind::Close
+                {
+                    pool.put(conn);
                 }
                 Ok(None)
             }

@@ -8,3 +8,6 @@ mod harness;
 
 /// WebSocket handshakes, messages, closes, timeouts, WebSocket-first.
 mod websocket;
+
+/// HTTP proxying: request and response headers, bodies, statuses.
+mod proxy_http;

@@ -1,0 +1,454 @@
+//! Plain HTTP proxying: the request the backend sees, the response the
+//! client sees, bodies, keep-alive, and the error statuses.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::*;
+
+fn server(backend: std::net::SocketAddr, location: &str) -> String {
+    format!(
+        "server {{ listen 127.0.0.1:0; server_name localhost; location / {{ proxy_pass http://{backend}; {location} }} }}"
+    )
+}
+
+#[tokio::test]
+async fn proxy_sends_nginx_default_request() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&server(be.addr, "")).await;
+    let r = Response::parse(&raw(proxy.addr(), b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Custom: yes\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\n\r\n").await);
+    assert_eq!(r.status, 200);
+    let seen = be.next().await;
+    // HTTP/1.0 by default, Host is $proxy_host, Connection: close, the
+    // client's hop-by-hop headers are dropped, others pass in order.
+    assert_eq!(seen.request_line(), "GET /a/b?c=d HTTP/1.0");
+    assert_eq!(
+        seen.headers(),
+        vec![
+            format!("Host: {}", be.addr),
+            "Connection: close".into(),
+            "X-Custom: yes".into()
+        ]
+    );
+    // The backend's own headers come back; Server/Date are ours.
+    assert_eq!(r.header("X-Backend").as_deref(), Some("echo"));
+    assert!(r.header("Server").unwrap().starts_with("switchyard"));
+}
+
+#[tokio::test]
+async fn proxy_set_header_order_and_empty_values() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&server(
+        be.addr,
+        "proxy_set_header X-Real-IP $remote_addr; proxy_set_header Host $host; proxy_set_header X-Drop \"\"; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+    ))
+    .await;
+    raw(proxy.addr(), b"GET / HTTP/1.0\r\nHost: Example.COM:8080\r\nX-Forwarded-For: 10.0.0.1\r\nX-Drop: client\r\n\r\n").await;
+    let seen = be.next().await;
+    assert_eq!(
+        seen.headers(),
+        vec![
+            "X-Real-IP: 127.0.0.1".to_string(),
+            "Host: example.com".into(),
+            "X-Forwarded-For: 10.0.0.1, 127.0.0.1".into(),
+            "Connection: close".into(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn proxy_set_header_inheritance_replaces_the_whole_set() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&format!(
+        "proxy_set_header X-From http;
+         server {{
+            listen 127.0.0.1:0;
+            proxy_set_header X-From server;
+            proxy_set_header X-Server-Only 1;
+            location /inherit {{ proxy_pass http://{0}; }}
+            location /own {{ proxy_pass http://{0}; proxy_set_header X-From location; }}
+         }}",
+        be.addr
+    ))
+    .await;
+    get(proxy.addr(), "/inherit").await;
+    let seen = be.next().await;
+    assert_eq!(seen.header("X-From").as_deref(), Some("server"));
+    assert_eq!(seen.header("X-Server-Only").as_deref(), Some("1"));
+    get(proxy.addr(), "/own").await;
+    let seen = be.next().await;
+    assert_eq!(seen.header("X-From").as_deref(), Some("location"));
+    assert_eq!(
+        seen.header("X-Server-Only"),
+        None,
+        "a level that sets any header replaces the inherited set"
+    );
+}
+
+#[tokio::test]
+async fn proxy_pass_uri_part_replaces_the_location_prefix() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&format!(
+        "server {{
+            listen 127.0.0.1:0;
+            location /api/ {{ proxy_pass http://{0}/v2/; }}
+            location /raw/ {{ proxy_pass http://{0}; }}
+            location = /exact {{ proxy_pass http://{0}/other; }}
+         }}",
+        be.addr
+    ))
+    .await;
+    get(proxy.addr(), "/api/users/a%20b?x=1").await;
+    assert_eq!(
+        be.next().await.request_line(),
+        "GET /v2/users/a%20b?x=1 HTTP/1.0"
+    );
+    get(proxy.addr(), "/raw/x/../y?q").await;
+    assert_eq!(
+        be.next().await.request_line(),
+        "GET /raw/x/../y?q HTTP/1.0",
+        "no URI part: the client's URI as sent"
+    );
+    get(proxy.addr(), "/exact?k=v").await;
+    assert_eq!(be.next().await.request_line(), "GET /other?k=v HTTP/1.0");
+    // /api (no slash) redirects to /api/ because the location proxies.
+    let r = get_response(proxy.addr(), "/api?z").await;
+    assert_eq!(r.status, 301);
+    assert!(
+        r.header("Location").unwrap().ends_with("/api/?z"),
+        "{:?}",
+        r.header("Location")
+    );
+}
+
+#[tokio::test]
+async fn proxy_pass_with_variables_and_upstream_names() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&format!(
+        "upstream named {{ server {0}; }}
+         map $arg_to $target {{ default {0}; n named; }}
+         server {{
+            listen 127.0.0.1:0;
+            location /v {{ proxy_pass http://$target/fixed$is_args$args; }}
+            location /bad {{ proxy_pass http://$arg_host; }}
+         }}",
+        be.addr
+    ))
+    .await;
+    get(proxy.addr(), "/v?a=1").await;
+    assert_eq!(be.next().await.request_line(), "GET /fixed?a=1 HTTP/1.0");
+    get(proxy.addr(), "/v?to=n").await;
+    assert_eq!(be.next().await.request_line(), "GET /fixed?to=n HTTP/1.0");
+    let r = get_response(proxy.addr(), "/bad?host=no.such.host.invalid").await;
+    assert_eq!(r.status, 502);
+    assert!(
+        proxy
+            .error_log()
+            .contains("no resolver defined to resolve no.such.host.invalid")
+    );
+}
+
+#[tokio::test]
+async fn proxy_http11_keepalive_and_chunked_bodies() {
+    // The backend answers with a chunked body; an HTTP/1.1 client gets it
+    // re-chunked on a kept-alive connection.
+    let be = Backend::with(|seen| {
+        let body = String::from_utf8_lossy(&seen.body).to_string();
+        format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).into_bytes()
+    })
+    .await;
+    let proxy = Proxy::http(&server(be.addr, "")).await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    for round in 0..3 {
+        c.write_all(format!("POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab{round}\r\n0\r\n\r\n").as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while find(&got, b"0\r\n\r\n").is_none() {
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{text}");
+        assert!(text.contains("Connection: keep-alive\r\n"), "{text}");
+        assert!(
+            text.contains(&format!("5\r\nhello\r\n3\r\nab{round}\r\n0\r\n\r\n")),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn proxy_request_body_is_sent_with_content_length() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&server(be.addr, "")).await;
+    raw(proxy.addr(), b"POST /p HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n").await;
+    let seen = be.next().await;
+    assert_eq!(seen.header("Content-Length").as_deref(), Some("9"));
+    assert_eq!(seen.header("Transfer-Encoding"), None);
+    assert_eq!(seen.body, b"wikipedia");
+}
+
+#[tokio::test]
+async fn proxy_large_bodies_stream_both_ways() {
+    let be = Backend::with(|seen| {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            seen.body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&seen.body);
+        r
+    })
+    .await;
+    let proxy = Proxy::http(&server(be.addr, "client_max_body_size 10m;")).await;
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    c.write_all(
+        format!(
+            "PUT /big HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    c.write_all(&body).await.unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    let split = find(&out, b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&out[split..], &body[..]);
+}
+
+#[tokio::test]
+async fn proxy_413_when_body_exceeds_client_max_body_size() {
+    let be = Backend::echo().await;
+    let proxy = Proxy::http(&server(be.addr, "client_max_body_size 10;")).await;
+    let r = Response::parse(
+        &raw(
+            proxy.addr(),
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890",
+        )
+        .await,
+    );
+    assert_eq!(r.status, 413);
+    assert!(r.body.contains("413 Request Entity Too Large"));
+    assert!(
+        proxy
+            .error_log()
+            .contains("client intended to send too large body: 11 bytes")
+    );
+    let r = Response::parse(&raw(proxy.addr(), b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n0123456789ab\r\n0\r\n\r\n").await);
+    assert_eq!(r.status, 413);
+}
+
+#[tokio::test]
+async fn proxy_502_when_the_backend_refuses_with_nginx_log_line() {
+    let port = free_port();
+    let proxy = Proxy::http(&format!("server {{ listen 127.0.0.1:0; server_name example.com; location / {{ proxy_pass http://127.0.0.1:{port}; }} }}")).await;
+    let r = Response::parse(
+        &raw(
+            proxy.addr(),
+            b"GET /x HTTP/1.0\r\nHost: example.com\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("<center><h1>502 Bad Gateway</h1></center>"));
+    let log = proxy.error_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("connect() failed"))
+        .expect(&log);
+    let re = regex::Regex::new(&format!(
+        r#"^\d{{4}}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#\d+: \*\d+ connect\(\) failed \(111: Connection refused\) while connecting to upstream, client: 127\.0\.0\.1, server: example\.com, request: "GET /x HTTP/1\.0", upstream: "http://127\.0\.0\.1:{port}/x", host: "example\.com"$"#
+    ))
+    .unwrap();
+    assert!(re.is_match(line), "{line}");
+}
+
+#[tokio::test]
+async fn proxy_504_when_the_backend_is_silent() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let proxy = Proxy::http(&server(addr, "proxy_read_timeout 300ms;")).await;
+    let r = get_response(proxy.addr(), "/").await;
+    assert_eq!(r.status, 504);
+    assert!(proxy.error_log().contains(
+        "upstream timed out (110: Connection timed out) while reading response header from upstream"
+    ));
+}
+
+#[tokio::test]
+async fn proxy_504_on_connect_timeout() {
+    // A listener whose backlog is full leaves new connections hanging in
+    // SYN-SENT: the connect times out.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(s);
+        }
+    }
+    let proxy = Proxy::http(&server(addr, "proxy_connect_timeout 300ms;")).await;
+    let start = std::time::Instant::now();
+    let r = get_response(proxy.addr(), "/").await;
+    assert_eq!(r.status, 504, "{}", r.head);
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(
+        proxy.error_log().contains(
+            "upstream timed out (110: Connection timed out) while connecting to upstream"
+        )
+    );
+    drop(socket);
+}
+
+#[tokio::test]
+async fn proxy_400_for_malformed_requests() {
+    let proxy = Proxy::http("server { listen 127.0.0.1:0; location / { return 200 ok; } }").await;
+    for bad in [
+        &b"GET\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET /../x HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"\x01\x02\x03 garbage\r\n\r\n",
+    ] {
+        let r = Response::parse(&raw(proxy.addr(), bad).await);
+        assert_eq!(
+            r.status,
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(bad),
+            r.head
+        );
+    }
+    let r = Response::parse(
+        &raw(
+            proxy.addr(),
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(r.status, 501);
+}
+
+#[tokio::test]
+async fn proxy_http10_clients_get_close_delimited_bodies() {
+    let be = Backend::with(|_| {
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec()
+    })
+    .await;
+    let proxy = Proxy::http(&server(be.addr, "")).await;
+    let text = raw(proxy.addr(), b"GET / HTTP/1.0\r\nHost: h\r\n\r\n").await;
+    assert!(text.ends_with("\r\n\r\nabc"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+    assert!(!text.contains("Transfer-Encoding"), "{text}");
+}
+
+#[tokio::test]
+async fn proxy_hides_and_passes_backend_headers() {
+    let be = Backend::with(|_| {
+        b"HTTP/1.1 200 OK\r\nServer: backend/1\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nX-Pad: x\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    })
+    .await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0;
+            location / {{ proxy_pass http://{0}; proxy_hide_header X-Secret; }}
+            location /pass {{ proxy_pass http://{0}; proxy_pass_header Server; }} }}",
+        be.addr
+    ))
+    .await;
+    let r = get_response(proxy.addr(), "/").await;
+    assert!(r.header("Server").unwrap().starts_with("switchyard"));
+    assert_ne!(
+        r.header("Date").as_deref(),
+        Some("Thu, 01 Jan 1970 00:00:00 GMT")
+    );
+    assert_eq!(r.header("X-Pad"), None);
+    assert_eq!(r.header("X-Secret"), None);
+    assert_eq!(r.header("Keep-Alive"), None);
+    let r = get_response(proxy.addr(), "/pass").await;
+    assert_eq!(r.header("Server").as_deref(), Some("backend/1"));
+}
+
+#[tokio::test]
+async fn proxy_keepalive_pool_reuses_backend_connections() {
+    // Count accepted connections at the backend.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                while read_request(&mut s).await.is_some() {
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = Proxy::http(&format!(
+        "upstream pool {{ server {addr}; keepalive 4; }}
+         server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+    ))
+    .await;
+    for _ in 0..5 {
+        let r = get_response(proxy.addr(), "/").await;
+        assert_eq!(r.body, "ok");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn proxy_next_upstream_tries_the_next_server() {
+    let dead = free_port();
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&format!(
+        "upstream two {{ server 127.0.0.1:{dead}; server {}; }}
+         log_format up \"$upstream_addr $upstream_status\";
+         server {{ listen 127.0.0.1:0; access_log {{dir}}/up.log up; location / {{ proxy_pass http://two; }} }}",
+        be.addr
+    ))
+    .await;
+    for _ in 0..2 {
+        let r = get_response(proxy.addr(), "/").await;
+        assert_eq!(r.status, 200);
+        be.next().await;
+    }
+    let log = std::fs::read_to_string(proxy.dir.path().join("up.log")).unwrap();
+    assert!(
+        log.contains(&format!("127.0.0.1:{dead}, {} 502, 200", be.addr)),
+        "{log}"
+    );
+}
