@@ -1721,7 +1721,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("client_max_body_size", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.client_max_body_size), "Largest request body (default 1m; 0 = unlimited); larger gets 413."),
     d!("client_body_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.client_body_timeout), "Client silence allowed while sending a body (default 60s)."),
     noop!("client_body_buffer_size", HSL, T1, "Body buffer sizing (no effect)."),
-    d!("access_log", HSL, Args::AtLeast(1), set_access_log, "Access log path, format and `if=`; `off` disables. Writes are batched."),
+    d!("access_log", HSL, Args::AtLeast(1), set_access_log, "Access log path, format and `if=`; `off` disables. One write per line, as nginx without `buffer=` (`buffer=`/`flush=` are accepted and ignored)."),
     d!("add_header", HSL, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set."),
     d!("expires", HSL, T12, set_expires, "`Expires` and `Cache-Control: max-age` on 2xx/3xx responses."),
     d!("root", HSL, T1, |b, st| set_root(b, st, false), "Document root for static files."),

@@ -11,3 +11,6 @@ mod websocket;
 
 /// HTTP proxying: request and response headers, bodies, statuses.
 mod proxy_http;
+
+/// The README's generated directive table.
+mod docs;
