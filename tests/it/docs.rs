@@ -8,8 +8,13 @@ use switchyard::docs::{BEGIN, END, directives_markdown};
 fn docs_readme_directive_table_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let readme = std::fs::read_to_string(path).unwrap();
-    let start = readme.find(BEGIN).expect("README lacks the directives begin marker") + BEGIN.len();
-    let end = readme.find(END).expect("README lacks the directives end marker");
+    let start = readme
+        .find(BEGIN)
+        .expect("README lacks the directives begin marker")
+        + BEGIN.len();
+    let end = readme
+        .find(END)
+        .expect("README lacks the directives end marker");
     let current = readme[start..end].trim();
     let wanted = directives_markdown();
     if current != wanted.trim() {
@@ -18,7 +23,9 @@ fn docs_readme_directive_table_is_current() {
             std::fs::write(path, updated).unwrap();
             return;
         }
-        panic!("README.md's directive table is stale: run SWITCHYARD_UPDATE_README=1 cargo test docs_");
+        panic!(
+            "README.md's directive table is stale: run SWITCHYARD_UPDATE_README=1 cargo test docs_"
+        );
     }
 }
 

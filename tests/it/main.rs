@@ -14,3 +14,9 @@ mod proxy_http;
 
 /// The README's generated directive table.
 mod docs;
+
+/// Configuration loading: error messages, includes, refusals.
+mod config;
+
+/// The executable: command line, pid file, signals, daemon.
+mod cli;

@@ -1,0 +1,318 @@
+//! The `switchyard` executable: nginx's command line, pid file, signals,
+//! reload, daemon mode.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run switchyard")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A configuration serving `return 200` on `port`, logging in `dir`.
+fn conf(dir: &Path, port: u16, body: &str) -> String {
+    format!(
+        "daemon off;\npid {d}/sy.pid;\nerror_log {d}/error.log info;\nevents {{}}\nhttp {{\n access_log {d}/access.log;\n server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"{body}\"; }} }}\n}}\n",
+        d = dir.display()
+    )
+}
+
+async fn wait_for_pid(dir: &Path, child: &mut Child) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(dir.join("sy.pid")) {
+            if let Ok(pid) = t.trim().parse() {
+                return pid;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+            panic!("switchyard exited during start-up: {status}: {err}");
+        }
+        assert!(Instant::now() < deadline, "no pid file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("switchyard did not exit within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn start(dir: &Path) -> Child {
+    Command::new(BIN)
+        .args([
+            "-p",
+            &format!("{}/", dir.display()),
+            "-c",
+            "sy.conf",
+            "-e",
+            "error.log",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard")
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+#[test]
+fn cli_version_lists_modules_it_lacks() {
+    let o = run(&["-V"]);
+    assert!(o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("switchyard version: switchyard/"), "{e}");
+    assert!(
+        e.contains("configure arguments: --with-http_ssl_module"),
+        "{e}"
+    );
+    assert!(e.contains("--without-http_gzip_module"), "{e}");
+    assert!(e.contains("--without-http_limit_req_module"), "{e}");
+    assert!(!e.contains("=dynamic"), "{e}");
+}
+
+#[test]
+fn cli_test_reports_success_and_failure_like_nginx() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let good = dir.write("good.conf", conf(dir.path(), port, "x"));
+    let o = run(&["-t", "-c", good.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains(&format!(
+            "the configuration file {} syntax is ok",
+            good.display()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "configuration file {} test is successful",
+            good.display()
+        )),
+        "{e}"
+    );
+    let bad = dir.write(
+        "bad.conf",
+        "events {}\nhttp {\n  server {\n    locaton / {}\n  }\n}\n",
+    );
+    let o = run(&["-t", "-c", bad.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        e.contains(&format!(
+            "[emerg] unknown directive \"locaton\" in {}:4",
+            bad.display()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("configuration file {} test failed", bad.display())),
+        "{e}"
+    );
+    let o = run(&["-tq", "-c", good.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn cli_dump_prints_every_file() {
+    let dir = TempDir::new();
+    dir.write("inc.conf", "# included\n");
+    let main = dir.write("m.conf", "events {}\ninclude inc.conf;\n");
+    let o = run(&["-T", "-c", main.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "# configuration file {}:\nevents {{}}\ninclude inc.conf;",
+            main.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("# included"), "{out}");
+}
+
+#[test]
+fn cli_bad_options_and_missing_pid_file() {
+    let o = run(&["-x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid option: \"x\""));
+    let dir = TempDir::new();
+    let c = dir.write("sy.conf", conf(dir.path(), free_port(), "x"));
+    let o = run(&["-c", c.to_str().unwrap(), "-s", "reload"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("sy.pid\" failed (2: No such file or directory)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn cli_runs_reloads_and_quits_through_the_pid_file() {
+    let dir = TempDir::new();
+    let port = free_port();
+    dir.write("sy.conf", conf(dir.path(), port, "one"));
+    let mut child = start(dir.path());
+    let pid = wait_for_pid(dir.path(), &mut child).await;
+    assert_eq!(pid, child.id(), "the pid file names the process itself");
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Listening as soon as the pid file exists.
+    assert_eq!(get_response(addr, "/").await.body, "one");
+
+    // A good reload switches configuration.
+    dir.write("sy.conf", conf(dir.path(), port, "two"));
+    let c = dir.path().join("sy.conf");
+    let o = run(&["-c", c.to_str().unwrap(), "-s", "reload"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        eventually(|| std::fs::read_to_string(dir.path().join("error.log"))
+            .unwrap_or_default()
+            .contains("reconfigured"))
+        .await
+    );
+    assert_eq!(get_response(addr, "/").await.body, "two");
+
+    // A bad reload is logged and the old configuration keeps serving.
+    dir.write("sy.conf", "events {}\nhttp { bogus; }\n");
+    signal(pid, nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        eventually(|| std::fs::read_to_string(dir.path().join("error.log"))
+            .unwrap_or_default()
+            .contains("unknown directive \"bogus\""))
+        .await
+    );
+    assert_eq!(get_response(addr, "/").await.body, "two");
+
+    // Graceful stop; the pid file goes away.
+    dir.write("sy.conf", conf(dir.path(), port, "two"));
+    let o = run(&["-c", c.to_str().unwrap(), "-s", "quit"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(10))
+            .await
+            .success()
+    );
+    assert!(!dir.path().join("sy.pid").exists());
+    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    assert_eq!(log.lines().count(), 3, "{log}");
+}
+
+#[tokio::test]
+async fn cli_quit_waits_for_websockets_and_term_does_not() {
+    let (backend, _) = ws_echo().await;
+    for (sig, waits) in [
+        (nix::sys::signal::Signal::SIGQUIT, true),
+        (nix::sys::signal::Signal::SIGTERM, false),
+    ] {
+        let dir = TempDir::new();
+        let port = free_port();
+        dir.write(
+            "sy.conf",
+            format!(
+                "daemon off;\npid {d}/sy.pid;\nerror_log {d}/error.log info;\nevents {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{backend}; }} }} }}\n",
+                d = dir.path().display()
+            ),
+        );
+        let mut child = start(dir.path());
+        let pid = wait_for_pid(dir.path(), &mut child).await;
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut ws = ws_connect(addr, "/").await.unwrap();
+        signal(pid, sig);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if waits {
+            // Still serving the open tunnel; new connections are refused.
+            assert!(child.try_wait().unwrap().is_none());
+            ws.send(Message::text("during shutdown")).await.unwrap();
+            assert_eq!(
+                ws.next().await.unwrap().unwrap(),
+                Message::text("during shutdown")
+            );
+            assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+            drop(ws);
+            assert!(
+                wait_exit(&mut child, Duration::from_secs(10))
+                    .await
+                    .success()
+            );
+        } else {
+            assert!(
+                wait_exit(&mut child, Duration::from_secs(3))
+                    .await
+                    .success()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn cli_daemon_detaches_and_stops() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let text = conf(dir.path(), port, "daemon").replace("daemon off;\n", "");
+    let c = dir.write("sy.conf", text);
+    let o = run(&["-c", c.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pid: i32 = std::fs::read_to_string(dir.path().join("sy.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(get_response(addr, "/").await.body, "daemon");
+    let o = run(&["-c", c.to_str().unwrap(), "-s", "stop"]);
+    assert!(o.status.success());
+    assert!(
+        eventually(|| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()).await
+    );
+}
+
+#[tokio::test]
+async fn cli_startup_errors_are_reported() {
+    let dir = TempDir::new();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    dir.write("sy.conf", conf(dir.path(), port, "x"));
+    let mut child = start(dir.path());
+    let status = wait_exit(&mut child, Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap();
+    assert!(
+        log.contains(&format!("[emerg]"))
+            && log.contains(&format!(
+                "bind() to 127.0.0.1:{port} failed (98: Address already in use)"
+            )),
+        "{log}"
+    );
+    assert!(!dir.path().join("sy.pid").exists());
+}
