@@ -428,9 +428,9 @@ pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
                             let url = ex
                                 .ctx
                                 .upstream
-                                .addr
-                                .clone()
-                                .map(|a| format!("http://{a}{}", ex.ctx.request_uri));
+                                .attempts
+                                .last()
+                                .map(|a| format!("http://{}{}", a.addr, ex.ctx.request_uri));
                             ex.log(Level::Error, &e.message(), url.as_deref());
                             sent = false;
                             break;
@@ -441,8 +441,10 @@ pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
             ok = sent;
         }
     }
-    if let Some(started) = ex.ctx.upstream.started {
-        ex.ctx.upstream.response_time = Some(format!("{:.3}", started.elapsed().as_secs_f64()));
+    if let (Some(started), Some(last)) =
+        (ex.ctx.upstream.started, ex.ctx.upstream.attempts.last_mut())
+    {
+        last.response = Some(started.elapsed());
     }
     ex.ctx.response.bytes_sent = if ok {
         wire_bytes
@@ -547,13 +549,14 @@ impl Tunnel {
             client_send: conf.send_timeout,
             upstream_send: conf.proxy.send_timeout,
         };
+        let retired = generation.retired.subscribe();
         let outcome = Relay::new(
             client,
             &client_leftover,
             up_io,
             &up_buf,
             timeouts,
-            stopping(state),
+            stopping(state, retired),
         )
         .await;
         drop(client_leftover);
@@ -610,14 +613,16 @@ impl Tunnel {
 }
 
 /// Resolves when the server is stopping for good (fast stop, or graceful
-/// stop past `worker_shutdown_timeout`).
-async fn stopping(mut state: watch::Receiver<RunState>) {
+/// stop past `worker_shutdown_timeout`), or when the tunnel's configuration
+/// was replaced and its `worker_shutdown_timeout` has passed.
+async fn stopping(mut state: watch::Receiver<RunState>, mut retired: watch::Receiver<bool>) {
     loop {
-        if *state.borrow_and_update() == RunState::Stopping {
+        if *state.borrow_and_update() == RunState::Stopping || *retired.borrow_and_update() {
             return;
         }
-        if state.changed().await.is_err() {
-            std::future::pending::<()>().await;
+        tokio::select! {
+            r = state.changed() => if r.is_err() { std::future::pending::<()>().await },
+            r = retired.changed() => if r.is_err() { std::future::pending::<()>().await },
         }
     }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::{Method, Version};
 use tokio::time::Instant;
 
-use crate::config::{LocConf, Location, RewriteOp, Server};
+use crate::config::{Condition, FileTest, LocConf, Location, RewriteFlag, RewriteOp, Server};
 use crate::conn::{ClientConn, Next};
 use crate::http1::parse::{BodyKind, FramingError, request_body_kind};
 use crate::http1::{BodyReader, RequestHead};
@@ -55,11 +55,28 @@ pub struct Exchange<'a> {
     /// The URI was changed by an internal redirect (proxying then sends
     /// the new `$uri`, not the original request target).
     pub uri_changed: bool,
+    /// The URI was changed by `rewrite` (proxying then ignores the URI part
+    /// of `proxy_pass`, as nginx).
+    pub rewritten: bool,
+    /// A named location to continue in (`error_page ... @name`).
+    pub next_named: Option<Arc<Location>>,
 }
 
 enum Action {
     Reply(Reply),
     Proxy,
+}
+
+/// How a rewrite script ended.
+enum Flow {
+    /// Ran to the end.
+    Next,
+    /// `break` (or `rewrite ... break`): stay in this location.
+    Break,
+    /// `rewrite ... last`: search locations again.
+    Last,
+    /// `return` or a redirecting `rewrite`.
+    Reply(Reply),
 }
 
 /// Handles one request on `conn`.
@@ -146,6 +163,8 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         conf: server.conf.clone(),
         slots: Vec::new(),
         uri_changed: false,
+        rewritten: false,
+        next_named: None,
         ctx,
     };
     if let Some(hit) = hit {
@@ -178,42 +197,108 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
 
 impl Exchange<'_> {
     async fn run(mut self) -> Next {
-        match self.route().await {
-            Action::Reply(reply) => self.finish(reply).await,
-            Action::Proxy => match proxy::forward(&mut self).await {
-                Ok(Proxied::Reply(reply)) => self.finish(reply).await,
-                Ok(Proxied::Upgrade(reply, upstream)) => {
-                    crate::conn::upgrade(self, reply, upstream).await
-                }
-                Err(e) => {
-                    let status = e.status();
-                    if status == 499 {
-                        self.ctx.response.status = 499;
-                        self.keepalive = false;
-                        crate::access_log::write(&mut self.ctx, &self.conf, &self.generation);
-                        return Next::Close;
+        // (original status, `=code` override) once an error_page redirect
+        // happened; nginx applies error_page once per request.
+        let mut error_page: Option<(u16, Option<u16>)> = None;
+        loop {
+            let mut reply = match self.route().await {
+                Action::Reply(reply) => reply,
+                Action::Proxy => match proxy::forward(&mut self).await {
+                    Ok(Proxied::Reply(reply)) => reply,
+                    Ok(Proxied::Upgrade(reply, upstream)) => {
+                        return crate::conn::upgrade(self, reply, upstream).await;
                     }
-                    let mut reply = Reply::error(status, self.conf.server_tokens);
-                    if matches!(e, proxy::ProxyError::UnexpectedUpgrade) {
-                        // nginx sends no body here; clients that asked for
-                        // nothing special get an empty 502.
-                        reply.body = crate::response::Body::Empty;
-                        reply.headers = crate::http1::Headers::new();
+                    Err(e) => {
+                        let status = e.status();
+                        if status == 499 {
+                            self.ctx.response.status = 499;
+                            self.keepalive = false;
+                            crate::access_log::write(&mut self.ctx, &self.conf, &self.generation);
+                            return Next::Close;
+                        }
+                        let mut reply = Reply::error(status, self.conf.server_tokens);
+                        if matches!(e, proxy::ProxyError::UnexpectedUpgrade) {
+                            // nginx sends no body here; clients that asked
+                            // for nothing special get an empty 502.
+                            reply.body = crate::response::Body::Empty;
+                            reply.headers = crate::http1::Headers::new();
+                            reply.special = false;
+                        }
+                        reply
                     }
-                    self.finish(reply).await
+                },
+            };
+            if error_page.is_none() && reply.special {
+                let conf = self.conf.clone();
+                if let Some(page) = conf
+                    .error_pages
+                    .iter()
+                    .find(|p| p.codes.contains(&reply.status))
+                {
+                    let target = self.ctx.render_string(&page.uri);
+                    error_page = Some((reply.status, page.overwrite));
+                    drop(reply);
+                    if target.starts_with("http://") || target.starts_with("https://") {
+                        let status = match page.overwrite {
+                            Some(s @ (301 | 302 | 303 | 307 | 308)) => s,
+                            _ => 302,
+                        };
+                        let mut r = Reply::redirect(status, target.as_bytes(), conf.server_tokens);
+                        r.special = false;
+                        return self.finish(r).await;
+                    }
+                    if self.ctx.method != Method::HEAD {
+                        self.ctx.method = Method::GET;
+                    }
+                    self.uri_changed = true;
+                    if let Some(name) = target.strip_prefix('@') {
+                        match self.ctx.server.locations.named.get(name) {
+                            Some(l) => self.next_named = Some(l.clone()),
+                            None => {
+                                self.log(
+                                    Level::Error,
+                                    &format!("could not find named location \"@{name}\""),
+                                    None,
+                                );
+                                return self.finish(Reply::error(500, conf.server_tokens)).await;
+                            }
+                        }
+                    } else {
+                        match target.split_once('?') {
+                            Some((u, a)) => {
+                                self.ctx.uri = u.to_string();
+                                self.ctx.args = Some(a.to_string());
+                            }
+                            None => self.ctx.uri = target,
+                        }
+                    }
+                    continue;
                 }
-            },
+            }
+            if let Some((original, overwrite)) = error_page {
+                reply.status = overwrite.unwrap_or(original);
+            }
+            return self.finish(reply).await;
         }
     }
 
     /// Phases 2 to 6; returns what to send.
     async fn route(&mut self) -> Action {
         let server = self.ctx.server.clone();
-        if let Some(reply) = self.rewrite(&server.rewrite) {
-            return Action::Reply(reply);
-        }
-        let mut target: Option<Arc<Location>> = None;
-        for _ in 0..MAX_REDIRECTS {
+        let mut target: Option<Arc<Location>> = self.next_named.take();
+        // Internal redirects start over at the server rewrite phase;
+        // `rewrite ... last` goes straight back to the location search.
+        let mut server_rewrite = target.is_none();
+        let mut searches = 0;
+        'search: while searches < MAX_REDIRECTS {
+            searches += 1;
+            if server_rewrite {
+                server_rewrite = false;
+                match self.rewrite(&server.rewrite) {
+                    Flow::Reply(reply) => return Action::Reply(reply),
+                    Flow::Next | Flow::Break | Flow::Last => {}
+                }
+            }
             let location = match target.take() {
                 Some(named) => Some(named),
                 None => match route::find_location(
@@ -246,8 +331,10 @@ impl Exchange<'_> {
                 if l.conf.internal && !self.uri_changed {
                     return Action::Reply(Reply::error(404, self.conf.server_tokens));
                 }
-                if let Some(reply) = self.rewrite(&l.rewrite) {
-                    return Action::Reply(reply);
+                match self.rewrite(&l.rewrite) {
+                    Flow::Reply(reply) => return Action::Reply(reply),
+                    Flow::Last => continue 'search,
+                    Flow::Next | Flow::Break => {}
                 }
             }
             if let Some(reply) = self.limit_conn() {
@@ -261,6 +348,7 @@ impl Exchange<'_> {
                 Content::Redirect(uri) => {
                     self.ctx.uri = uri;
                     self.uri_changed = true;
+                    server_rewrite = true;
                 }
                 Content::Named(name) => match server.locations.named.get(&name) {
                     Some(l) => {
@@ -289,8 +377,8 @@ impl Exchange<'_> {
         Action::Reply(Reply::error(500, self.conf.server_tokens))
     }
 
-    /// Runs `set` and `return` in order; `Some` when a `return` fired.
-    fn rewrite(&mut self, ops: &[RewriteOp]) -> Option<Reply> {
+    /// Runs a rewrite script (`set`, `return`, `if`, `break`, `rewrite`).
+    fn rewrite(&mut self, ops: &[RewriteOp]) -> Flow {
         for op in ops {
             match op {
                 RewriteOp::Set { slot, value } => {
@@ -299,11 +387,122 @@ impl Exchange<'_> {
                 }
                 RewriteOp::Return(r) => {
                     let text = r.text.as_ref().map(|t| self.ctx.render(t));
-                    return Some(self.return_reply(r.status, text));
+                    return Flow::Reply(self.return_reply(r.status, text));
+                }
+                RewriteOp::Break => return Flow::Break,
+                RewriteOp::If { cond, ops } => {
+                    if self.test(cond) {
+                        match self.rewrite(ops) {
+                            Flow::Next => {}
+                            other => return other,
+                        }
+                    }
+                }
+                RewriteOp::Rewrite {
+                    regex,
+                    replacement,
+                    flag,
+                } => {
+                    let uri = self.ctx.uri.clone();
+                    if !self.ctx.regex_match(regex, uri.as_bytes()) {
+                        continue;
+                    }
+                    let new = self.ctx.render_string(replacement);
+                    if let Some(flow) = self.apply_rewrite(new, *flag) {
+                        return flow;
+                    }
                 }
             }
         }
-        None
+        Flow::Next
+    }
+
+    /// Applies a matched `rewrite`; `Some` when it ends the script.
+    fn apply_rewrite(&mut self, new: String, flag: RewriteFlag) -> Option<Flow> {
+        let tokens = self.conf.server_tokens;
+        // A trailing `?` drops the old arguments; otherwise new arguments
+        // come first and the old ones are appended.
+        let (target, keep_args) = match new.strip_suffix('?') {
+            Some(t) => (t.to_string(), false),
+            None => (new, true),
+        };
+        let (path, new_args) = match target.split_once('?') {
+            Some((p, a)) => (p.to_string(), Some(a.to_string())),
+            None => (target, None),
+        };
+        let args = match (new_args, keep_args.then(|| self.ctx.args.clone()).flatten()) {
+            (Some(n), Some(old)) => Some(format!("{n}&{old}")),
+            (Some(n), None) => Some(n),
+            (None, old) => old,
+        };
+        let absolute = path.starts_with("http://") || path.starts_with("https://");
+        if absolute || matches!(flag, RewriteFlag::Redirect | RewriteFlag::Permanent) {
+            let mut url = if absolute {
+                path
+            } else {
+                self.absolute_url(&path)
+            };
+            if let Some(a) = &args {
+                url.push('?');
+                url.push_str(a);
+            }
+            let status = if flag == RewriteFlag::Permanent {
+                301
+            } else {
+                302
+            };
+            return Some(Flow::Reply(Reply::redirect(status, url.as_bytes(), tokens)));
+        }
+        self.ctx.uri = path;
+        self.ctx.args = args;
+        self.uri_changed = true;
+        self.rewritten = true;
+        match flag {
+            RewriteFlag::Last => Some(Flow::Last),
+            RewriteFlag::Break => Some(Flow::Break),
+            _ => None,
+        }
+    }
+
+    /// Evaluates an `if` condition.
+    fn test(&mut self, cond: &Condition) -> bool {
+        match cond {
+            Condition::Value(t) => {
+                let v = self.ctx.render(t);
+                !(v.is_empty() || v == b"0")
+            }
+            Condition::Compare {
+                left,
+                right,
+                negate,
+            } => {
+                let l = self.ctx.render(left);
+                let r = self.ctx.render(right);
+                (l == r) != *negate
+            }
+            Condition::Match {
+                left,
+                regex,
+                negate,
+            } => {
+                let l = self.ctx.render(left);
+                self.ctx.regex_match(regex, &l) != *negate
+            }
+            Condition::File { path, test, negate } => {
+                let p = self.ctx.render_string(path);
+                let meta = std::fs::metadata(&p);
+                let holds = match test {
+                    FileTest::File => meta.is_ok_and(|m| m.is_file()),
+                    FileTest::Dir => meta.is_ok_and(|m| m.is_dir()),
+                    FileTest::Exists => meta.is_ok(),
+                    FileTest::Exec => {
+                        use std::os::unix::fs::PermissionsExt;
+                        meta.is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    }
+                };
+                holds != *negate
+            }
+        }
     }
 
     fn return_reply(&mut self, status: u16, text: Option<Vec<u8>>) -> Reply {

@@ -54,6 +54,21 @@ pub enum Slot {
     Value(Vec<u8>),
 }
 
+/// One try at a backend.
+#[derive(Debug, Default, Clone)]
+pub struct Attempt {
+    /// The peer (`127.0.0.1:8081`), or the group name when none was live.
+    pub addr: String,
+    /// Its status (`502` for a failed connection, `499` if the client left).
+    pub status: Option<u16>,
+    /// Time to connect.
+    pub connect: Option<std::time::Duration>,
+    /// Time to the response head.
+    pub header: Option<std::time::Duration>,
+    /// Time to the end of the exchange (unknown while the body is sent).
+    pub response: Option<std::time::Duration>,
+}
+
 /// What the proxy learnt about the upstream exchange.
 #[derive(Debug, Default)]
 pub struct UpstreamInfo {
@@ -61,20 +76,38 @@ pub struct UpstreamInfo {
     pub proxy_host: Option<String>,
     /// `$proxy_port`.
     pub proxy_port: Option<u16>,
-    /// `$upstream_addr`: every address tried, `", "`-separated.
-    pub addr: Option<String>,
-    /// `$upstream_status`, likewise.
-    pub status: Option<String>,
-    /// `$upstream_connect_time`.
-    pub connect_time: Option<String>,
-    /// `$upstream_header_time`.
-    pub header_time: Option<String>,
-    /// `$upstream_response_time`.
-    pub response_time: Option<String>,
+    /// Every try, in order (`$upstream_addr`, `$upstream_status`, the
+    /// `$upstream_*_time` variables join them with `", "`).
+    pub attempts: Vec<Attempt>,
     /// The upstream response headers (`$upstream_http_*`).
     pub headers: Option<Headers>,
     /// When the attempt that produced the response started.
     pub started: Option<tokio::time::Instant>,
+}
+
+impl UpstreamInfo {
+    /// Joins one field of every attempt as nginx does (`a, b`); `None` when
+    /// there were no attempts.
+    pub fn join(&self, field: impl Fn(&Attempt) -> String) -> Option<String> {
+        if self.attempts.is_empty() {
+            return None;
+        }
+        Some(
+            self.attempts
+                .iter()
+                .map(field)
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+}
+
+/// `d.ddd` seconds, or `-` when unknown.
+pub fn secs(d: Option<std::time::Duration>) -> String {
+    match d {
+        Some(d) => format!("{}.{:03}", d.as_secs(), d.subsec_millis()),
+        None => "-".into(),
+    }
 }
 
 /// What was sent to the client.

@@ -31,6 +31,9 @@ pub struct Reply {
     pub pass_server: bool,
     /// As `pass_server`, for `Date`.
     pub pass_date: bool,
+    /// An error response nginx would generate itself (or an intercepted
+    /// backend error): `error_page` applies to it.
+    pub special: bool,
 }
 
 /// A response body.
@@ -126,6 +129,7 @@ impl Reply {
             close: false,
             pass_server: false,
             pass_date: false,
+            special: false,
         }
     }
 
@@ -137,6 +141,7 @@ impl Reply {
             s => s,
         };
         let mut reply = Reply::empty(wire_status);
+        reply.special = status >= 300;
         if let Some(title) = page_title(status) {
             let mut page = String::with_capacity(200);
             let _ = write!(

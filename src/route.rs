@@ -171,16 +171,17 @@ pub fn normalize_target(target: &str) -> Result<(String, Option<String>), BadUri
     Ok((uri, args))
 }
 
-/// Escapes a decoded URI for sending upstream (nginx's `NGX_ESCAPE_URI`
-/// rules, used when a location prefix is replaced).
+/// Escapes a decoded URI for sending upstream: nginx's `NGX_ESCAPE_URI`
+/// table (control bytes, space, `"`, `#`, `%`, `<`, `>`, `?`, `\\`, `^`,
+/// `` ` ``, `{`, `|`, `}`, DEL and non-ASCII become `%XX`).
 pub fn escape_uri(uri: &str) -> String {
     let mut out = String::with_capacity(uri.len());
     for &b in uri.as_bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b);
-        if keep {
-            out.push(b as char);
-        } else {
+        let escape = b <= 0x20 || b >= 0x7f || b"\"#%<>?\\^`{|}".contains(&b);
+        if escape {
             out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
         }
     }
     out
@@ -331,6 +332,7 @@ mod tests {
     #[test]
     fn route_escapes_uris() {
         assert_eq!(escape_uri("/a b/ü"), "/a%20b/%C3%BC");
-        assert_eq!(escape_uri("/ok-._~"), "/ok-._~");
+        assert_eq!(escape_uri("/ok-._~[]@!"), "/ok-._~[]@!");
+        assert_eq!(escape_uri("/q?#%"), "/q%3F%23%25");
     }
 }

@@ -54,6 +54,9 @@ pub struct Generation {
     pub access_logs: HashMap<PathBuf, Arc<LogFile>>,
     /// Backend TLS configurations, built on first use per location.
     pub client_tls: std::sync::Mutex<HashMap<usize, Arc<rustls::ClientConfig>>>,
+    /// Set when this generation was replaced by a reload and its
+    /// `worker_shutdown_timeout` has passed: its tunnels close then.
+    pub retired: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -126,6 +129,7 @@ impl Generation {
             tls,
             access_logs,
             client_tls: std::sync::Mutex::new(HashMap::new()),
+            retired: watch::channel(false).0,
         })
     }
 
@@ -388,7 +392,16 @@ impl Shared {
             }
         }
         error_log.install();
-        self.generation.store(Arc::new(generation));
+        let old = self.generation.swap(Arc::new(generation));
+        // Connections keep the configuration they started with; only an
+        // explicit worker_shutdown_timeout bounds how long they may
+        // outlive it (nginx closes old workers' connections then).
+        if let Some(t) = old.config.main.worker_shutdown_timeout {
+            tokio::spawn(async move {
+                tokio::time::sleep(t).await;
+                let _ = old.retired.send(true);
+            });
+        }
         for b in fresh {
             self.listen(b).map_err(|e| e.to_string())?;
         }

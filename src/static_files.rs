@@ -10,7 +10,7 @@ use http::Method;
 
 use crate::http1::headers::HeaderValue;
 
-use crate::config::{LocationMatch, TryFallback};
+use crate::config::{Alias, TryFallback};
 use crate::handler::Exchange;
 use crate::log::Level;
 use crate::response::{Body, Reply};
@@ -25,43 +25,46 @@ pub enum Content {
     Named(String),
 }
 
-/// Maps the request URI to a file path with `root` or `alias`.
-fn map_uri(ex: &mut Exchange<'_>, uri: &str) -> PathBuf {
+/// Maps a URI to a file path with `root` or `alias`. `whole` appends the
+/// whole URI to a regex location's alias (a `try_files` name, or a URI
+/// that `try_files` chose), as nginx does.
+fn map_uri(ex: &mut Exchange<'_>, uri: &str, whole: bool) -> PathBuf {
     let conf = ex.conf.clone();
     let base = String::from_utf8_lossy(&ex.ctx.render(&conf.root.path)).into_owned();
-    if conf.root.alias
-        && let Some(l) = &ex.ctx.location
-    {
-        match &l.matcher {
-            LocationMatch::Prefix(p)
-            | LocationMatch::PrefixNoRegex(p)
-            | LocationMatch::Exact(p) => {
-                let rest = uri.strip_prefix(p.as_str()).unwrap_or(uri);
-                return PathBuf::from(format!("{base}{rest}"));
-            }
-            // A regex location's alias is the whole path (with captures).
-            _ => return PathBuf::from(base),
+    match &conf.root.alias {
+        Alias::No => PathBuf::from(format!("{base}{uri}")),
+        Alias::Prefix(p) => {
+            let rest = uri.strip_prefix(p.as_str()).unwrap_or(uri);
+            PathBuf::from(format!("{base}{rest}"))
         }
+        Alias::Regex if whole => PathBuf::from(format!("{base}{uri}")),
+        Alias::Regex => PathBuf::from(base),
     }
-    PathBuf::from(format!("{base}{uri}"))
 }
 
 /// The content phase for locations that do not proxy.
 pub async fn content(ex: &mut Exchange<'_>) -> Content {
     let conf = ex.conf.clone();
+    let mut whole = false;
     if let Some(tf) = &conf.try_files {
         let mut hit = None;
         for file in &tf.files {
             let value = String::from_utf8_lossy(&ex.ctx.render(file)).into_owned();
-            let dir = value.ends_with('/');
-            let path = map_uri(ex, &value);
+            // A trailing slash asks for a directory; nginx tests (and then
+            // uses) the name without it.
+            let (name, dir) = match value.strip_suffix('/') {
+                Some(n) if !n.is_empty() => (n.to_string(), true),
+                _ => (value, false),
+            };
+            let path = map_uri(ex, &name, true);
             let found = match tokio::fs::metadata(&path).await {
                 Ok(m) if dir => m.is_dir(),
                 Ok(m) => m.is_file(),
                 Err(_) => false,
             };
             if found {
-                hit = Some(value);
+                whole = !dir && conf.root.alias == Alias::Regex;
+                hit = Some(name);
                 break;
             }
         }
@@ -94,7 +97,7 @@ pub async fn content(ex: &mut Exchange<'_>) -> Content {
     if uri.ends_with('/') {
         return index(ex, &uri).await;
     }
-    let path = map_uri(ex, &uri);
+    let path = map_uri(ex, &uri, whole);
     match tokio::fs::metadata(&path).await {
         Ok(m) if m.is_dir() => {
             let mut to = format!("{uri}/");
@@ -144,7 +147,7 @@ fn not_found(ex: &mut Exchange<'_>, path: &std::path::Path, e: std::io::Error) -
 
 async fn index(ex: &mut Exchange<'_>, uri: &str) -> Content {
     let conf = ex.conf.clone();
-    let dir = map_uri(ex, uri);
+    let dir = map_uri(ex, uri, false);
     let mut last_err = None;
     for name in &conf.index {
         let name = String::from_utf8_lossy(&ex.ctx.render(name)).into_owned();

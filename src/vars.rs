@@ -304,26 +304,37 @@ impl RequestCtx {
                 write_ip(out, self.conn.remote.ip());
                 true
             }
-            Builtin::UpstreamAddr => match &self.upstream.addr {
-                Some(a) => put(out, a.as_bytes()),
+            Builtin::UpstreamAddr => match self.upstream.join(|a| a.addr.clone()) {
+                Some(v) => put(out, v.as_bytes()),
                 None => false,
             },
-            Builtin::UpstreamStatus => match &self.upstream.status {
-                Some(s) => put(out, s.as_bytes()),
-                None => false,
-            },
-            Builtin::UpstreamConnectTime => match &self.upstream.connect_time {
-                Some(s) => put(out, s.as_bytes()),
-                None => false,
-            },
-            Builtin::UpstreamHeaderTime => match &self.upstream.header_time {
-                Some(s) => put(out, s.as_bytes()),
-                None => false,
-            },
-            Builtin::UpstreamResponseTime => match &self.upstream.response_time {
-                Some(s) => put(out, s.as_bytes()),
-                None => false,
-            },
+            Builtin::UpstreamStatus => {
+                match self
+                    .upstream
+                    .join(|a| a.status.map_or("-".into(), |s| s.to_string()))
+                {
+                    Some(v) => put(out, v.as_bytes()),
+                    None => false,
+                }
+            }
+            Builtin::UpstreamConnectTime => {
+                match self.upstream.join(|a| crate::request::secs(a.connect)) {
+                    Some(v) => put(out, v.as_bytes()),
+                    None => false,
+                }
+            }
+            Builtin::UpstreamHeaderTime => {
+                match self.upstream.join(|a| crate::request::secs(a.header)) {
+                    Some(v) => put(out, v.as_bytes()),
+                    None => false,
+                }
+            }
+            Builtin::UpstreamResponseTime => {
+                match self.upstream.join(|a| crate::request::secs(a.response)) {
+                    Some(v) => put(out, v.as_bytes()),
+                    None => false,
+                }
+            }
             Builtin::Status => {
                 let _ = write!(out, "{:03}", self.response.status);
                 true

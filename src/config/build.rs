@@ -181,6 +181,8 @@ pub struct Builder {
     upstream: Option<usize>,
     /// Indexed variable names and kinds, in slot order.
     pub indexed: Vec<IndexedVar>,
+    /// Bodies of the `if` blocks being read (innermost last).
+    pub if_stack: Vec<Vec<RewriteOp>>,
     /// Non-fatal findings.
     pub warnings: Vec<ConfigError>,
 }
@@ -197,6 +199,7 @@ impl Builder {
             loc_path: Vec::new(),
             upstream: None,
             indexed: Vec::new(),
+            if_stack: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -225,6 +228,15 @@ impl Builder {
                 format!("unknown directive \"{}\"{why}", st.name),
             ));
         };
+        if self.ctx == Ctx::IF && !d.contexts.contains(Ctx::IF) {
+            return Err(ConfigError::at(
+                &st.span,
+                format!(
+                    "\"{}\" directive is not supported inside \"if\" by switchyard (only return, rewrite, set, break and if)",
+                    st.name
+                ),
+            ));
+        }
         if !d.contexts.contains(self.ctx) {
             return Err(ConfigError::at(
                 &st.span,
@@ -317,6 +329,9 @@ impl Builder {
 
     /// The rewrite script of the innermost server or location.
     pub fn rewrite_ops(&mut self) -> &mut Vec<RewriteOp> {
+        if !self.if_stack.is_empty() {
+            return self.if_stack.last_mut().expect("checked non-empty");
+        }
         if self.loc_path.is_empty() {
             &mut self.server().rewrite
         } else {
@@ -686,7 +701,7 @@ impl Finisher<'_> {
                 (
                     Root {
                         path: Template::literal(&self.prefix.join("html").to_string_lossy()),
-                        alias: false,
+                        alias: Alias::No,
                     },
                     None,
                 )
@@ -1117,6 +1132,20 @@ fn bind_rewrite(f: &Finisher<'_>, ops: &mut [RewriteOp], span: &Span) -> Result<
                 if let Some(t) = &mut r.text {
                     f.bind(t, span)?;
                 }
+            }
+            RewriteOp::Rewrite { replacement, .. } => f.bind(replacement, span)?,
+            RewriteOp::Break => {}
+            RewriteOp::If { cond, ops } => {
+                match cond {
+                    Condition::Value(t) => f.bind(t, span)?,
+                    Condition::Compare { left, right, .. } => {
+                        f.bind(left, span)?;
+                        f.bind(right, span)?;
+                    }
+                    Condition::Match { left, .. } => f.bind(left, span)?,
+                    Condition::File { path, .. } => f.bind(path, span)?,
+                }
+                bind_rewrite(f, ops, span)?;
             }
         }
     }

@@ -35,6 +35,8 @@ impl Ctx {
     pub const LOCATION: Ctx = Ctx(16);
     /// `upstream { }`
     pub const UPSTREAM: Ctx = Ctx(32);
+    /// `if (...) { }` in a server or location.
+    pub const IF: Ctx = Ctx(64);
     /// http, server and location.
     pub const HSL: Ctx = Ctx(4 | 8 | 16);
     /// http and server.
@@ -56,6 +58,7 @@ impl Ctx {
             (Ctx::SERVER, "server"),
             (Ctx::LOCATION, "location"),
             (Ctx::UPSTREAM, "upstream"),
+            (Ctx::IF, "if"),
         ];
         all.iter()
             .filter(|(c, _)| self.contains(*c))
@@ -162,9 +165,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("limit_req_zone", "ngx_http_limit_req_module"),
     ("limit_except", "ngx_http_core_module's limit_except"),
     ("limit_rate", "ngx_http_core_module's rate limiting"),
-    ("if", "ngx_http_rewrite_module's if"),
-    ("rewrite", "ngx_http_rewrite_module's rewrite"),
-    ("break", "ngx_http_rewrite_module's break"),
     ("gzip", "ngx_http_gzip_module"),
     ("gzip_types", "ngx_http_gzip_module"),
     ("ssi", "ngx_http_ssi_module"),
@@ -1297,9 +1297,10 @@ fn set_expires(b: &mut Builder, st: &Statement) -> Result<()> {
 fn set_root(b: &mut Builder, st: &Statement, alias: bool) -> Result<()> {
     let loc = b.loc();
     if let Some((r, _)) = &loc.root {
-        let msg = if r.alias == alias {
+        let was_alias = r.alias != Alias::No;
+        let msg = if was_alias == alias {
             format!("\"{}\" directive is duplicate", st.name)
-        } else if r.alias {
+        } else if was_alias {
             "\"root\" directive is duplicate, \"alias\" directive was specified earlier".to_string()
         } else {
             "\"alias\" directive is duplicate, \"root\" directive was specified earlier".to_string()
@@ -1316,8 +1317,18 @@ fn set_root(b: &mut Builder, st: &Statement, alias: bool) -> Result<()> {
             value.pop();
         }
     }
+    let kind = if !alias {
+        Alias::No
+    } else {
+        let location = b.location();
+        if location.regex.is_some() {
+            Alias::Regex
+        } else {
+            Alias::Prefix(location.path.clone())
+        }
+    };
     let path = Template::parse(&value).map_err(|e| ConfigError::at(&st.span, e.to_string()))?;
-    b.loc().root = Some((Root { path, alias }, st.span.clone()));
+    b.loc().root = Some((Root { path, alias: kind }, st.span.clone()));
     Ok(())
 }
 
@@ -1552,6 +1563,116 @@ fn set_return(b: &mut Builder, st: &Statement) -> Result<()> {
     Ok(())
 }
 
+fn set_break(b: &mut Builder, _st: &Statement) -> Result<()> {
+    b.rewrite_ops().push(RewriteOp::Break);
+    Ok(())
+}
+
+fn set_rewrite(b: &mut Builder, st: &Statement) -> Result<()> {
+    let regex = b.regex(&st.args[0].value, false, &st.span)?;
+    let replacement = arg_template(st, 1)?;
+    let flag = match st.args.get(2).map(|w| w.value.as_str()) {
+        None => RewriteFlag::None,
+        Some("last") => RewriteFlag::Last,
+        Some("break") => RewriteFlag::Break,
+        Some("redirect") => RewriteFlag::Redirect,
+        Some("permanent") => RewriteFlag::Permanent,
+        Some(other) => {
+            return Err(ConfigError::at(
+                &st.span,
+                format!("invalid parameter \"{other}\""),
+            ));
+        }
+    };
+    b.rewrite_ops().push(RewriteOp::Rewrite {
+        regex,
+        replacement,
+        flag,
+    });
+    Ok(())
+}
+
+/// `if (cond) { ... }`: the condition's words arrive split by the lexer
+/// (`($a`, `=`, `b)`); the parentheses are stripped from the ends.
+fn set_if(b: &mut Builder, st: &Statement) -> Result<()> {
+    let mut words: Vec<String> = st.args.iter().map(|w| w.value.clone()).collect();
+    let bad = || ConfigError::at(&st.span, "invalid condition");
+    let first = words.first_mut().ok_or_else(bad)?;
+    if first == "(" {
+        words.remove(0);
+    } else if let Some(rest) = first.strip_prefix('(') {
+        *first = rest.to_string();
+    } else {
+        return Err(ConfigError::at(
+            &st.span,
+            format!("invalid condition \"{}\"", st.args[0].value),
+        ));
+    }
+    let last = words.last_mut().ok_or_else(bad)?;
+    if last == ")" {
+        words.pop();
+    } else if let Some(rest) = last.strip_suffix(')') {
+        *last = rest.to_string();
+    } else {
+        return Err(ConfigError::at(&st.span, "missing \")\" in condition"));
+    }
+    let tpl = |s: &str| Template::parse(s).map_err(|e| ConfigError::at(&st.span, e.to_string()));
+    let cond = match words.as_slice() {
+        [v] if v.starts_with('$') => Condition::Value(tpl(v)?),
+        [op, path]
+            if matches!(
+                op.as_str(),
+                "-f" | "!-f" | "-d" | "!-d" | "-e" | "!-e" | "-x" | "!-x"
+            ) =>
+        {
+            let negate = op.starts_with('!');
+            let test = match op.trim_start_matches('!') {
+                "-f" => FileTest::File,
+                "-d" => FileTest::Dir,
+                "-e" => FileTest::Exists,
+                _ => FileTest::Exec,
+            };
+            Condition::File {
+                path: tpl(path)?,
+                test,
+                negate,
+            }
+        }
+        [left, op, right] if left.starts_with('$') => match op.as_str() {
+            "=" | "!=" => Condition::Compare {
+                left: tpl(left)?,
+                right: tpl(right)?,
+                negate: op == "!=",
+            },
+            "~" | "~*" | "!~" | "!~*" => Condition::Match {
+                left: tpl(left)?,
+                regex: b.regex(right, op.ends_with('*'), &st.span)?,
+                negate: op.starts_with('!'),
+            },
+            other => {
+                return Err(ConfigError::at(
+                    &st.span,
+                    format!("unexpected \"{other}\" in condition"),
+                ));
+            }
+        },
+        _ => {
+            return Err(ConfigError::at(
+                &st.span,
+                format!("invalid condition \"{}\"", words.join(" ")),
+            ));
+        }
+    };
+    b.if_stack.push(Vec::new());
+    let saved = b.ctx;
+    let r = b.walk(st.block.as_deref().unwrap_or(&[]), Ctx::IF);
+    b.ctx = saved;
+    let ops = b.if_stack.pop().expect("pushed above");
+    r?;
+    b.rewrite_ops().push(RewriteOp::If { cond, ops });
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // The table.
 
@@ -1747,8 +1868,11 @@ pub static DIRECTIVES: &[Directive] = &[
     noop!("output_buffers", HSL, T2, "Output buffer sizing (no effect)."),
     noop!("postpone_output", HSL, T1, "Output coalescing (no effect)."),
     // --- rewrite subset ---
-    d!("set", SL, T2, set_set, "Assigns a variable in the rewrite phase."),
-    d!("return", SL, T12, set_return, "Stops processing and returns a status, text or redirect."),
+    d!("set", Ctx(8 | 16 | 64), T2, set_set, "Assigns a variable in the rewrite phase."),
+    d!("return", Ctx(8 | 16 | 64), T12, set_return, "Stops processing and returns a status, text or redirect."),
+    d!("rewrite", Ctx(8 | 16 | 64), T23, set_rewrite, "Rewrites `$uri` by regex; `last` searches locations again, `break` stays, `redirect`/`permanent` answer 302/301."),
+    d!("break", Ctx(8 | 16 | 64), Args::None, set_break, "Stops the rewrite directives of the current level."),
+    block!("if", Ctx(8 | 16 | 64), Args::AtLeast(1), set_if, "Runs `return`, `rewrite`, `set`, `break` and nested `if` when `($var)`, `=`/`!=`, `~`/`~*`/`!~`/`!~*`, `-f`/`-d`/`-e`/`-x` holds. Other directives inside `if` are refused (nginx's implicit location inside `if` is a known trap)."),
     // --- upstream ---
     d!("server", UPSTREAM, Args::AtLeast(1), set_upstream_server, "A backend: `ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]`."),
     d!("ip_hash", UPSTREAM, Args::None, |b, st| set_balance(b, st, BalanceMethod::IpHash), "Sticky by client address (nginx's algorithm, same choices)."),

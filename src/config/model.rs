@@ -304,6 +304,86 @@ pub enum RewriteOp {
     },
     /// `return code [text|URL];`
     Return(Return),
+    /// `if (condition) { ... }` with rewrite directives inside.
+    If {
+        /// The condition.
+        cond: Condition,
+        /// What runs when it holds.
+        ops: Vec<RewriteOp>,
+    },
+    /// `break;`: stop the rewrite script here.
+    Break,
+    /// `rewrite regex replacement [flag];`
+    Rewrite {
+        /// Matched against `$uri`.
+        regex: Arc<CompiledRegex>,
+        /// The new URI (or URL, for redirects).
+        replacement: Template,
+        /// `last`, `break`, `redirect`, `permanent`, or none.
+        flag: RewriteFlag,
+    },
+}
+
+/// What happens after a `rewrite` matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteFlag {
+    /// Continue with the next rewrite directive.
+    None,
+    /// Stop and search locations again with the new URI.
+    Last,
+    /// Stop and stay in this location with the new URI.
+    Break,
+    /// 302 to the new URI.
+    Redirect,
+    /// 301 to the new URI.
+    Permanent,
+}
+
+/// An `if` condition.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// `($var)`: true unless empty or "0".
+    Value(Template),
+    /// `($a = b)` / `($a != b)`.
+    Compare {
+        /// Left side.
+        left: Template,
+        /// Right side.
+        right: Template,
+        /// `!=`.
+        negate: bool,
+    },
+    /// `($a ~ re)`, `~*`, `!~`, `!~*`.
+    Match {
+        /// Subject.
+        left: Template,
+        /// Pattern.
+        regex: Arc<CompiledRegex>,
+        /// `!~`.
+        negate: bool,
+    },
+    /// `(-f path)`, `-d`, `-e`, `-x` and their `!` forms.
+    File {
+        /// The path.
+        path: Template,
+        /// Which test.
+        test: FileTest,
+        /// `!-f` and friends.
+        negate: bool,
+    },
+}
+
+/// File tests of `if`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    /// `-f`: a regular file.
+    File,
+    /// `-d`: a directory.
+    Dir,
+    /// `-e`: exists.
+    Exists,
+    /// `-x`: executable.
+    Exec,
 }
 
 /// A `return` directive.
@@ -370,8 +450,20 @@ pub struct LocConf {
 pub struct Root {
     /// The directory (may contain variables).
     pub path: Template,
-    /// `alias`: the location prefix is replaced rather than appended to.
-    pub alias: bool,
+    /// Whether (and how) it is an `alias`.
+    pub alias: Alias,
+}
+
+/// How `alias` maps a URI, fixed by the location that declared it (nested
+/// locations inherit the declaring location's prefix, as nginx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alias {
+    /// `root`: the whole URI is appended.
+    No,
+    /// `alias` in a prefix location: this prefix of the URI is replaced.
+    Prefix(String),
+    /// `alias` in a regex location: the alias is the whole path.
+    Regex,
 }
 
 /// `try_files file ... uri|=code`.

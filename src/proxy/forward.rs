@@ -116,53 +116,52 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
         .balancer
         .start(ex.ctx.conn.remote.ip(), key, p.next_upstream_tries);
     let started = Instant::now();
-    let mut addrs: Vec<String> = Vec::new();
-    let mut statuses: Vec<String> = Vec::new();
-    let mut connect_times: Vec<String> = Vec::new();
-    let mut header_times: Vec<String> = Vec::new();
     let scheme = if target.tls { "https" } else { "http" };
+    use crate::request::Attempt;
 
     loop {
         let chosen = match pick.next_peer() {
             Ok(c) => c,
             Err(NoPeer::NoLive) => {
+                let url = format!("{scheme}://{}{}", pick.upstream_name(), target.uri);
                 ex.log(
                     Level::Error,
                     &ProxyError::NoLiveUpstreams.message(),
-                    Some(&format!(
-                        "{scheme}://{}{}",
-                        pick.upstream_name(),
-                        target.uri
-                    )),
+                    Some(&url),
                 );
-                addrs.push(pick.upstream_name().to_string());
-                statuses.push("502".into());
-                set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
+                ex.ctx.upstream.attempts.push(Attempt {
+                    addr: pick.upstream_name().to_string(),
+                    status: Some(502),
+                    ..Attempt::default()
+                });
                 return Err(ProxyError::NoLiveUpstreams);
             }
         };
-        addrs.push(chosen.addr.to_string());
+        ex.ctx.upstream.attempts.push(Attempt {
+            addr: chosen.addr.to_string(),
+            ..Attempt::default()
+        });
         let url = format!("{scheme}://{}{}", chosen.addr, target.uri);
         let attempt_start = Instant::now();
         let result = attempt(ex, &target, chosen.addr, &head, &body).await;
+        let this = ex.ctx.upstream.attempts.last_mut().expect("pushed above");
         match result {
             Ok((resp, conn, connected)) => {
-                connect_times.push(secs(connected.duration_since(attempt_start)));
-                header_times.push(secs(attempt_start.elapsed()));
                 let status = resp.status;
+                this.connect = Some(connected.duration_since(attempt_start));
+                this.header = Some(attempt_start.elapsed());
+                this.status = Some(status);
                 let more = pick.tries > 1
                     && replayable
                     && (idempotent || p.next_upstream.non_idempotent)
                     && (p.next_upstream_timeout.is_zero()
                         || started.elapsed() < p.next_upstream_timeout);
                 if p.next_upstream.retries_status(status) && more {
+                    this.response = Some(attempt_start.elapsed());
                     pick.free(&chosen, !(status == 403 || status == 404));
-                    statuses.push(status.to_string());
                     continue;
                 }
                 pick.free(&chosen, false);
-                statuses.push(status.to_string());
-                set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
                 ex.ctx.upstream.started = Some(attempt_start);
                 let result =
                     finish_response(ex, &target, resp, conn, client_upgrade.is_some(), reusable);
@@ -172,26 +171,16 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
                 return result;
             }
             Err(AttemptError { error, connected }) => {
+                this.connect = connected.map(|c| c.duration_since(attempt_start));
+                this.response = Some(attempt_start.elapsed());
                 if error.status() == 499 {
+                    this.status = Some(499);
                     pick.release(&chosen);
-                    statuses.push("499".into());
-                    connect_times.push(
-                        connected.map_or("-".into(), |c| secs(c.duration_since(attempt_start))),
-                    );
-                    header_times.push("-".into());
-                    set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
                     ex.log(Level::Info, &error.message(), Some(&url));
                     return Err(error);
                 }
+                this.status = Some(if error.is_timeout() { 504 } else { 502 });
                 ex.log(Level::Error, &error.message(), Some(&url));
-                statuses.push(if error.is_timeout() {
-                    "504".into()
-                } else {
-                    "502".into()
-                });
-                connect_times
-                    .push(connected.map_or("-".into(), |c| secs(c.duration_since(attempt_start))));
-                header_times.push("-".into());
                 if let Some(warning) = pick.free(&chosen, true) {
                     let action = if connected.is_some() {
                         "reading response header from upstream"
@@ -217,7 +206,6 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
                 if allowed && more {
                     continue;
                 }
-                set_upstream_vars(ex, &addrs, &statuses, &connect_times, &header_times);
                 return Err(error);
             }
         }
@@ -230,31 +218,13 @@ fn logged(ex: &Exchange<'_>, e: ProxyError) -> ProxyError {
     e
 }
 
-/// `d.ddd` seconds, nginx's `$upstream_*_time` format.
-fn secs(d: Duration) -> String {
-    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
-}
-
-fn set_upstream_vars(
-    ex: &mut Exchange<'_>,
-    addrs: &[String],
-    statuses: &[String],
-    connect: &[String],
-    header: &[String],
-) {
-    let up = &mut ex.ctx.upstream;
-    up.addr = Some(addrs.join(", "));
-    up.status = Some(statuses.join(", "));
-    up.connect_time = Some(connect.join(", "));
-    up.header_time = Some(header.join(", "));
-}
-
 /// Finds the upstream group and URI for `pass`.
 fn resolve_target(ex: &mut Exchange<'_>, pass: &ProxyPass) -> Result<Target, ProxyError> {
     match pass {
         ProxyPass::Static(t) => {
             let rt = &ex.generation.upstreams[t.upstream.index];
             let uri = match (&t.uri, &t.location_prefix) {
+                _ if ex.rewritten => client_uri(ex),
                 (Some(u), Some(prefix)) if ex.ctx.uri.starts_with(prefix.as_str()) => {
                     let mut s = u.clone();
                     s.push_str(&crate::route::escape_uri(&ex.ctx.uri[prefix.len()..]));
@@ -807,6 +777,14 @@ fn finish_response(
     if !resp.reason.is_empty() {
         reply.reason = Some(resp.reason.clone());
     }
+    // proxy_intercept_errors: a backend error with an error_page defined
+    // for it is replaced by that page.
+    reply.special = p.intercept_errors
+        && resp.status >= 300
+        && conf
+            .error_pages
+            .iter()
+            .any(|e| e.codes.contains(&resp.status));
     reply.pass_server = !p.hide_headers.contains(&http::header::SERVER);
     reply.pass_date = !p.hide_headers.contains(&http::header::DATE);
 
