@@ -342,44 +342,54 @@ pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
     ex.ctx.response.headers = Some(headers);
 
     let send_timeout = conf.send_timeout;
-    let mut body_bytes: u64 = 0;
-    let mut wire_bytes: u64 = 0;
     let send_body = !head_only && !bodiless(status);
-    let ok;
-    match reply.body {
-        Body::Empty => {
-            ok = send(&mut ex, &out, send_timeout).await;
-            wire_bytes += out.len() as u64;
-        }
-        Body::Full(b) => {
-            if send_body && b.len() <= COALESCE {
-                out.extend_from_slice(&b);
-                ok = send(&mut ex, &out, send_timeout).await;
+    let mut body = BodyWriter {
+        chunked,
+        throttle: Throttle {
+            rate: ex.ctx.effective_limit_rate(),
+            after: conf.limit_rate_after,
+            start: ex.ctx.start,
+        },
+        frame: Vec::new(),
+        body_bytes: 0,
+        wire_bytes: head_len,
+    };
+    let ok = match reply.body {
+        Body::Full(b) if send_body && b.len() <= COALESCE && body.throttle.rate == 0 => {
+            // Small bodies leave in the same write as the head.
+            if chunked {
+                encode_chunk(&mut out, &b);
+                out.extend_from_slice(LAST_CHUNK);
             } else {
-                let head_sent = send(&mut ex, &out, send_timeout).await;
-                ok = head_sent && (!send_body || send(&mut ex, &b, send_timeout).await);
+                out.extend_from_slice(&b);
             }
-            if send_body {
-                body_bytes = b.len() as u64;
-            }
-            wire_bytes += head_len + body_bytes;
+            body.wire_bytes = out.len() as u64;
+            body.body_bytes = b.len() as u64;
+            send(&mut ex, &out, send_timeout).await
+        }
+        Body::Empty => send(&mut ex, &out, send_timeout).await,
+        Body::Full(b) => {
+            send(&mut ex, &out, send_timeout).await
+                && (!send_body
+                    || (body.write(&mut ex, &b, send_timeout).await
+                        && body.finish(&mut ex, send_timeout).await))
         }
         Body::File(mut file, _) => {
             let mut sent = send(&mut ex, &out, send_timeout).await;
-            wire_bytes += head_len;
             if sent && send_body {
                 let mut chunk = vec![0u8; 64 * 1024];
                 loop {
                     use tokio::io::AsyncReadExt;
                     match file.read(&mut chunk).await {
-                        Ok(0) => break,
+                        Ok(0) => {
+                            sent = body.finish(&mut ex, send_timeout).await;
+                            break;
+                        }
                         Ok(n) => {
-                            if !send(&mut ex, &chunk[..n], send_timeout).await {
+                            if !body.write(&mut ex, &chunk[..n], send_timeout).await {
                                 sent = false;
                                 break;
                             }
-                            body_bytes += n as u64;
-                            wire_bytes += n as u64;
                         }
                         Err(e) => {
                             ex.log(
@@ -393,35 +403,21 @@ pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
                     }
                 }
             }
-            ok = sent;
+            sent
         }
         Body::Upstream(mut up) => {
             let mut sent = send(&mut ex, &out, send_timeout).await;
-            wire_bytes += head_len;
             if sent && send_body {
-                let mut frame = Vec::new();
                 loop {
                     match up.next().await {
                         Ok(Some(data)) => {
-                            let bytes: &[u8] = if chunked {
-                                frame.clear();
-                                encode_chunk(&mut frame, &data);
-                                &frame
-                            } else {
-                                &data
-                            };
-                            if !send(&mut ex, bytes, send_timeout).await {
+                            if !body.write(&mut ex, &data, send_timeout).await {
                                 sent = false;
                                 break;
                             }
-                            body_bytes += data.len() as u64;
-                            wire_bytes += bytes.len() as u64;
                         }
                         Ok(None) => {
-                            if chunked {
-                                sent = send(&mut ex, LAST_CHUNK, send_timeout).await;
-                                wire_bytes += LAST_CHUNK.len() as u64;
-                            }
+                            sent = body.finish(&mut ex, send_timeout).await;
                             break;
                         }
                         Err(e) => {
@@ -438,9 +434,10 @@ pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
                     }
                 }
             }
-            ok = sent;
+            sent
         }
-    }
+    };
+    let (body_bytes, wire_bytes) = (body.body_bytes, body.wire_bytes);
     if let (Some(started), Some(last)) =
         (ex.ctx.upstream.started, ex.ctx.upstream.attempts.last_mut())
     {
@@ -457,6 +454,72 @@ pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
         Next::KeepAlive
     } else {
         Next::Close
+    }
+}
+
+/// `limit_rate`: nginx lets a response send `rate * (elapsed + 1)` bytes
+/// after the first `limit_rate_after`; writes beyond that wait.
+struct Throttle {
+    rate: u64,
+    after: u64,
+    start: Instant,
+}
+
+impl Throttle {
+    async fn pace(&self, body_sent: u64) {
+        if self.rate == 0 || body_sent <= self.after {
+            return;
+        }
+        let allowed = self.rate as f64 * (self.start.elapsed().as_secs_f64() + 1.0);
+        let over = (body_sent - self.after) as f64 - allowed;
+        if over > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(over / self.rate as f64)).await;
+        }
+    }
+}
+
+/// Writes a response body: chunk framing for HTTP/1.1 bodies of unknown
+/// length, `limit_rate` pacing, and exact byte counts.
+struct BodyWriter {
+    chunked: bool,
+    throttle: Throttle,
+    frame: Vec<u8>,
+    body_bytes: u64,
+    wire_bytes: u64,
+}
+
+impl BodyWriter {
+    async fn write(&mut self, ex: &mut Exchange<'_>, data: &[u8], limit: Duration) -> bool {
+        let step = if self.throttle.rate == 0 {
+            data.len().max(1)
+        } else {
+            self.throttle.rate.clamp(1, 16 * 1024) as usize
+        };
+        for piece in data.chunks(step) {
+            self.throttle.pace(self.body_bytes).await;
+            let bytes: &[u8] = if self.chunked {
+                self.frame.clear();
+                encode_chunk(&mut self.frame, piece);
+                &self.frame
+            } else {
+                piece
+            };
+            let n = bytes.len() as u64;
+            if !send(ex, bytes, limit).await {
+                return false;
+            }
+            self.body_bytes += piece.len() as u64;
+            self.wire_bytes += n;
+        }
+        true
+    }
+
+    async fn finish(&mut self, ex: &mut Exchange<'_>, limit: Duration) -> bool {
+        if !self.chunked {
+            return true;
+        }
+        self.wire_bytes += LAST_CHUNK.len() as u64;
+        send(ex, LAST_CHUNK, limit).await
     }
 }
 

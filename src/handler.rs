@@ -153,6 +153,7 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         start,
         request_length: head.len as u64,
         connection_requests: conn.requests,
+        limit_rate: None,
     };
     let mut ex = Exchange {
         shared,
@@ -384,6 +385,10 @@ impl Exchange<'_> {
                 RewriteOp::Set { slot, value } => {
                     let v = self.ctx.render(value);
                     self.ctx.assign(*slot, v);
+                }
+                RewriteOp::SetLimitRate(value) => {
+                    let v = self.ctx.render_string(value);
+                    self.ctx.limit_rate = Some(crate::config::values::parse_size(&v).unwrap_or(0));
                 }
                 RewriteOp::Return(r) => {
                     let text = r.text.as_ref().map(|t| self.ctx.render(t));

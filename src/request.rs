@@ -163,6 +163,9 @@ pub struct RequestCtx {
     pub request_length: u64,
     /// `$connection_requests`.
     pub connection_requests: u64,
+    /// `$limit_rate` when set by `set`; otherwise the location's
+    /// `limit_rate` applies.
+    pub limit_rate: Option<u64>,
 }
 
 impl RequestCtx {
@@ -297,6 +300,15 @@ impl RequestCtx {
             groups,
         });
         true
+    }
+
+    /// Response bytes per second: `$limit_rate` if set, else the
+    /// location's `limit_rate` (0 = unlimited).
+    pub fn effective_limit_rate(&self) -> u64 {
+        self.limit_rate.unwrap_or_else(|| match &self.location {
+            Some(l) => l.conf.limit_rate,
+            None => self.server.conf.limit_rate,
+        })
     }
 
     /// `$document_root` for the current location.

@@ -110,6 +110,7 @@ builtins! {
     RequestFilename => "request_filename",
     RequestId => "request_id",
     Cookie => "http_cookie",
+    LimitRate => "limit_rate",
 }
 
 /// Resolves a variable name that is not a `map`/`set` variable. Returns
@@ -393,6 +394,10 @@ impl RequestCtx {
                 true
             }
             Builtin::Cookie => self.header_into(&http::header::COOKIE, out),
+            Builtin::LimitRate => {
+                let _ = write!(out, "{}", self.effective_limit_rate());
+                true
+            }
         }
     }
 

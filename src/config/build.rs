@@ -75,6 +75,8 @@ pub struct LocRaw {
     pub log_not_found: Option<bool>,
     pub server_tokens: Option<bool>,
     pub error_pages: Option<Vec<ErrorPage>>,
+    pub limit_rate: Option<u64>,
+    pub limit_rate_after: Option<u64>,
     pub internal: bool,
 }
 
@@ -487,6 +489,8 @@ fn merge(child: &mut LocRaw, parent: &LocRaw) {
         log_not_found,
         server_tokens,
         error_pages,
+        limit_rate,
+        limit_rate_after,
     );
 }
 
@@ -769,6 +773,8 @@ impl Finisher<'_> {
             log_not_found: raw.log_not_found.unwrap_or(true),
             server_tokens: raw.server_tokens.unwrap_or(true),
             error_pages: Arc::new(error_pages),
+            limit_rate: raw.limit_rate.unwrap_or(0),
+            limit_rate_after: raw.limit_rate_after.unwrap_or(0),
             internal: raw.internal,
         })
     }
@@ -1127,7 +1133,7 @@ fn bind_static(src: &str) -> Template {
 fn bind_rewrite(f: &Finisher<'_>, ops: &mut [RewriteOp], span: &Span) -> Result<()> {
     for op in ops {
         match op {
-            RewriteOp::Set { value, .. } => f.bind(value, span)?,
+            RewriteOp::Set { value, .. } | RewriteOp::SetLimitRate(value) => f.bind(value, span)?,
             RewriteOp::Return(r) => {
                 if let Some(t) = &mut r.text {
                     f.bind(t, span)?;

@@ -164,7 +164,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("limit_req", "ngx_http_limit_req_module"),
     ("limit_req_zone", "ngx_http_limit_req_module"),
     ("limit_except", "ngx_http_core_module's limit_except"),
-    ("limit_rate", "ngx_http_core_module's rate limiting"),
     ("gzip", "ngx_http_gzip_module"),
     ("gzip_types", "ngx_http_gzip_module"),
     ("ssi", "ngx_http_ssi_module"),
@@ -1511,6 +1510,11 @@ fn set_set(b: &mut Builder, st: &Statement) -> Result<()> {
             format!("invalid variable name \"{var}\""),
         ));
     }
+    if name == "limit_rate" {
+        let value = arg_template(st, 1)?;
+        b.rewrite_ops().push(RewriteOp::SetLimitRate(value));
+        return Ok(());
+    }
     if crate::vars::resolve_builtin(name).is_some() {
         return Err(ConfigError::at(
             &st.span,
@@ -1853,6 +1857,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("limit_conn", HSL, T2, set_limit_conn, "Most concurrent connections per key of a zone (an upgraded connection counts until it closes)."),
     d!("limit_conn_status", HSL, T1, set_limit_conn_status, "Status for refused connections (default 503)."),
     d!("limit_conn_log_level", HSL, T1, set_limit_conn_log_level, "Log level of refusals (default error)."),
+    d!("limit_rate", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.limit_rate), "Response bytes per second per request (0 = unlimited); `$limit_rate` overrides it."),
+    d!("limit_rate_after", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.limit_rate_after), "Bytes sent at full speed before `limit_rate` applies."),
     d!("log_not_found", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.log_not_found), "Log missing static files."),
     d!("server_tokens", HSL, T1, set_server_tokens, "Show the version in `Server` and error pages."),
     d!("error_page", HSL, Args::AtLeast(2), set_error_page, "URI or named location for error statuses, with optional `=code`."),

@@ -302,6 +302,8 @@ pub enum RewriteOp {
         /// Value.
         value: Template,
     },
+    /// `set $limit_rate value;`: a size, 0 when invalid.
+    SetLimitRate(Template),
     /// `return code [text|URL];`
     Return(Return),
     /// `if (condition) { ... }` with rewrite directives inside.
@@ -441,6 +443,10 @@ pub struct LocConf {
     pub server_tokens: bool,
     /// `error_page` rules.
     pub error_pages: Arc<Vec<ErrorPage>>,
+    /// `limit_rate`: response bytes per second (0 = unlimited).
+    pub limit_rate: u64,
+    /// `limit_rate_after`: bytes sent at full speed first.
+    pub limit_rate_after: u64,
     /// `internal`: only reachable by internal redirects.
     pub internal: bool,
 }
