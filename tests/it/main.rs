@@ -20,3 +20,7 @@ mod config;
 
 /// The executable: command line, pid file, signals, daemon.
 mod cli;
+
+/// Variables, maps, server and location selection, the rewrite script,
+/// keep-alive.
+mod variables;
