@@ -83,15 +83,6 @@ pub struct LogFile {
 
 impl LogFile {
     fn open(path: &Path) -> std::io::Result<File> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.exists()
-        {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("directory \"{}\" does not exist", dir.display()),
-            ));
-        }
         OpenOptions::new().create(true).append(true).open(path)
     }
 

@@ -359,8 +359,16 @@ impl Shared {
     /// if anything fails the old generation keeps serving.
     pub fn apply(self: &Arc<Self>, config: Config) -> Result<(), String> {
         let generation = Generation::build(Arc::new(config))?;
-        let error_log =
-            ErrorLog::open(&generation.config.main.error_log).map_err(|e| e.to_string())?;
+        let error_log = ErrorLog::open(&generation.config.main.error_log).map_err(|e| {
+            let path = generation
+                .config
+                .main
+                .error_log
+                .first()
+                .map(|t| t.path.display().to_string())
+                .unwrap_or_default();
+            format!("open() \"{path}\" failed {}", os_error(&e))
+        })?;
         let wanted: Vec<Arc<ListenGroup>> = generation
             .config
             .http

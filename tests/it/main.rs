@@ -24,3 +24,9 @@ mod cli;
 /// Variables, maps, server and location selection, the rewrite script,
 /// keep-alive.
 mod variables;
+
+/// The seed documents' configurations, end to end.
+mod seeds;
+
+/// TLS termination and TLS to backends.
+mod tls;

@@ -33,8 +33,19 @@ async fn variables_describe_the_request() {
         "host=alias.example http_x=yes uri=/v/c args=a=1&b=2 is_args=? arg_a=1 method=GET request_uri=/v/a%20b/../c?a=1&b=2 scheme=http server_name=primary.example proto=HTTP/1.1 cookie=abc https=[]"
     );
     let r = get_response(proxy.addr(), "/addr").await;
-    assert!(r.body.starts_with("remote=127.0.0.1 port_ok="), "{}", r.body);
-    assert!(r.body.ends_with(&format!("server_port={} server_addr=127.0.0.1", proxy.addr().port())), "{}", r.body);
+    assert!(
+        r.body.starts_with("remote=127.0.0.1 port_ok="),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.ends_with(&format!(
+            "server_port={} server_addr=127.0.0.1",
+            proxy.addr().port()
+        )),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -53,9 +64,17 @@ async fn variables_in_logs_and_binary_remote_addr() {
     let text = get(proxy.addr(), "/logme").await;
     let r = Response::parse(&text);
     let seen = be.next().await;
-    assert_eq!(seen.header("X-PH"), Some(format!("{}:{}", be.addr, be.addr.port())));
+    assert_eq!(
+        seen.header("X-PH"),
+        Some(format!("{}:{}", be.addr, be.addr.port()))
+    );
     let path = proxy.dir.path().join("all.log");
-    assert!(eventually(|| std::fs::read_to_string(&path).map(|s| s.ends_with('\n')).unwrap_or(false)).await);
+    assert!(
+        eventually(|| std::fs::read_to_string(&path)
+            .map(|s| s.ends_with('\n'))
+            .unwrap_or(false))
+        .await
+    );
     let line = std::fs::read_to_string(&path).unwrap();
     let f: Vec<&str> = line.trim_end().split('|').collect();
     assert_eq!(f[0], "127.0.0.1");
@@ -63,9 +82,23 @@ async fn variables_in_logs_and_binary_remote_addr() {
     assert_eq!(f[1], "\\x7F\\x00\\x00\\x01");
     assert_eq!(f[2], "200");
     assert_eq!(f[3], r.body.len().to_string());
-    assert_eq!(f[4], text.len().to_string(), "bytes_sent counts the head too");
-    assert!(regex::Regex::new(r"^\d+\.\d{3}$").unwrap().is_match(f[5]), "{}", f[5]);
-    assert!(regex::Regex::new(r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$").unwrap().is_match(f[6]), "{}", f[6]);
+    assert_eq!(
+        f[4],
+        text.len().to_string(),
+        "bytes_sent counts the head too"
+    );
+    assert!(
+        regex::Regex::new(r"^\d+\.\d{3}$").unwrap().is_match(f[5]),
+        "{}",
+        f[5]
+    );
+    assert!(
+        regex::Regex::new(r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$")
+            .unwrap()
+            .is_match(f[6]),
+        "{}",
+        f[6]
+    );
     assert_eq!(f[7], be.addr.to_string());
     assert_eq!(f[8], be.addr.to_string());
     assert_eq!(f[9], "200");
@@ -99,10 +132,22 @@ async fn variables_access_log_off_and_json_escape() {
     )
     .await;
     raw(proxy.addr(), b"GET /quiet HTTP/1.0\r\n\r\n").await;
-    raw(proxy.addr(), b"GET /json HTTP/1.0\r\nUser-Agent: a\"b\\c\r\n\r\n").await;
+    raw(
+        proxy.addr(),
+        b"GET /json HTTP/1.0\r\nUser-Agent: a\"b\\c\r\n\r\n",
+    )
+    .await;
     let path = proxy.dir.path().join("j.log");
-    assert!(eventually(|| std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false)).await);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"ua\":\"a\\\"b\\\\c\",\"missing\":\"\"}\n");
+    assert!(
+        eventually(|| std::fs::metadata(&path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false))
+        .await
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"ua\":\"a\\\"b\\\\c\",\"missing\":\"\"}\n"
+    );
     assert_eq!(proxy.access_log(), "", "access_log off writes nothing");
 }
 
@@ -133,10 +178,23 @@ async fn map_matches_exact_regex_and_hostnames() {
     .await;
     let ask = |k: &'static str, host: &'static str| {
         let addr = proxy.addr();
-        async move { Response::parse(&raw(addr, format!("GET /?k={k} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await).body }
+        async move {
+            Response::parse(
+                &raw(
+                    addr,
+                    format!("GET /?k={k} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes(),
+                )
+                .await,
+            )
+            .body
+        }
     };
     assert_eq!(ask("foo", "example.com").await, "bar|root|-");
-    assert_eq!(ask("FOO", "EXAMPLE.COM").await, "bar|root|-", "exact keys compare case-insensitively");
+    assert_eq!(
+        ask("FOO", "EXAMPLE.COM").await,
+        "bar|root|-",
+        "exact keys compare case-insensitively"
+    );
     assert_eq!(ask("num7", "a.example.com").await, "number 7|sub|seven");
     assert_eq!(ask("case-x", "www.example.net").await, "insensitive|tail|-");
     assert_eq!(ask("~tilde", "dot.example.org").await, "escaped|dot|-");
@@ -161,15 +219,31 @@ async fn routing_selects_servers_like_nginx() {
     let proxy = Proxy::http(&conf).await;
     let ask = |host: &'static str| {
         let addr = proxy.addr();
-        async move { Response::parse(&raw(addr, format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await).body }
+        async move {
+            Response::parse(
+                &raw(
+                    addr,
+                    format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes(),
+                )
+                .await,
+            )
+            .body
+        }
     };
     assert_eq!(ask("exact.test").await, "exact");
     assert_eq!(ask("a.b.wild.test").await, "head");
     assert_eq!(ask("app.example").await, "tail");
     assert_eq!(ask("api.re.test").await, "regex api");
-    assert_eq!(ask("nothing.test").await, "fallback", "default_server, not the first server");
+    assert_eq!(
+        ask("nothing.test").await,
+        "fallback",
+        "default_server, not the first server"
+    );
     let r = Response::parse(&raw(proxy.addr(), b"GET / HTTP/1.0\r\n\r\n").await);
-    assert_eq!(r.body, "fallback", "HTTP/1.0 without Host goes to the default server");
+    assert_eq!(
+        r.body, "fallback",
+        "HTTP/1.0 without Host goes to the default server"
+    );
 }
 
 #[tokio::test]
@@ -199,8 +273,16 @@ async fn routing_selects_locations_like_nginx() {
     assert_eq!(ask("/docs/x").await, "prefix /docs/");
     assert_eq!(ask("/docs/deep/x").await, "nested prefix");
     assert_eq!(ask("/docs/a.pdf").await, "nested regex");
-    assert_eq!(ask("/static/a.png").await, "no regex", "^~ stops the regex search");
-    assert_eq!(ask("/images/a.png").await, "regex png", "regexes beat plain prefixes");
+    assert_eq!(
+        ask("/static/a.png").await,
+        "no regex",
+        "^~ stops the regex search"
+    );
+    assert_eq!(
+        ask("/images/a.png").await,
+        "regex png",
+        "regexes beat plain prefixes"
+    );
     assert_eq!(ask("/images/a.jpg").await, "caseless");
     assert_eq!(ask("/images/a.gif").await, "images prefix");
 }
@@ -235,9 +317,15 @@ async fn rewrite_set_return_if_and_rewrite() {
     assert_eq!((r.status, r.body.as_str()), (202, "accepted"));
     let r = get_response(a, "/redirect").await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("Location"), Some(format!("http://localhost:{}/elsewhere", a.port())));
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("http://localhost:{}/elsewhere", a.port()))
+    );
     let r = get_response(a, "/url").await;
-    assert_eq!((r.status, r.header("Location").as_deref()), (302, Some("https://example.com/x")));
+    assert_eq!(
+        (r.status, r.header("Location").as_deref()),
+        (302, Some("https://example.com/x"))
+    );
     let r = get_response(a, "/code").await;
     assert_eq!(r.status, 403);
     assert!(r.body.contains("<center><h1>403 Forbidden</h1></center>"));
@@ -261,12 +349,18 @@ async fn rewrite_refuses_other_directives_inside_if() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("\"proxy_pass\" directive is not supported inside \"if\""), "{e}");
+    assert!(
+        e.contains("\"proxy_pass\" directive is not supported inside \"if\""),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn keepalive_serves_several_requests_and_closes_when_asked() {
-    let proxy = Proxy::http("server { listen 127.0.0.1:0; keepalive_requests 2; location / { return 200 ok; } }").await;
+    let proxy = Proxy::http(
+        "server { listen 127.0.0.1:0; keepalive_requests 2; location / { return 200 ok; } }",
+    )
+    .await;
     let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
     s.write_all(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
     let text = read_to_close(&mut s).await;
@@ -279,12 +373,21 @@ async fn keepalive_serves_several_requests_and_closes_when_asked() {
 
 #[tokio::test]
 async fn keepalive_timeout_closes_idle_connections() {
-    let proxy = Proxy::http("server { listen 127.0.0.1:0; keepalive_timeout 1; location / { return 200 ok; } }").await;
+    let proxy = Proxy::http(
+        "server { listen 127.0.0.1:0; keepalive_timeout 1; location / { return 200 ok; } }",
+    )
+    .await;
     let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
     let start = std::time::Instant::now();
     let text = read_to_close(&mut s).await;
     assert!(text.contains("200 OK"));
     let waited = start.elapsed();
-    assert!(waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(4), "{waited:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(4),
+        "{waited:?}"
+    );
 }
