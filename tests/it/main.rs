@@ -30,3 +30,13 @@ mod seeds;
 
 /// TLS termination and TLS to backends.
 mod tls;
+
+/// Reload and graceful stop with open WebSockets.
+mod reload;
+
+/// Static files, try_files, alias, add_header, expires.
+mod static_files;
+
+/// Garbage, oversized and abandoned requests; dead backends; random
+/// configurations.
+mod robustness;

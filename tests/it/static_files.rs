@@ -1,0 +1,127 @@
+//! Static files beside proxied locations: root, alias, index, try_files,
+//! statuses, conditional requests, add_header and expires.
+
+use crate::harness::*;
+
+async fn site() -> (Proxy, TempDir) {
+    let site = TempDir::new();
+    site.write("index.html", "<p>home</p>");
+    site.write("app.js", "console.log(1)");
+    site.write("docs/guide.txt", "guide");
+    std::fs::create_dir_all(site.path().join("empty")).unwrap();
+    site.write("assets/logo.svg", "<svg/>");
+    let proxy = Proxy::http(&format!(
+        r#"server {{
+            listen 127.0.0.1:0;
+            root {root};
+            add_header X-Always yes always;
+            location / {{ index index.html; }}
+            location /spa/ {{ try_files $uri $uri/ /index.html; }}
+            location /named/ {{ try_files $uri @fallback; }}
+            location @fallback {{ return 200 "named fallback"; }}
+            location /status/ {{ try_files $uri =418; }}
+            location /static/ {{ alias {root}/assets/; expires 1h; add_header X-Static 1; }}
+        }}"#,
+        root = site.path().display()
+    ))
+    .await;
+    (proxy, site)
+}
+
+#[tokio::test]
+async fn static_serves_files_with_types_and_validators() {
+    let (proxy, _site) = site().await;
+    let r = get_response(proxy.addr(), "/app.js").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "console.log(1)");
+    assert_eq!(
+        r.header("Content-Type").as_deref(),
+        Some("application/javascript")
+    );
+    assert_eq!(r.header("Content-Length").as_deref(), Some("14"));
+    let lm = r.header("Last-Modified").expect("Last-Modified");
+    assert!(r.header("ETag").is_some());
+    let r = Response::parse(
+        &raw(
+            proxy.addr(),
+            format!("GET /app.js HTTP/1.0\r\nIf-Modified-Since: {lm}\r\n\r\n").as_bytes(),
+        )
+        .await,
+    );
+    assert_eq!(r.status, 304);
+    assert_eq!(r.body, "");
+    let text = raw(proxy.addr(), b"HEAD /app.js HTTP/1.0\r\n\r\n").await;
+    assert!(
+        text.contains("Content-Length: 14") && text.ends_with("\r\n\r\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn static_index_and_directory_rules() {
+    let (proxy, _site) = site().await;
+    assert_eq!(get_response(proxy.addr(), "/").await.body, "<p>home</p>");
+    let r = get_response(proxy.addr(), "/docs").await;
+    assert_eq!(r.status, 301);
+    assert!(r.header("Location").unwrap().ends_with("/docs/"));
+    let r = get_response(proxy.addr(), "/empty/").await;
+    assert_eq!(r.status, 403);
+    assert!(proxy.error_log().contains("directory index of"));
+    let r = get_response(proxy.addr(), "/missing.txt").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("X-Always").as_deref(),
+        Some("yes"),
+        "always adds to errors too"
+    );
+    assert!(
+        proxy
+            .error_log()
+            .contains("missing.txt\" failed (2: No such file or directory)")
+    );
+    let r = Response::parse(
+        &raw(
+            proxy.addr(),
+            b"POST /app.js HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(r.status, 405);
+}
+
+#[tokio::test]
+async fn static_try_files_fallbacks() {
+    let (proxy, _site) = site().await;
+    assert_eq!(
+        get_response(proxy.addr(), "/spa/route/42").await.body,
+        "<p>home</p>"
+    );
+    assert_eq!(
+        get_response(proxy.addr(), "/named/zzz").await.body,
+        "named fallback"
+    );
+    assert_eq!(get_response(proxy.addr(), "/status/zzz").await.status, 418);
+}
+
+#[tokio::test]
+async fn static_alias_expires_and_add_header() {
+    let (proxy, _site) = site().await;
+    let r = get_response(proxy.addr(), "/static/logo.svg").await;
+    assert_eq!(r.body, "<svg/>");
+    assert_eq!(r.header("Content-Type").as_deref(), Some("image/svg+xml"));
+    assert_eq!(r.header("Cache-Control").as_deref(), Some("max-age=3600"));
+    assert!(r.header("Expires").is_some());
+    assert_eq!(r.header("X-Static").as_deref(), Some("1"));
+    assert_eq!(
+        r.header("X-Always"),
+        None,
+        "a level with add_header replaces the inherited ones"
+    );
+    let r = get_response(proxy.addr(), "/static/none.svg").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("X-Static"),
+        None,
+        "without always, add_header skips errors"
+    );
+}
