@@ -240,10 +240,10 @@ impl Exchange<'_> {
                     error_page = Some((reply.status, page.overwrite));
                     drop(reply);
                     if target.starts_with("http://") || target.starts_with("https://") {
-                        let status = match page.overwrite {
-                            Some(s @ (301 | 302 | 303 | 307 | 308)) => s,
-                            _ => 302,
-                        };
+                        let status = page
+                            .overwrite
+                            .filter(|s| matches!(s, 301 | 302 | 303 | 307 | 308))
+                            .unwrap_or(302);
                         let mut r = Reply::redirect(status, target.as_bytes(), conf.server_tokens);
                         r.special = false;
                         return self.finish(r).await;

@@ -34,10 +34,10 @@ fn conf(dir: &Path, port: u16, body: &str) -> String {
 async fn wait_for_pid(dir: &Path, child: &mut Child) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(t) = std::fs::read_to_string(dir.join("sy.pid")) {
-            if let Ok(pid) = t.trim().parse() {
-                return pid;
-            }
+        if let Ok(t) = std::fs::read_to_string(dir.join("sy.pid"))
+            && let Ok(pid) = t.trim().parse()
+        {
+            return pid;
         }
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
@@ -308,11 +308,65 @@ async fn cli_startup_errors_are_reported() {
     assert_eq!(status.code(), Some(1));
     let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap();
     assert!(
-        log.contains(&format!("[emerg]"))
+        log.contains("[emerg]")
             && log.contains(&format!(
                 "bind() to 127.0.0.1:{port} failed (98: Address already in use)"
             )),
         "{log}"
     );
     assert!(!dir.path().join("sy.pid").exists());
+}
+
+#[tokio::test]
+async fn cli_demo_serves_the_chat_page_and_chat() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        eventually(|| std::net::TcpStream::connect(addr).is_ok()).await,
+        "demo did not listen"
+    );
+    let page = get_response(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("/ws/chat"), "{}", page.body);
+    let mut a = ws_connect(addr, "/ws/chat").await.unwrap();
+    let mut b = ws_connect(addr, "/ws/chat").await.unwrap();
+    // Wait until both subscriptions are live, then chat.
+    a.send(Message::text("{\"from\":\"a\",\"text\":\"ready\"}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.next().await.unwrap().unwrap(),
+        Message::text("{\"from\":\"a\",\"text\":\"ready\"}")
+    );
+    loop {
+        b.send(Message::text("{\"from\":\"b\",\"text\":\"hello a\"}"))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), a.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if got == Message::text("{\"from\":\"b\",\"text\":\"hello a\"}") {
+            break;
+        }
+    }
+    let mut echo = ws_connect(addr, "/ws/echo").await.unwrap();
+    echo.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(
+        echo.next().await.unwrap().unwrap(),
+        Message::binary(vec![1u8, 2, 3])
+    );
+    signal(child.id(), nix::sys::signal::Signal::SIGINT);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(5))
+            .await
+            .success()
+    );
 }

@@ -254,6 +254,15 @@ impl Backend {
 
     /// Answers every request with the bytes `respond` returns, then closes.
     pub async fn with(respond: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static) -> Backend {
+        Self::with_delay(Duration::ZERO, respond).await
+    }
+
+    /// Like [`Backend::with`], answering after `delay` (without blocking
+    /// the test's runtime).
+    pub async fn with_delay(
+        delay: Duration,
+        respond: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, seen) = mpsc::unbounded_channel();
@@ -267,6 +276,7 @@ impl Backend {
                         return;
                     };
                     let _ = tx.send(seen.clone());
+                    tokio::time::sleep(delay).await;
                     let _ = s.write_all(&respond(&seen)).await;
                     let _ = s.shutdown().await;
                 });
@@ -341,6 +351,7 @@ pub async fn ws_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
         while let Ok((s, _)) = listener.accept().await {
             let tx = tx.clone();
             tokio::spawn(async move {
+                #[allow(clippy::result_large_err)] // tungstenite's callback type
                 let cb = |req: &Request, resp: Response| {
                     let mut head = format!("{} {}", req.method(), req.uri());
                     for (n, v) in req.headers() {

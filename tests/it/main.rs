@@ -40,3 +40,6 @@ mod static_files;
 /// Garbage, oversized and abandoned requests; dead backends; random
 /// configurations.
 mod robustness;
+
+/// Balancing choices and limit_conn.
+mod balance;

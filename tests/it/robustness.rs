@@ -104,8 +104,7 @@ async fn robustness_oversized_heads() {
 #[tokio::test]
 async fn robustness_clients_that_vanish() {
     // Slow backend; clients leave while it thinks.
-    let be = Backend::with(|_| {
-        std::thread::sleep(Duration::from_millis(300));
+    let be = Backend::with_delay(Duration::from_millis(300), |_| {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
     })
     .await;

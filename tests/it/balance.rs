@@ -1,0 +1,129 @@
+//! Balancing through the proxy: nginx's choices, observed through
+//! `$upstream_addr`, and `limit_conn`.
+
+use std::net::SocketAddr;
+
+use crate::harness::*;
+
+/// Three backends that answer with their own port.
+async fn backends(n: usize) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let b = Backend::with(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
+        out.push(b.addr);
+        std::mem::forget(b.seen);
+    }
+    out
+}
+
+async fn picks(proxy: &Proxy, path: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let r = get_response(proxy.addr(), path).await;
+        out.push(r.header("X-Up").unwrap_or_default());
+    }
+    out
+}
+
+fn conf(method: &str, servers: &[String]) -> String {
+    let lines: String = servers.iter().map(|s| format!("server {s};")).collect();
+    format!(
+        "upstream u {{ {method} {lines} }}
+         server {{ listen 127.0.0.1:0; add_header X-Up $upstream_addr; location / {{ proxy_pass http://u; }} }}"
+    )
+}
+
+#[tokio::test]
+async fn balance_weighted_round_robin_is_smooth() {
+    let b = backends(3).await;
+    let proxy = Proxy::http(&conf(
+        "",
+        &[
+            format!("{} weight=5", b[0]),
+            b[1].to_string(),
+            b[2].to_string(),
+        ],
+    ))
+    .await;
+    let got = picks(&proxy, "/", 7).await;
+    let (x, y, z) = (b[0].to_string(), b[1].to_string(), b[2].to_string());
+    assert_eq!(got, [x.clone(), x.clone(), y, x.clone(), z, x.clone(), x]);
+}
+
+#[tokio::test]
+async fn balance_ip_hash_and_hash_are_sticky() {
+    let b = backends(3).await;
+    let s: Vec<String> = b.iter().map(|a| a.to_string()).collect();
+    let proxy = Proxy::http(&conf("ip_hash;", &s)).await;
+    let got = picks(&proxy, "/", 5).await;
+    assert!(got.iter().all(|p| *p == got[0]), "{got:?}");
+
+    let proxy = Proxy::http(&conf("hash $arg_user consistent;", &s)).await;
+    for user in ["alice", "bob", "carol"] {
+        let path = format!("/?user={user}");
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(
+                get_response(proxy.addr(), &path)
+                    .await
+                    .header("X-Up")
+                    .unwrap(),
+            );
+        }
+        assert!(seen.iter().all(|p| *p == seen[0]), "{user}: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn balance_backup_and_down_servers() {
+    let b = backends(2).await;
+    let dead = free_port();
+    let proxy = Proxy::http(&conf(
+        "",
+        &[
+            format!("127.0.0.1:{dead}"),
+            format!("{} down", b[0]),
+            format!("{} backup", b[1]),
+        ],
+    ))
+    .await;
+    let got = picks(&proxy, "/", 3).await;
+    // The dead primary is tried first, then the backup; once marked failed,
+    // straight to the backup.
+    assert_eq!(got[0], format!("127.0.0.1:{dead}, {}", b[1]));
+    assert_eq!(got[1], b[1].to_string());
+    assert!(
+        proxy
+            .error_log()
+            .contains("upstream server temporarily disabled"),
+        "{}",
+        proxy.error_log()
+    );
+}
+
+#[tokio::test]
+async fn balance_limit_conn_status_and_log_level() {
+    let slow = Backend::with_delay(std::time::Duration::from_millis(500), |_| {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    })
+    .await;
+    let proxy = Proxy::http(&format!(
+        "limit_conn_zone $remote_addr zone=balance_lc:1m;
+         server {{ listen 127.0.0.1:0;
+            location / {{ limit_conn balance_lc 1; limit_conn_status 429; limit_conn_log_level warn; proxy_pass http://{}; }} }}",
+        slow.addr
+    ))
+    .await;
+    let addr = proxy.addr();
+    let first = tokio::spawn(async move { get_response(addr, "/").await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let second = get_response(addr, "/").await;
+    assert_eq!(second.status, 429);
+    assert_eq!(first.await.unwrap().body, "ok");
+    assert!(
+        proxy.error_log().contains("[warn]")
+            && proxy
+                .error_log()
+                .contains("limiting connections by zone \"balance_lc\"")
+    );
+}
