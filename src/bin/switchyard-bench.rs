@@ -131,15 +131,15 @@ fn tree(pids: &[u32]) -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            if let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) {
-                let ppid = rest
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0);
-                parents.push((pid, ppid));
-            }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some((_, rest)) = stat.rsplit_once(") ")
+        {
+            let ppid = rest
+                .split(' ')
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            parents.push((pid, ppid));
         }
     }
     let mut i = 0;
