@@ -8,10 +8,14 @@
 use std::cell::RefCell;
 use std::io::Write as _;
 
+use std::sync::Arc;
+
 use crate::config::template::Piece;
 use crate::config::{LocConf, LogEscape, LogFormat};
+use crate::log::LogFile;
 use crate::request::RequestCtx;
 use crate::server::Generation;
+use crate::vars::{Builtin, Var};
 
 thread_local! {
     static LINE: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -49,23 +53,7 @@ pub fn render(ctx: &mut RequestCtx, format: &LogFormat, line: &mut Vec<u8>, valu
             Piece::Var(var) => {
                 value.clear();
                 let found = ctx.eval_into(var, value);
-                match format.escape {
-                    LogEscape::Default => {
-                        if !found {
-                            line.push(b'-');
-                        } else {
-                            escape_default(value, line);
-                        }
-                    }
-                    LogEscape::Json => escape_json(value, line),
-                    LogEscape::None => {
-                        if found {
-                            line.extend_from_slice(value);
-                        } else {
-                            line.push(b'-');
-                        }
-                    }
-                }
+                escape_value(format.escape, found, value, line);
             }
             Piece::Name(_) => {}
         }
@@ -97,6 +85,182 @@ fn escape_json(value: &[u8], out: &mut Vec<u8>) {
             }
             b => out.push(b),
         }
+    }
+}
+
+/// Values only known when an upgraded connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Late {
+    BytesSent,
+    BodyBytesSent,
+    RequestTime,
+    TimeLocal,
+    TimeIso8601,
+    Msec,
+    UpstreamResponseTime,
+}
+
+fn late(var: &Var) -> Option<Late> {
+    Some(match var {
+        Var::Builtin(Builtin::BytesSent) => Late::BytesSent,
+        Var::Builtin(Builtin::BodyBytesSent) => Late::BodyBytesSent,
+        Var::Builtin(Builtin::RequestTime) => Late::RequestTime,
+        Var::Builtin(Builtin::TimeLocal) => Late::TimeLocal,
+        Var::Builtin(Builtin::TimeIso8601) => Late::TimeIso8601,
+        Var::Builtin(Builtin::Msec) => Late::Msec,
+        Var::Builtin(Builtin::UpstreamResponseTime) => Late::UpstreamResponseTime,
+        _ => return None,
+    })
+}
+
+#[derive(Debug)]
+enum LinePiece {
+    Text(Box<[u8]>),
+    Late(Late),
+}
+
+/// An access log line rendered when a connection is upgraded, with the
+/// values known only at its end (bytes, times) left to fill in. Keeping
+/// this instead of the request lets an idle tunnel hold a few hundred
+/// bytes rather than the whole request.
+#[derive(Debug)]
+pub struct PendingLine {
+    file: Arc<LogFile>,
+    pieces: Box<[LinePiece]>,
+}
+
+/// What a finished tunnel reports for its pending lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    /// `$bytes_sent`.
+    pub bytes_sent: u64,
+    /// `$body_bytes_sent`.
+    pub body_bytes_sent: u64,
+    /// `$request_time`.
+    pub request_time: std::time::Duration,
+    /// The last attempt's `$upstream_response_time`.
+    pub upstream_time: Option<std::time::Duration>,
+}
+
+/// Renders the access lines of an upgraded request, leaving markers for
+/// the values of its end.
+pub fn prerender(
+    ctx: &mut RequestCtx,
+    conf: &LocConf,
+    generation: &Generation,
+) -> Vec<PendingLine> {
+    let mut out = Vec::new();
+    for target in conf.access_log.iter() {
+        if let Some(cond) = &target.condition {
+            let v = ctx.render(cond);
+            if v.is_empty() || v == b"0" {
+                continue;
+            }
+        }
+        let Some(file) = generation.access_logs.get(&target.path) else {
+            continue;
+        };
+        let mut pieces = Vec::new();
+        let mut text = Vec::new();
+        let mut value = Vec::new();
+        for piece in &target.format.template.pieces {
+            match piece {
+                Piece::Lit(s) => text.extend_from_slice(s.as_bytes()),
+                Piece::Var(var) => {
+                    if let Some(l) = late(var) {
+                        if l == Late::UpstreamResponseTime {
+                            // Earlier attempts are known; the last one ends
+                            // with the tunnel.
+                            let n = ctx.upstream.attempts.len();
+                            for a in ctx.upstream.attempts.iter().take(n.saturating_sub(1)) {
+                                text.extend_from_slice(crate::request::secs(a.response).as_bytes());
+                                text.extend_from_slice(b", ");
+                            }
+                        }
+                        if !text.is_empty() {
+                            pieces.push(LinePiece::Text(
+                                std::mem::take(&mut text).into_boxed_slice(),
+                            ));
+                        }
+                        pieces.push(LinePiece::Late(l));
+                        continue;
+                    }
+                    value.clear();
+                    let found = ctx.eval_into(var, &mut value);
+                    escape_value(target.format.escape, found, &value, &mut text);
+                }
+                Piece::Name(_) => {}
+            }
+        }
+        if !text.is_empty() {
+            pieces.push(LinePiece::Text(text.into_boxed_slice()));
+        }
+        out.push(PendingLine {
+            file: file.clone(),
+            pieces: pieces.into_boxed_slice(),
+        });
+    }
+    out
+}
+
+/// Writes pending lines with the tunnel's totals.
+pub fn finish(lines: &[PendingLine], totals: Totals) {
+    LINE.with(|cell| {
+        let (line, _) = &mut *cell.borrow_mut();
+        for pending in lines {
+            line.clear();
+            for piece in pending.pieces.iter() {
+                match piece {
+                    LinePiece::Text(t) => line.extend_from_slice(t),
+                    LinePiece::Late(l) => {
+                        let _ = match l {
+                            Late::BytesSent => write!(line, "{}", totals.bytes_sent),
+                            Late::BodyBytesSent => write!(line, "{}", totals.body_bytes_sent),
+                            Late::RequestTime => {
+                                let t = totals.request_time;
+                                write!(line, "{}.{:03}", t.as_secs(), t.subsec_millis())
+                            }
+                            Late::TimeLocal => {
+                                crate::log::time::with_local(|t| {
+                                    line.extend_from_slice(t.local.as_bytes())
+                                });
+                                Ok(())
+                            }
+                            Late::TimeIso8601 => {
+                                crate::log::time::with_local(|t| {
+                                    line.extend_from_slice(t.iso8601.as_bytes())
+                                });
+                                Ok(())
+                            }
+                            Late::Msec => {
+                                let now = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .unwrap_or_default();
+                                write!(line, "{}.{:03}", now.as_secs(), now.subsec_millis())
+                            }
+                            Late::UpstreamResponseTime => {
+                                line.extend_from_slice(
+                                    crate::request::secs(totals.upstream_time).as_bytes(),
+                                );
+                                Ok(())
+                            }
+                        };
+                    }
+                }
+            }
+            line.push(b'\n');
+            pending.file.write_line(line);
+        }
+    });
+}
+
+fn escape_value(escape: LogEscape, found: bool, value: &[u8], out: &mut Vec<u8>) {
+    match escape {
+        LogEscape::Default if !found => out.push(b'-'),
+        LogEscape::Default => escape_default(value, out),
+        LogEscape::Json => escape_json(value, out),
+        LogEscape::None if !found => out.push(b'-'),
+        LogEscape::None => out.extend_from_slice(value),
     }
 }
 

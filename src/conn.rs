@@ -24,12 +24,12 @@ use crate::http1::body::{self, BodyReader, LAST_CHUNK, encode_chunk};
 use crate::http1::parse::{HeadError, parse_request};
 use crate::http1::{Headers, RequestHead, write};
 use crate::log::Level;
-use crate::net::ClientIo;
+use crate::net::{ClientIo, UpstreamIo};
 use crate::proxy::relay::{self, Relay};
 use crate::proxy::upstream::UpstreamConn;
-use crate::request::{ConnInfo, RequestCtx};
+use crate::request::ConnInfo;
 use crate::response::{Body, Reply, http_date, server_token};
-use crate::server::{Active, Generation, RunState, Shared};
+use crate::server::{Active, RunState, Shared};
 
 /// Longest request head accepted (nginx's `large_client_header_buffers 4
 /// 8k` allows about this much).
@@ -148,14 +148,15 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
                 return;
             }
             Next::Upgrade(tunnel) => {
+                // Only what the tunnel needs moves to its task: the socket,
+                // the exact bytes pipelined behind the handshake (usually
+                // none), and the connection count. The read buffer is freed.
                 let ClientConn {
-                    io,
-                    buf,
-                    active,
-                    state,
-                    ..
+                    io, buf, active, ..
                 } = conn;
-                tokio::spawn(tunnel.run(io, buf, active, state));
+                let leftover = buf.to_vec();
+                drop(buf);
+                tokio::spawn(tunnel.run(io, leftover, active));
                 return;
             }
         }
@@ -558,80 +559,76 @@ pub async fn upgrade(mut ex: Exchange<'_>, reply: Reply, upstream: UpstreamConn)
         crate::access_log::write(&mut ex.ctx, &conf, &ex.generation);
         return Next::Close;
     }
-    let Exchange {
-        ctx,
-        generation,
-        slots,
-        ..
-    } = ex;
+    // Everything the tunnel needs at its end is rendered now, so the
+    // request (headers, buffers) is freed while the tunnel lives.
+    let UpstreamConn { io, buf, peer, .. } = upstream;
+    let url = format!("http://{peer}{}", ex.ctx.request_uri);
+    let context = ex.context(Some(&url)).into_boxed_str();
+    let lines = crate::access_log::prerender(&mut ex.ctx, &conf, &ex.generation);
     Next::Upgrade(Box::new(Tunnel {
-        upstream,
-        ctx,
-        conf,
-        generation,
-        _slots: slots,
+        upstream: io,
+        upstream_leftover: buf.to_vec(),
+        lines,
+        errors: conf.error_log.clone(),
+        context,
+        conn_id: ex.ctx.conn.id,
         head_len: out.len() as u64,
+        start: ex.ctx.start,
+        upstream_started: ex.ctx.upstream.started,
+        timeouts: relay::Timeouts {
+            idle: conf.proxy.read_timeout,
+            client_send: conf.send_timeout,
+            upstream_send: conf.proxy.send_timeout,
+        },
+        retired: ex.generation.retired.subscribe(),
+        _slots: std::mem::take(&mut ex.slots),
     }))
 }
 
-/// An upgraded connection waiting for its relay.
+/// An upgraded connection waiting for its relay: only what its end needs.
 pub struct Tunnel {
-    upstream: UpstreamConn,
-    ctx: RequestCtx,
-    conf: Arc<LocConf>,
-    generation: Arc<Generation>,
-    _slots: Vec<crate::limits::Slot>,
+    upstream: UpstreamIo,
+    upstream_leftover: Vec<u8>,
+    lines: Vec<crate::access_log::PendingLine>,
+    errors: Arc<Vec<crate::config::ErrorLogTarget>>,
+    context: Box<str>,
+    conn_id: u64,
     head_len: u64,
+    start: Instant,
+    upstream_started: Option<Instant>,
+    timeouts: relay::Timeouts,
+    retired: watch::Receiver<bool>,
+    _slots: Vec<crate::limits::Slot>,
 }
 
 impl Tunnel {
     /// Relays until both sides are done, then logs the request.
-    pub async fn run(
-        self,
-        client: ClientIo,
-        client_leftover: BytesMut,
-        active: Active,
-        state: watch::Receiver<RunState>,
-    ) {
+    pub async fn run(self, client: ClientIo, client_leftover: Vec<u8>, active: Active) {
         let Tunnel {
             upstream,
-            mut ctx,
-            conf,
-            generation,
-            _slots,
+            upstream_leftover,
+            lines,
+            errors,
+            context,
+            conn_id,
             head_len,
+            start,
+            upstream_started,
+            timeouts,
+            retired,
+            _slots,
         } = self;
-        let UpstreamConn {
-            io: up_io,
-            buf: up_buf,
-            peer,
-            ..
-        } = upstream;
-        let timeouts = relay::Timeouts {
-            idle: conf.proxy.read_timeout,
-            client_send: conf.send_timeout,
-            upstream_send: conf.proxy.send_timeout,
-        };
-        let retired = generation.retired.subscribe();
         let outcome = Relay::new(
             client,
-            &client_leftover,
-            up_io,
-            &up_buf,
+            client_leftover,
+            upstream,
+            upstream_leftover,
             timeouts,
-            stopping(state, retired),
+            retired_signal(retired),
         )
         .await;
-        drop(client_leftover);
-        ctx.response.body_bytes_sent = outcome.to_client;
-        ctx.response.bytes_sent = head_len + outcome.to_client;
         let why = match &outcome.end {
-            relay::End::IdleTimeout => Some((
-                Level::Error,
-                "upstream timed out (110: Connection timed out) while proxying upgraded connection"
-                    .to_string(),
-            )),
-            relay::End::UpstreamSendTimeout => Some((
+            relay::End::IdleTimeout | relay::End::UpstreamSendTimeout => Some((
                 Level::Error,
                 "upstream timed out (110: Connection timed out) while proxying upgraded connection"
                     .to_string(),
@@ -658,34 +655,31 @@ impl Tunnel {
             relay::End::Closed | relay::End::Shutdown => None,
         };
         if let Some((level, msg)) = why {
-            let line = format!(
-                "{msg}, client: {}, server: {}, request: \"{} {} {}\", upstream: \"http://{peer}{}\", host: \"{}\"",
-                ctx.conn.remote.ip(),
-                ctx.server.primary_name(),
-                ctx.method,
-                ctx.request_uri,
-                crate::vars::version_text(ctx.version),
-                ctx.request_uri,
-                ctx.host
-            );
-            crate::log::error_to(&conf.error_log, level, ctx.conn.id, &line);
+            crate::log::error_to(&errors, level, conn_id, &format!("{msg}{context}"));
         }
-        crate::access_log::write(&mut ctx, &conf, &generation);
+        crate::access_log::finish(
+            &lines,
+            crate::access_log::Totals {
+                bytes_sent: head_len + outcome.to_client,
+                body_bytes_sent: outcome.to_client,
+                request_time: start.elapsed(),
+                upstream_time: upstream_started.map(|s| s.elapsed()),
+            },
+        );
         drop(active);
     }
 }
 
-/// Resolves when the server is stopping for good (fast stop, or graceful
-/// stop past `worker_shutdown_timeout`), or when the tunnel's configuration
-/// was replaced and its `worker_shutdown_timeout` has passed.
-async fn stopping(mut state: watch::Receiver<RunState>, mut retired: watch::Receiver<bool>) {
+/// Resolves when the tunnel's configuration generation is retired (its
+/// `worker_shutdown_timeout` passed after a reload, or the server is
+/// stopping for good).
+async fn retired_signal(mut retired: watch::Receiver<bool>) {
     loop {
-        if *state.borrow_and_update() == RunState::Stopping || *retired.borrow_and_update() {
+        if *retired.borrow_and_update() {
             return;
         }
-        tokio::select! {
-            r = state.changed() => if r.is_err() { std::future::pending::<()>().await },
-            r = retired.changed() => if r.is_err() { std::future::pending::<()>().await },
+        if retired.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -601,6 +601,14 @@ impl Exchange<'_> {
         }
         let mut line = String::with_capacity(message.len() + 128);
         line.push_str(message);
+        line.push_str(&self.context(upstream));
+        crate::log::error_to(targets, level, self.ctx.conn.id, &line);
+    }
+
+    /// nginx's request context for error lines: `, client: ..., server:
+    /// ..., request: "...", upstream: "...", host: "..."`.
+    pub fn context(&self, upstream: Option<&str>) -> String {
+        let mut line = String::with_capacity(128);
         line.push_str(", client: ");
         line.push_str(&self.ctx.conn.remote.ip().to_string());
         line.push_str(", server: ");
@@ -622,7 +630,7 @@ impl Exchange<'_> {
             line.push_str(&String::from_utf8_lossy(h.as_bytes()));
             line.push('"');
         }
-        crate::log::error_to(targets, level, self.ctx.conn.id, &line);
+        line
     }
 
     /// Applies header filters, writes the response, logs it.

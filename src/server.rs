@@ -173,6 +173,9 @@ pub struct Shared {
     active: AtomicUsize,
     idle: Notify,
     listeners: std::sync::Mutex<Vec<Listening>>,
+    /// Every generation that may still have tunnels, to close them all on
+    /// a final stop.
+    generations: std::sync::Mutex<Vec<std::sync::Weak<Generation>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -255,10 +258,11 @@ impl Handle {
             .worker_connections
             .saturating_mul(config.main.worker_processes)
             .max(1);
-        let generation = Generation::build(Arc::new(config))?;
+        let generation = Arc::new(Generation::build(Arc::new(config))?);
         let (state, _) = watch::channel(RunState::Running);
         let shared = Arc::new(Shared {
-            generation: ArcSwap::from_pointee(generation),
+            generations: std::sync::Mutex::new(vec![Arc::downgrade(&generation)]),
+            generation: ArcSwap::new(generation),
             load: std::sync::Mutex::new(load),
             next_conn: AtomicU64::new(1),
             state,
@@ -304,7 +308,7 @@ impl Handle {
     /// Fast stop: everything closes now.
     pub fn stop_now(&self) {
         self.shared.stop_listeners();
-        let _ = self.shared.state.send(RunState::Stopping);
+        self.shared.stopping();
     }
 
     /// Connections (client and tunnels) currently open.
@@ -400,7 +404,13 @@ impl Shared {
             }
         }
         error_log.install();
-        let old = self.generation.swap(Arc::new(generation));
+        let generation = Arc::new(generation);
+        {
+            let mut list = self.generations.lock().expect("generations");
+            list.retain(|w| w.strong_count() > 0);
+            list.push(Arc::downgrade(&generation));
+        }
+        let old = self.generation.swap(generation);
         // Connections keep the configuration they started with; only an
         // explicit worker_shutdown_timeout bounds how long they may
         // outlive it (nginx closes old workers' connections then).
@@ -422,6 +432,16 @@ impl Shared {
             keep
         });
         Ok(())
+    }
+
+    /// Final stop: connections and every tunnel of every generation close.
+    fn stopping(&self) {
+        let _ = self.state.send(RunState::Stopping);
+        for g in self.generations.lock().expect("generations").iter() {
+            if let Some(g) = g.upgrade() {
+                let _ = g.retired.send(true);
+            }
+        }
     }
 
     fn stop_listeners(&self) {
@@ -446,7 +466,7 @@ impl Shared {
         match timeout {
             Some(t) => {
                 if tokio::time::timeout(t, drained).await.is_err() {
-                    let _ = self.state.send(RunState::Stopping);
+                    self.stopping();
                     // Give closing tasks a moment to log and exit.
                     let _ = tokio::time::timeout(Duration::from_millis(500), async {
                         loop {

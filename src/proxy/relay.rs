@@ -144,9 +144,9 @@ enum Side {
 }
 
 impl Half {
-    fn with_leftover(bytes: &[u8]) -> Half {
+    fn with_leftover(bytes: Vec<u8>) -> Half {
         Half {
-            spill: (!bytes.is_empty()).then(|| (bytes.to_vec(), 0)),
+            spill: (!bytes.is_empty()).then_some((bytes, 0)),
             ..Half::default()
         }
     }
@@ -271,9 +271,9 @@ where
     /// The tunnel also ends when `shutdown` completes.
     pub fn new(
         client: C,
-        client_leftover: &[u8],
+        client_leftover: Vec<u8>,
         upstream: U,
-        upstream_leftover: &[u8],
+        upstream_leftover: Vec<u8>,
         timeouts: Timeouts,
         shutdown: S,
     ) -> Self {
@@ -394,9 +394,9 @@ mod tests {
         let (upstream, mut upstream_peer) = duplex(64);
         let relay = tokio::spawn(Relay::new(
             client,
-            b"early",
+            b"early".to_vec(),
             upstream,
-            b"hello",
+            b"hello".to_vec(),
             timeouts(5),
             std::future::pending(),
         ));
@@ -430,9 +430,9 @@ mod tests {
         let (upstream, mut upstream_peer) = duplex(5);
         let relay = tokio::spawn(Relay::new(
             client,
-            b"",
+            Vec::new(),
             upstream,
-            b"",
+            Vec::new(),
             timeouts(5),
             std::future::pending(),
         ));
@@ -458,9 +458,9 @@ mod tests {
         let (upstream, mut upstream_peer) = duplex(64);
         let relay = tokio::spawn(Relay::new(
             client,
-            b"",
+            Vec::new(),
             upstream,
-            b"",
+            Vec::new(),
             timeouts(10),
             std::future::pending(),
         ));
@@ -485,9 +485,9 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(Relay::new(
             client,
-            b"",
+            Vec::new(),
             upstream,
-            b"",
+            Vec::new(),
             timeouts(60),
             async move {
                 let _ = rx.await;
