@@ -488,20 +488,59 @@ fn serve(load: LoadOptions, paths: &Paths) -> ExitCode {
     }
     let workers = config.main.worker_processes.max(1);
     let pid_path = config.main.pid.clone();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("switchyard-worker")
-        .enable_all()
-        .build()
-    {
+    // nginx's worker model with threads: each worker runs its own
+    // single-threaded event loop (one FIFO run queue: fair under load, no
+    // work-stealing machinery), the main thread's loop is worker 0 and
+    // also handles signals.
+    let main_rt = match runtime() {
         Ok(r) => r,
         Err(e) => {
             emerg(&format!("cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(async move {
-        let handle = match Handle::start(config, bound, Some(load)) {
+    let mut handles = vec![main_rt.handle().clone()];
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for i in 1..workers {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut done = done_rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("switchyard-worker-{i}"))
+            .spawn(move || {
+                let rt = match runtime() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(rt.handle().clone()));
+                rt.block_on(async move {
+                    while !*done.borrow_and_update() {
+                        if done.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_millis(100));
+            });
+        match spawned
+            .map_err(|e| e.to_string())
+            .and_then(|t| rx.recv().map_err(|e| e.to_string()).map(|h| (t, h)))
+        {
+            Ok((t, Ok(h))) => {
+                threads.push(t);
+                handles.push(h);
+            }
+            Ok((_, Err(e))) | Err(e) => {
+                emerg(&format!("cannot start worker {i}: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let code = main_rt.block_on(async move {
+        let handle = match Handle::start_on(config, bound, Some(load), handles) {
             Ok(h) => h,
             Err(e) => {
                 emerg(&e);
@@ -525,9 +564,19 @@ fn serve(load: LoadOptions, paths: &Paths) -> ExitCode {
         let _ = std::fs::remove_file(&pid_path);
         ExitCode::SUCCESS
     });
+    let _ = done_tx.send(true);
+    for t in threads {
+        let _ = t.join();
+    }
     // Tasks still running (tunnels past a fast stop) are dropped here.
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    main_rt.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn switch_user(config: &config::Config) -> Result<(), String> {

@@ -176,6 +176,8 @@ pub struct Shared {
     /// Every generation that may still have tunnels, to close them all on
     /// a final stop.
     generations: std::sync::Mutex<Vec<std::sync::Weak<Generation>>>,
+    /// The runtimes that accept and serve connections.
+    workers: Vec<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -253,6 +255,19 @@ impl Handle {
         bound: Vec<Bound>,
         load: Option<LoadOptions>,
     ) -> Result<Handle, String> {
+        Self::start_on(config, bound, load, vec![tokio::runtime::Handle::current()])
+    }
+
+    /// Starts serving with one accept loop per worker runtime: every
+    /// listening socket is registered in each worker, and a connection
+    /// lives on the worker that accepted it (nginx's worker model, with
+    /// threads). Must run inside a tokio runtime.
+    pub fn start_on(
+        config: Config,
+        bound: Vec<Bound>,
+        load: Option<LoadOptions>,
+        workers: Vec<tokio::runtime::Handle>,
+    ) -> Result<Handle, String> {
         let max = config
             .main
             .worker_connections
@@ -270,6 +285,7 @@ impl Handle {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             listeners: std::sync::Mutex::new(Vec::new()),
+            workers,
         });
         for b in bound {
             shared
@@ -319,15 +335,35 @@ impl Handle {
 
 impl Shared {
     fn listen(self: &Arc<Self>, b: Bound) -> io::Result<()> {
-        let listener = TcpListener::from_std(b.listener)?;
-        let local = listener.local_addr()?;
+        let local = b.listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
+        // Each worker gets its own descriptor for the socket, registered in
+        // its own event loop; the kernel hands each connection to one of
+        // them.
+        let mut sockets = Vec::with_capacity(self.workers.len());
+        for _ in 1..self.workers.len() {
+            sockets.push(b.listener.try_clone()?);
+        }
+        sockets.push(b.listener);
+        for (worker, socket) in self.workers.iter().zip(sockets) {
+            let shared = self.clone();
+            let stop_rx = stop_rx.clone();
+            let key = b.key;
+            worker.spawn(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => accept_loop(shared, listener, key, stop_rx).await,
+                    Err(e) => log::error(
+                        Level::Emerg,
+                        &format!("cannot register listener {key}: {e}"),
+                    ),
+                }
+            });
+        }
         self.listeners.lock().expect("listeners").push(Listening {
             key: b.key,
             local,
             stop,
         });
-        tokio::spawn(accept_loop(self.clone(), listener, b.key, stop_rx));
         Ok(())
     }
 
