@@ -580,7 +580,7 @@ pub async fn upgrade(mut ex: Exchange<'_>, reply: Reply, upstream: UpstreamConn)
             client_send: conf.send_timeout,
             upstream_send: conf.proxy.send_timeout,
         },
-        retired: ex.generation.retired.subscribe(),
+        retired: ex.generation.retired.waiter(),
         _slots: std::mem::take(&mut ex.slots),
     }))
 }
@@ -597,13 +597,15 @@ pub struct Tunnel {
     start: Instant,
     upstream_started: Option<Instant>,
     timeouts: relay::Timeouts,
-    retired: watch::Receiver<bool>,
+    retired: crate::signal::StopWaiter,
     _slots: Vec<crate::limits::Slot>,
 }
 
 impl Tunnel {
-    /// Relays until both sides are done, then logs the request.
-    pub async fn run(self, client: ClientIo, client_leftover: Vec<u8>, active: Active) {
+    /// The task that relays until both sides are done, then logs the
+    /// request. It is a plain struct future (not an `async fn`) so that an
+    /// idle tunnel's task holds the relay and what its end needs, once.
+    pub fn run(self, client: ClientIo, client_leftover: Vec<u8>, active: Active) -> TunnelTask {
         let Tunnel {
             upstream,
             upstream_leftover,
@@ -618,15 +620,66 @@ impl Tunnel {
             retired,
             _slots,
         } = self;
-        let outcome = Relay::new(
-            client,
-            client_leftover,
-            upstream,
-            upstream_leftover,
-            timeouts,
-            retired_signal(retired),
-        )
-        .await;
+        TunnelTask {
+            relay: Relay::new(
+                client,
+                client_leftover,
+                upstream,
+                upstream_leftover,
+                timeouts,
+                retired,
+            ),
+            end: Some(TunnelEnd {
+                lines,
+                errors,
+                context,
+                conn_id,
+                head_len,
+                start,
+                upstream_started,
+                _slots,
+                _active: active,
+            }),
+        }
+    }
+}
+
+/// A running tunnel.
+pub struct TunnelTask {
+    relay: Relay<ClientIo, UpstreamIo>,
+    end: Option<TunnelEnd>,
+}
+
+/// What a tunnel needs once it ends: its log lines and context.
+struct TunnelEnd {
+    lines: Vec<crate::access_log::PendingLine>,
+    errors: Arc<Vec<crate::config::ErrorLogTarget>>,
+    context: Box<str>,
+    conn_id: u64,
+    head_len: u64,
+    start: Instant,
+    upstream_started: Option<Instant>,
+    _slots: Vec<crate::limits::Slot>,
+    _active: Active,
+}
+
+impl std::future::Future for TunnelTask {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let outcome = std::task::ready!(std::pin::Pin::new(&mut self.relay).poll(cx));
+        if let Some(end) = self.end.take() {
+            end.finish(outcome);
+        }
+        std::task::Poll::Ready(())
+    }
+}
+
+impl TunnelEnd {
+    fn finish(self, outcome: relay::Outcome) {
         let why = match &outcome.end {
             relay::End::IdleTimeout | relay::End::UpstreamSendTimeout => Some((
                 Level::Error,
@@ -655,31 +708,21 @@ impl Tunnel {
             relay::End::Closed | relay::End::Shutdown => None,
         };
         if let Some((level, msg)) = why {
-            crate::log::error_to(&errors, level, conn_id, &format!("{msg}{context}"));
+            crate::log::error_to(
+                &self.errors,
+                level,
+                self.conn_id,
+                &format!("{msg}{}", self.context),
+            );
         }
         crate::access_log::finish(
-            &lines,
+            &self.lines,
             crate::access_log::Totals {
-                bytes_sent: head_len + outcome.to_client,
+                bytes_sent: self.head_len + outcome.to_client,
                 body_bytes_sent: outcome.to_client,
-                request_time: start.elapsed(),
-                upstream_time: upstream_started.map(|s| s.elapsed()),
+                request_time: self.start.elapsed(),
+                upstream_time: self.upstream_started.map(|s| s.elapsed()),
             },
         );
-        drop(active);
-    }
-}
-
-/// Resolves when the tunnel's configuration generation is retired (its
-/// `worker_shutdown_timeout` passed after a reload, or the server is
-/// stopping for good).
-async fn retired_signal(mut retired: watch::Receiver<bool>) {
-    loop {
-        if *retired.borrow_and_update() {
-            return;
-        }
-        if retired.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
     }
 }

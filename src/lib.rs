@@ -28,6 +28,7 @@ pub mod request;
 pub mod response;
 pub mod route;
 pub mod server;
+pub mod signal;
 pub mod static_files;
 pub mod tls;
 pub mod vars;

@@ -54,9 +54,10 @@ pub struct Generation {
     pub access_logs: HashMap<PathBuf, Arc<LogFile>>,
     /// Backend TLS configurations, built on first use per location.
     pub client_tls: std::sync::Mutex<HashMap<usize, Arc<rustls::ClientConfig>>>,
-    /// Set when this generation was replaced by a reload and its
-    /// `worker_shutdown_timeout` has passed: its tunnels close then.
-    pub retired: watch::Sender<bool>,
+    /// Fires when this generation was replaced by a reload and its
+    /// `worker_shutdown_timeout` has passed, or on a final stop: its
+    /// tunnels close then.
+    pub retired: crate::signal::StopSignal,
 }
 
 impl std::fmt::Debug for Generation {
@@ -129,7 +130,7 @@ impl Generation {
             tls,
             access_logs,
             client_tls: std::sync::Mutex::new(HashMap::new()),
-            retired: watch::channel(false).0,
+            retired: crate::signal::StopSignal::new(),
         })
     }
 
@@ -453,7 +454,7 @@ impl Shared {
         if let Some(t) = old.config.main.worker_shutdown_timeout {
             tokio::spawn(async move {
                 tokio::time::sleep(t).await;
-                let _ = old.retired.send(true);
+                old.retired.trigger();
             });
         }
         for b in fresh {
@@ -475,7 +476,7 @@ impl Shared {
         let _ = self.state.send(RunState::Stopping);
         for g in self.generations.lock().expect("generations").iter() {
             if let Some(g) = g.upgrade() {
-                let _ = g.retired.send(true);
+                g.retired.trigger();
             }
         }
     }

@@ -44,6 +44,8 @@ use tokio::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use crate::signal::StopWaiter;
+
 /// Size of the per-thread scratch buffer each read goes through. 64 KiB
 /// lets a bulk transfer move a socket buffer's worth per syscall pair.
 pub const SCRATCH_SIZE: usize = 64 * 1024;
@@ -91,6 +93,34 @@ pub struct Timeouts {
     pub upstream_send: Duration,
 }
 
+/// `Timeouts` in milliseconds: 12 bytes per tunnel instead of 48.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    idle_ms: u32,
+    client_ms: u32,
+    upstream_ms: u32,
+}
+
+impl Limits {
+    fn ms(d: Duration) -> u32 {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+    }
+
+    fn d(ms: u32) -> Duration {
+        Duration::from_millis(ms as u64)
+    }
+}
+
+impl From<Timeouts> for Limits {
+    fn from(t: Timeouts) -> Limits {
+        Limits {
+            idle_ms: Self::ms(t.idle),
+            client_ms: Self::ms(t.client_send),
+            upstream_ms: Self::ms(t.upstream_send),
+        }
+    }
+}
+
 /// Why a tunnel ended.
 #[derive(Debug)]
 pub enum End {
@@ -121,20 +151,28 @@ pub struct Outcome {
     pub end: End,
 }
 
-/// One direction of the tunnel.
+/// One direction of the tunnel. Idle, it is two words: everything about
+/// backpressure lives behind one pointer that exists only while bytes wait.
 #[derive(Debug, Default)]
 struct Half {
     /// Bytes read but not yet written (backpressure, or leftovers from the
-    /// handshake), with the position written so far.
-    spill: Option<(Vec<u8>, usize)>,
+    /// handshake).
+    spill: Option<Box<Spill>>,
+    /// Bytes written to the destination.
+    written: u64,
     /// The source reached end-of-stream.
     eof: bool,
     /// End-of-stream was propagated to the destination.
     done: bool,
-    /// Bytes written to the destination.
-    written: u64,
-    /// When the current blocked write started.
-    blocked_since: Option<Instant>,
+}
+
+/// Bytes waiting for a blocked destination.
+#[derive(Debug)]
+struct Spill {
+    buf: Vec<u8>,
+    pos: usize,
+    /// When the destination stopped taking bytes (`*send_timeout`).
+    since: Instant,
 }
 
 /// Which side an I/O error came from.
@@ -146,9 +184,19 @@ enum Side {
 impl Half {
     fn with_leftover(bytes: Vec<u8>) -> Half {
         Half {
-            spill: (!bytes.is_empty()).then_some((bytes, 0)),
+            spill: (!bytes.is_empty()).then(|| {
+                Box::new(Spill {
+                    buf: bytes,
+                    pos: 0,
+                    since: Instant::now(),
+                })
+            }),
             ..Half::default()
         }
+    }
+
+    fn blocked_since(&self) -> Option<Instant> {
+        self.spill.as_ref().map(|s| s.since)
     }
 
     /// Moves bytes from `src` to `dst` until one of them would block.
@@ -165,27 +213,23 @@ impl Half {
         D: AsyncWrite + Unpin,
     {
         loop {
-            if let Some((buf, pos)) = &mut self.spill {
-                while *pos < buf.len() {
-                    match Pin::new(&mut *dst).poll_write(cx, &buf[*pos..]) {
+            if let Some(spill) = &mut self.spill {
+                while spill.pos < spill.buf.len() {
+                    match Pin::new(&mut *dst).poll_write(cx, &spill.buf[spill.pos..]) {
                         Poll::Ready(Ok(0)) => {
                             return Poll::Ready(Err(Side::Dst(io::ErrorKind::WriteZero.into())));
                         }
                         Poll::Ready(Ok(n)) => {
-                            *pos += n;
+                            spill.pos += n;
                             self.written += n as u64;
                             *activity = true;
                         }
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Dst(e))),
-                        Poll::Pending => {
-                            self.blocked_since.get_or_insert_with(Instant::now);
-                            return Poll::Pending;
-                        }
+                        Poll::Pending => return Poll::Pending,
                     }
                 }
-                self.blocked_since = None;
-                if let Some((buf, _)) = self.spill.take() {
-                    spill_release(buf);
+                if let Some(spill) = self.spill.take() {
+                    spill_release(spill.buf);
                 }
             }
             if self.eof {
@@ -231,8 +275,11 @@ impl Half {
                 }
                 self.written += off as u64;
                 if off < n {
-                    self.spill = Some((spill_from(&scratch[off..n]), 0));
-                    self.blocked_since = Some(Instant::now());
+                    self.spill = Some(Box::new(Spill {
+                        buf: spill_from(&scratch[off..n]),
+                        pos: 0,
+                        since: Instant::now(),
+                    }));
                 }
                 Poll::Ready(Ok(()))
             });
@@ -246,36 +293,35 @@ impl Half {
 }
 
 /// A tunnel between a client stream and a backend stream.
-pub struct Relay<C, U, S> {
+pub struct Relay<C, U> {
     client: C,
     upstream: U,
     /// Client to backend.
     up: Half,
     /// Backend to client.
     down: Half,
-    timeouts: Timeouts,
+    limits: Limits,
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
-    shutdown: Pin<Box<S>>,
+    stop: StopWaiter,
 }
 
-impl<C, U, S> Relay<C, U, S>
+impl<C, U> Relay<C, U>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
-    S: Future<Output = ()>,
 {
     /// Joins `client` and `upstream`. `client_leftover` are bytes the client
     /// sent after its request head (pipelined frames) and go to the backend
     /// first; `upstream_leftover` are bytes the backend sent after its 101.
-    /// The tunnel also ends when `shutdown` completes.
+    /// The tunnel also ends when `stop` fires.
     pub fn new(
         client: C,
         client_leftover: Vec<u8>,
         upstream: U,
         upstream_leftover: Vec<u8>,
         timeouts: Timeouts,
-        shutdown: S,
+        stop: StopWaiter,
     ) -> Self {
         let now = Instant::now();
         Relay {
@@ -283,17 +329,17 @@ where
             upstream,
             up: Half::with_leftover(client_leftover),
             down: Half::with_leftover(upstream_leftover),
-            timeouts,
+            limits: Limits::from(timeouts),
             last_activity: now,
             timer: Box::pin(tokio::time::sleep(timeouts.idle)),
-            shutdown: Box::pin(shutdown),
+            stop,
         }
     }
 
     fn outcome(&mut self, end: End) -> Outcome {
         for half in [&mut self.up, &mut self.down] {
-            if let Some((buf, _)) = half.spill.take() {
-                spill_release(buf);
+            if let Some(spill) = half.spill.take() {
+                spill_release(spill.buf);
             }
         }
         Outcome {
@@ -305,15 +351,18 @@ where
 
     /// The earliest instant at which some limit is reached.
     fn deadline(&self) -> (Instant, End) {
-        let mut best = (self.last_activity + self.timeouts.idle, End::IdleTimeout);
-        if let Some(t) = self.down.blocked_since {
-            let d = t + self.timeouts.client_send;
+        let mut best = (
+            self.last_activity + Limits::d(self.limits.idle_ms),
+            End::IdleTimeout,
+        );
+        if let Some(t) = self.down.blocked_since() {
+            let d = t + Limits::d(self.limits.client_ms);
             if d < best.0 {
                 best = (d, End::ClientSendTimeout);
             }
         }
-        if let Some(t) = self.up.blocked_since {
-            let d = t + self.timeouts.upstream_send;
+        if let Some(t) = self.up.blocked_since() {
+            let d = t + Limits::d(self.limits.upstream_ms);
             if d < best.0 {
                 best = (d, End::UpstreamSendTimeout);
             }
@@ -322,11 +371,10 @@ where
     }
 }
 
-impl<C, U, S> Future for Relay<C, U, S>
+impl<C, U> Future for Relay<C, U>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
-    S: Future<Output = ()>,
 {
     type Output = Outcome;
 
@@ -360,7 +408,7 @@ where
         if activity {
             this.last_activity = Instant::now();
         }
-        if this.shutdown.as_mut().poll(cx).is_ready() {
+        if this.stop.poll_stopped(cx) {
             return Poll::Ready(this.outcome(End::Shutdown));
         }
         // Lazy timer: only when it fires do we look at the real deadline.
@@ -398,7 +446,7 @@ mod tests {
             upstream,
             b"hello".to_vec(),
             timeouts(5),
-            std::future::pending(),
+            crate::signal::StopSignal::new().waiter(),
         ));
         let mut buf = [0u8; 5];
         upstream_peer.read_exact(&mut buf).await.unwrap();
@@ -434,7 +482,7 @@ mod tests {
             upstream,
             Vec::new(),
             timeouts(5),
-            std::future::pending(),
+            crate::signal::StopSignal::new().waiter(),
         ));
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let expect = data.clone();
@@ -462,7 +510,7 @@ mod tests {
             upstream,
             Vec::new(),
             timeouts(10),
-            std::future::pending(),
+            crate::signal::StopSignal::new().waiter(),
         ));
         tokio::time::sleep(Duration::from_secs(6)).await;
         client_peer.write_all(b"x").await.unwrap();
@@ -482,18 +530,16 @@ mod tests {
     async fn relay_ends_on_shutdown_signal() {
         let (client, _client_peer) = duplex(64);
         let (upstream, _upstream_peer) = duplex(64);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = crate::signal::StopSignal::new();
         let relay = tokio::spawn(Relay::new(
             client,
             Vec::new(),
             upstream,
             Vec::new(),
             timeouts(60),
-            async move {
-                let _ = rx.await;
-            },
+            signal.waiter(),
         ));
-        tx.send(()).unwrap();
+        signal.trigger();
         let out = relay.await.unwrap();
         assert!(matches!(out.end, End::Shutdown));
     }
