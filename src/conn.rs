@@ -141,7 +141,9 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
             }
         };
         conn.requests += 1;
-        match crate::handler::handle(&shared, &mut conn, head).await {
+        // Boxed per request: the connection task itself stays small (it is
+        // copied into the runtime at spawn).
+        match Box::pin(crate::handler::handle(&shared, &mut conn, head)).await {
             Next::KeepAlive if !conn.draining() => continue,
             Next::KeepAlive | Next::Close => {
                 let _ = timeout(Duration::from_secs(1), conn.io.shutdown()).await;
@@ -284,7 +286,7 @@ fn own_headers(out: &mut Headers, reply: &Reply, conf: &LocConf) {
 
 /// Writes `reply`, logs the request, and says what the connection does
 /// next.
-pub async fn respond(mut ex: Exchange<'_>, reply: Reply) -> Next {
+pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
     let conf = ex.conf.clone();
     ex.conn.keepalive_timeout = conf.keepalive_timeout;
     if reply.status == 444 {
@@ -541,7 +543,7 @@ async fn send(ex: &mut Exchange<'_>, data: &[u8], limit: Duration) -> bool {
 }
 
 /// Sends the `101` and prepares the tunnel.
-pub async fn upgrade(mut ex: Exchange<'_>, reply: Reply, upstream: UpstreamConn) -> Next {
+pub async fn upgrade(mut ex: Box<Exchange<'_>>, reply: Reply, upstream: UpstreamConn) -> Next {
     let conf = ex.conf.clone();
     // nginx: Server, Date, Connection: upgrade, then the backend's headers.
     let mut headers = Headers::with_capacity(reply.headers.len() + 3);

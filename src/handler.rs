@@ -155,7 +155,9 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         connection_requests: conn.requests,
         limit_rate: None,
     };
-    let mut ex = Exchange {
+    // One allocation per request holds the whole exchange; the futures
+    // below then carry a pointer instead of copies of it.
+    let mut ex = Box::new(Exchange {
         shared,
         generation,
         conn,
@@ -167,7 +169,7 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         rewritten: false,
         next_named: None,
         ctx,
-    };
+    });
     if let Some(hit) = hit {
         ex.ctx.regex_match(&hit.regex, hit.subject.as_bytes());
     }
@@ -197,17 +199,19 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
 }
 
 impl Exchange<'_> {
-    async fn run(mut self) -> Next {
+    async fn run(mut self: Box<Self>) -> Next {
         // (original status, `=code` override) once an error_page redirect
         // happened; nginx applies error_page once per request.
         let mut error_page: Option<(u16, Option<u16>)> = None;
         loop {
             let mut reply = match self.route().await {
                 Action::Reply(reply) => reply,
-                Action::Proxy => match proxy::forward(&mut self).await {
+                // Boxed: proxying's state is large and only some requests
+                // need it.
+                Action::Proxy => match Box::pin(proxy::forward(&mut self)).await {
                     Ok(Proxied::Reply(reply)) => reply,
                     Ok(Proxied::Upgrade(reply, upstream)) => {
-                        return crate::conn::upgrade(self, reply, upstream).await;
+                        return Box::pin(crate::conn::upgrade(self, reply, upstream)).await;
                     }
                     Err(e) => {
                         let status = e.status();
@@ -634,7 +638,7 @@ impl Exchange<'_> {
     }
 
     /// Applies header filters, writes the response, logs it.
-    pub async fn finish(mut self, mut reply: Reply) -> Next {
+    pub async fn finish(mut self: Box<Self>, mut reply: Reply) -> Next {
         let conf = self.conf.clone();
         crate::response::apply_header_filters(&mut reply, &conf, &mut self.ctx);
         // A body the handler did not read must be drained before the next
@@ -647,7 +651,7 @@ impl Exchange<'_> {
                 self.keepalive = false;
             }
         }
-        crate::conn::respond(self, reply).await
+        Box::pin(crate::conn::respond(self, reply)).await
     }
 
     /// The server handling the request.

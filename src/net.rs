@@ -41,6 +41,10 @@ pub fn bind_listener(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net
     if opts.so_keepalive {
         socket.set_keepalive(true)?;
     }
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux:
+    // one setsockopt here instead of one per connection. Small messages
+    // are the point of a WebSocket; they must never wait for Nagle.
+    socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(opts.backlog.unwrap_or(DEFAULT_BACKLOG))?;

@@ -528,12 +528,18 @@ async fn accept_loop(
     key: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
+    // A listener bound to one address knows every connection's local
+    // address; only wildcard sockets need getsockname() per connection.
+    let fixed_local = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(connection(shared.clone(), stream, peer, key));
+                    tokio::spawn(connection(shared.clone(), stream, peer, key, fixed_local));
                 }
                 Err(e) => {
                     log::error(Level::Alert, &format!("accept() failed {}", os_error(&e)));
@@ -550,6 +556,7 @@ async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     key: SocketAddr,
+    fixed_local: Option<SocketAddr>,
 ) {
     let Some(active) = shared.enter(true) else {
         let max = shared.generation.load().config.main.worker_connections;
@@ -559,10 +566,15 @@ async fn connection(
         );
         return;
     };
-    let Ok(local) = stream.local_addr() else {
-        return;
+    let local = match fixed_local {
+        Some(a) => a,
+        None => match stream.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        },
     };
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY is inherited from the listening socket (see
+    // net::bind_listener).
     let generation = shared.generation.load_full();
     let Some(group) = generation.group(key, net::canonical(local)) else {
         return;

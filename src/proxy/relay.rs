@@ -41,14 +41,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::signal::StopWaiter;
 
 /// Size of the per-thread scratch buffer each read goes through. 64 KiB
 /// lets a bulk transfer move a socket buffer's worth per syscall pair.
-pub const SCRATCH_SIZE: usize = 64 * 1024;
+pub const SCRATCH_SIZE: usize = 256 * 1024;
 
 /// Spill buffers kept per thread for reuse (each at most `SCRATCH_SIZE`).
 const SPILL_POOL_MAX: usize = 32;
@@ -79,6 +80,50 @@ fn spill_release(mut v: Vec<u8>) {
         }
     });
 }
+
+/// A stream the relay can carry.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Whether closing needs an explicit shutdown even when the whole
+    /// tunnel is ending (TLS: to send `close_notify`). Plain TCP sends its
+    /// FIN on close, so the last `shutdown()` can be skipped.
+    fn needs_final_shutdown(&self) -> bool {
+        true
+    }
+
+    /// The plain TCP socket, when there is one: bulk transfers between two
+    /// of them use splice(2).
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Transport for crate::net::ClientIo {
+    fn needs_final_shutdown(&self) -> bool {
+        matches!(self, crate::net::ClientIo::Tls(_))
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            crate::net::ClientIo::Tcp(s) => Some(s),
+            crate::net::ClientIo::Tls(_) => None,
+        }
+    }
+}
+
+impl Transport for crate::net::UpstreamIo {
+    fn needs_final_shutdown(&self) -> bool {
+        matches!(self, crate::net::UpstreamIo::Tls(_))
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            crate::net::UpstreamIo::Tcp(s) => Some(s),
+            crate::net::UpstreamIo::Tls(_) => None,
+        }
+    }
+}
+
+impl Transport for tokio::io::DuplexStream {}
 
 /// Limits of a tunnel.
 #[derive(Clone, Copy, Debug)]
@@ -158,12 +203,53 @@ struct Half {
     /// Bytes read but not yet written (backpressure, or leftovers from the
     /// handshake).
     spill: Option<Box<Spill>>,
+    /// The splice pipe of a bulk transfer in progress.
+    pipe: Option<Box<Pipe>>,
     /// Bytes written to the destination.
     written: u64,
     /// The source reached end-of-stream.
     eof: bool,
     /// End-of-stream was propagated to the destination.
     done: bool,
+}
+
+/// A kernel pipe that carries a bulk transfer socket to socket with
+/// splice(2): page references move, the bytes are never copied through
+/// user space. Created when a read fills the whole scratch buffer, dropped
+/// as soon as the direction goes idle (so idle tunnels hold no pipe).
+#[derive(Debug)]
+struct Pipe {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+    capacity: usize,
+    buffered: usize,
+}
+
+/// Pipe size asked for (the kernel may grant less).
+const PIPE_SIZE: usize = 1024 * 1024;
+
+impl Pipe {
+    fn new() -> Option<Box<Pipe>> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok()?;
+        let capacity = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
+            .or_else(|_| fcntl(&write, FcntlArg::F_GETPIPE_SZ))
+            .ok()? as usize;
+        Some(Box::new(Pipe {
+            read,
+            write,
+            capacity,
+            buffered: 0,
+        }))
+    }
+}
+
+/// Bytes moved with splice(2), for tests to prove the path is taken.
+#[cfg(test)]
+static SPLICED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn splice_flags() -> nix::fcntl::SpliceFFlags {
+    nix::fcntl::SpliceFFlags::SPLICE_F_MOVE | nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
 /// Bytes waiting for a blocked destination.
@@ -207,10 +293,11 @@ impl Half {
         src: &mut S,
         dst: &mut D,
         activity: &mut bool,
+        other_done: bool,
     ) -> Poll<Result<(), Side>>
     where
-        S: AsyncRead + Unpin,
-        D: AsyncWrite + Unpin,
+        S: Transport,
+        D: Transport,
     {
         loop {
             if let Some(spill) = &mut self.spill {
@@ -232,8 +319,17 @@ impl Half {
                     spill_release(spill.buf);
                 }
             }
+            if self.pipe.is_some() && !self.eof {
+                match self.poll_splice(cx, src, dst, activity) {
+                    Poll::Ready(Ok(())) => continue,
+                    other => return other,
+                }
+            }
             if self.eof {
-                if !self.done {
+                // When the other direction has finished too, both sockets
+                // are about to be closed, and close() sends the FIN: skip
+                // the shutdown() syscall.
+                if !self.done && (!other_done || dst.needs_final_shutdown()) {
                     // Flushing is a no-op for TCP; TLS needs it before
                     // close_notify.
                     ready!(Pin::new(&mut *dst).poll_flush(cx)).map_err(Side::Dst)?;
@@ -244,8 +340,8 @@ impl Half {
                         Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
                         Err(e) => return Poll::Ready(Err(Side::Dst(e))),
                     }
-                    self.done = true;
                 }
+                self.done = true;
                 return Poll::Ready(Ok(()));
             }
             let step = SCRATCH.with(|scratch| {
@@ -274,6 +370,11 @@ impl Half {
                     }
                 }
                 self.written += off as u64;
+                if n == scratch.len() && src.tcp().is_some() && dst.tcp().is_some() {
+                    // A full buffer: a bulk transfer. Continue it with
+                    // splice(2).
+                    self.pipe = Pipe::new();
+                }
                 if off < n {
                     self.spill = Some(Box::new(Spill {
                         buf: spill_from(&scratch[off..n]),
@@ -292,6 +393,65 @@ impl Half {
     }
 }
 
+impl Half {
+    /// One step of a spliced transfer: drain the pipe into `dst`, then
+    /// refill it from `src`. `Ready(Ok)` means progress (or the pipe was
+    /// dropped because the source went idle): call again.
+    fn poll_splice<S: Transport, D: Transport>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+        dst: &mut D,
+        activity: &mut bool,
+    ) -> Poll<Result<(), Side>> {
+        let (Some(s), Some(d)) = (src.tcp(), dst.tcp()) else {
+            self.pipe = None;
+            return Poll::Ready(Ok(()));
+        };
+        let pipe = self.pipe.as_mut().expect("splice mode has a pipe");
+        while pipe.buffered > 0 {
+            ready!(d.poll_write_ready(cx)).map_err(Side::Dst)?;
+            let moved = d.try_io(Interest::WRITABLE, || {
+                nix::fcntl::splice(&pipe.read, None, d, None, pipe.buffered, splice_flags())
+                    .map_err(io::Error::from)
+            });
+            match moved {
+                Ok(0) => return Poll::Ready(Err(Side::Dst(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => {
+                    pipe.buffered -= n;
+                    self.written += n as u64;
+                    *activity = true;
+                    #[cfg(test)]
+                    SPLICED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(Side::Dst(e))),
+            }
+        }
+        ready!(s.poll_read_ready(cx)).map_err(Side::Src)?;
+        let capacity = pipe.capacity;
+        let filled = s.try_io(Interest::READABLE, || {
+            nix::fcntl::splice(s, None, &pipe.write, None, capacity, splice_flags())
+                .map_err(io::Error::from)
+        });
+        match filled {
+            Ok(0) => {
+                self.eof = true;
+                self.pipe = None;
+            }
+            Ok(n) => {
+                pipe.buffered = n;
+                *activity = true;
+            }
+            // Idle (the pipe is empty here): back to ordinary reads, which
+            // wait without holding anything.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.pipe = None,
+            Err(e) => return Poll::Ready(Err(Side::Src(e))),
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// A tunnel between a client stream and a backend stream.
 pub struct Relay<C, U> {
     client: C,
@@ -306,11 +466,7 @@ pub struct Relay<C, U> {
     stop: StopWaiter,
 }
 
-impl<C, U> Relay<C, U>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
+impl<C: Transport, U: Transport> Relay<C, U> {
     /// Joins `client` and `upstream`. `client_leftover` are bytes the client
     /// sent after its request head (pipelined frames) and go to the backend
     /// first; `upstream_leftover` are bytes the backend sent after its 101.
@@ -371,20 +527,20 @@ where
     }
 }
 
-impl<C, U> Future for Relay<C, U>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
+impl<C: Transport, U: Transport> Future for Relay<C, U> {
     type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = self.get_mut();
         let mut activity = false;
 
-        let up = this
-            .up
-            .poll_copy(cx, &mut this.client, &mut this.upstream, &mut activity);
+        let up = this.up.poll_copy(
+            cx,
+            &mut this.client,
+            &mut this.upstream,
+            &mut activity,
+            this.down.done,
+        );
         if let Poll::Ready(Err(side)) = up {
             let end = match side {
                 Side::Src(e) => End::ClientError(e),
@@ -392,9 +548,13 @@ where
             };
             return Poll::Ready(this.outcome(end));
         }
-        let down = this
-            .down
-            .poll_copy(cx, &mut this.upstream, &mut this.client, &mut activity);
+        let down = this.down.poll_copy(
+            cx,
+            &mut this.upstream,
+            &mut this.client,
+            &mut activity,
+            this.up.done,
+        );
         if let Poll::Ready(Err(side)) = down {
             let end = match side {
                 Side::Src(e) => End::UpstreamError(e),
@@ -498,6 +658,60 @@ mod tests {
         drop(writer.await.unwrap());
         let out = relay.await.unwrap();
         assert_eq!(out.to_upstream, 100_000);
+    }
+
+    /// Over real TCP sockets, a large transfer switches to splice(2);
+    /// every byte must arrive, in order, in both directions.
+    #[tokio::test]
+    async fn relay_splices_bulk_transfers_exactly() {
+        use crate::net::{ClientIo, UpstreamIo};
+        use tokio::net::{TcpListener, TcpStream};
+        async fn pair() -> (TcpStream, TcpStream) {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (b, _) = l.accept().await.unwrap();
+            (a, b)
+        }
+        let (mut client_peer, client) = pair().await;
+        let (upstream, mut upstream_peer) = pair().await;
+        let relay = tokio::spawn(Relay::new(
+            ClientIo::Tcp(client),
+            Vec::new(),
+            UpstreamIo::Tcp(upstream),
+            Vec::new(),
+            timeouts(30),
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        let data: Vec<u8> = (0..20_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        let expect = data.clone();
+        // The backend echoes everything back.
+        let echo = tokio::spawn(async move {
+            let (mut r, mut w) = upstream_peer.split();
+            tokio::io::copy(&mut r, &mut w).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let (mut r, mut w) = client_peer.split();
+        let writer = async {
+            w.write_all(&data).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let reader = async {
+            r.read_to_end(&mut got).await.unwrap();
+        };
+        tokio::join!(writer, reader);
+        assert!(got == expect, "spliced bytes differ");
+        assert!(
+            SPLICED.load(std::sync::atomic::Ordering::Relaxed) > 1_000_000,
+            "the splice path was not taken"
+        );
+        echo.await.unwrap();
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+        assert_eq!(out.to_upstream, 20_000_000);
+        assert_eq!(out.to_client, 20_000_000);
     }
 
     #[tokio::test(start_paused = true)]
