@@ -81,9 +81,18 @@ conf switchyard 19030 19031 1
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
 taskset -c "$LOAD_CPU" "$LOAD" backend --listen "$BACKEND" 2>/dev/null & PIDS+=($!)
-taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/nginx/" -c proxy.conf -e logs/error.log & NGINX_PID=$!; PIDS+=($NGINX_PID)
-taskset -c "$PROXY_CPU" "$SY" -p "$WORK/switchyard/" -c proxy.conf -e logs/error.log & SY_PID=$!; PIDS+=($SY_PID)
-wait_port 19001; wait_port 19020; wait_port 19030
+start_proxies() {
+    taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/nginx/" -c proxy.conf -e logs/error.log & NGINX_PID=$!; PIDS+=($NGINX_PID)
+    taskset -c "$PROXY_CPU" "$SY" -p "$WORK/switchyard/" -c proxy.conf -e logs/error.log & SY_PID=$!; PIDS+=($SY_PID)
+    wait_port 19020; wait_port 19030
+}
+stop_proxies() {
+    kill -TERM "$NGINX_PID" "$SY_PID" 2>/dev/null || true
+    wait "$NGINX_PID" "$SY_PID" 2>/dev/null || true
+    for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/19020) 2>/dev/null || (echo > /dev/tcp/127.0.0.1/19030) 2>/dev/null || break; sleep 0.1; done
+}
+wait_port 19001
+start_proxies
 
 mkdir -p bench/out
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -116,8 +125,23 @@ for round in $(seq "$ROUNDS"); do
     both "$round" bulk --conns 1 --mib 512
     LOGPORT=1 both "$round" handshakes --conns 20 --count 20000
 done
-# Idle memory once per proxy (each run opens $IDLE connections).
+# Idle memory on freshly started proxies (each run opens $IDLE connections).
+stop_proxies; start_proxies
 both 1 idle --conns "$IDLE"
+
+# Two workers against one, everything unpinned: on a 2-core machine the
+# load generator and backend need a core too, so this shows the cost per
+# message with two workers rather than true scaling.
+stop_proxies
+conf nginx 19020 19021 2
+conf switchyard 19030 19031 2
+"$NGINX" -p "$WORK/nginx/" -c proxy.conf -e logs/error.log & NGINX_PID=$!; PIDS+=($NGINX_PID)
+"$SY" -p "$WORK/switchyard/" -c proxy.conf -e logs/error.log & SY_PID=$!; PIDS+=($SY_PID)
+wait_port 19020; wait_port 19030
+LOAD_CPU=0-$((NCPU - 1))
+for round in $(seq "$ROUNDS"); do
+    both "$round" echo --conns 200 --size 64 --seconds "$SECS" --workers 2
+done
 
 ln -sf "$STAMP.jsonl" bench/out/latest.jsonl
 echo

@@ -369,6 +369,7 @@ async fn echo(o: &Opts) {
     emit(&[
         ("scenario", s("echo")),
         ("label", s(&o.label())),
+        ("workers", o.num("workers", 1).to_string()),
         ("conns", conns.to_string()),
         ("size", size.to_string()),
         ("round_trips", total.to_string()),
@@ -547,11 +548,15 @@ fn report(path: &str) {
         let scenario = fields.get("scenario").cloned().unwrap_or_default();
         let label = fields.get("label").cloned().unwrap_or_default();
         let key = match scenario.as_str() {
-            "echo" => format!(
-                "echo {}B x{}",
-                fields.get("size").cloned().unwrap_or_default(),
-                fields.get("conns").cloned().unwrap_or_default()
-            ),
+            "echo" => {
+                let workers = fields.get("workers").map(String::as_str).unwrap_or("1");
+                let suffix = if workers == "1" { String::new() } else { format!(" {workers} workers") };
+                format!(
+                    "echo {}B x{}{suffix}",
+                    fields.get("size").cloned().unwrap_or_default(),
+                    fields.get("conns").cloned().unwrap_or_default()
+                )
+            }
             "bulk" => format!("bulk x{}", fields.get("conns").cloned().unwrap_or_default()),
             "handshakes" => "handshakes".to_string(),
             "idle" => format!("idle x{}", fields.get("conns").cloned().unwrap_or_default()),
@@ -579,7 +584,7 @@ fn report(path: &str) {
         }
     }
     println!(
-        "{:<22} {:<20} {:>12} {:>12} {:>8}",
+        "{:<28} {:<20} {:>12} {:>12} {:>8}",
         "scenario", "metric", "nginx", "switchyard", "ratio"
     );
     for ((key, metric), by_label) in &table {
@@ -596,7 +601,7 @@ fn report(path: &str) {
         };
         let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         println!(
-            "{key:<22} {metric:<20} {:>12} {:>12} {ratio:>8}",
+            "{key:<28} {metric:<20} {:>12} {:>12} {ratio:>8}",
             show(n),
             show(sy)
         );
