@@ -36,8 +36,6 @@ use crate::server::{Active, RunState, Shared};
 const MAX_HEAD: usize = 32 * 1024;
 /// Longest request line (nginx answers 414 beyond one 8k buffer).
 const MAX_REQUEST_LINE: usize = 8 * 1024;
-/// Time allowed for a request head (`client_header_timeout`'s default).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// A response body smaller than this goes out in the same write as its head.
 const COALESCE: usize = 16 * 1024;
 
@@ -66,6 +64,8 @@ pub struct ClientConn {
     /// Idle time allowed before the next request (the last location's
     /// `keepalive_timeout`).
     pub keepalive_timeout: Duration,
+    /// Time allowed for a request head (`client_header_timeout`).
+    pub header_timeout: Duration,
     state: watch::Receiver<RunState>,
     active: Active,
 }
@@ -77,6 +77,7 @@ impl ClientConn {
         info: Arc<ConnInfo>,
         key: std::net::SocketAddr,
         active: Active,
+        header_timeout: Duration,
     ) -> ClientConn {
         let state = active_state(&active);
         ClientConn {
@@ -86,6 +87,7 @@ impl ClientConn {
             key,
             requests: 0,
             keepalive_timeout: Duration::from_secs(75),
+            header_timeout,
             state,
             active,
         }
@@ -170,9 +172,8 @@ mod log {
 
     /// nginx logs malformed requests at `info`.
     pub fn bad_request(conn: &ClientConn, why: &str) {
-        crate::log::error_conn(
+        conn.info.log(
             Level::Info,
-            conn.info.id,
             &format!("{why}, client: {}", conn.info.remote.ip()),
         );
     }
@@ -184,7 +185,7 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
         + if idle {
             conn.keepalive_timeout
         } else {
-            HEADER_TIMEOUT
+            conn.header_timeout
         };
     let mut waiting_first_byte = idle;
     loop {
@@ -220,9 +221,8 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
         match read {
             Err(_) => {
                 if !conn.buf.is_empty() {
-                    crate::log::error_conn(
+                    conn.info.log(
                         Level::Info,
-                        conn.info.id,
                         &format!(
                             "client timed out (110: Connection timed out) while reading client request headers, client: {}",
                             conn.info.remote.ip()
@@ -235,7 +235,7 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
             Ok(Ok(_)) => {
                 if waiting_first_byte {
                     waiting_first_byte = false;
-                    deadline = Instant::now() + HEADER_TIMEOUT;
+                    deadline = Instant::now() + conn.header_timeout;
                 }
             }
         }

@@ -237,11 +237,6 @@ pub fn error(level: Level, message: &str) {
     main_log().load().write(level, None, message);
 }
 
-/// Writes to the main error log with a connection number.
-pub fn error_conn(level: Level, conn: u64, message: &str) {
-    main_log().load().write(level, Some(conn), message);
-}
-
 /// Writes a request-related line to the error logs of a location.
 pub fn error_to(targets: &[ErrorLogTarget], level: Level, conn: u64, message: &str) {
     if !targets.iter().any(|t| level <= t.level) {

@@ -29,6 +29,17 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Whether TLS was terminated on this connection.
     pub tls: bool,
+    /// Where connection-level errors go (before a request picks a
+    /// location): the error log of the address's default server.
+    pub error_log: Arc<Vec<crate::config::model::ErrorLogTarget>>,
+}
+
+impl ConnInfo {
+    /// Writes a connection-level line (`*N` prefix) to the default
+    /// server's error log.
+    pub fn log(&self, level: crate::log::Level, message: &str) {
+        crate::log::error_to(&self.error_log, level, self.id, message);
+    }
 }
 
 /// Positions of a regex match's groups in a subject.
@@ -211,9 +222,8 @@ impl RequestCtx {
             Slot::NotFound => return false,
             Slot::Evaluating => {
                 let name = self.http.indexed[i].name.clone();
-                crate::log::error_conn(
+                self.conn.log(
                     Level::Error,
-                    self.conn.id,
                     &format!("cycle while evaluating variable \"{name}\""),
                 );
                 return false;

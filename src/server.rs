@@ -579,7 +579,10 @@ async fn connection(
     let Some(group) = generation.group(key, net::canonical(local)) else {
         return;
     };
+    let default_conf = &group.servers[group.default_server].conf;
+    let header_timeout = default_conf.client_header_timeout;
     let info = Arc::new(ConnInfo {
+        error_log: default_conf.error_log.clone(),
         id: shared.next_conn_id(),
         remote: net::canonical(peer),
         local: net::canonical(local),
@@ -590,12 +593,11 @@ async fn connection(
             return;
         };
         drop(generation);
-        match tokio::time::timeout(Duration::from_secs(60), acceptor.accept(stream)).await {
+        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => ClientIo::Tls(Box::new(tls)),
             Ok(Err(e)) => {
-                log::error_conn(
+                info.log(
                     Level::Info,
-                    info.id,
                     &format!(
                         "SSL_do_handshake() failed ({e}) while SSL handshaking, client: {}, server: {}",
                         info.remote.ip(),
@@ -610,5 +612,9 @@ async fn connection(
         drop(generation);
         ClientIo::Tcp(stream)
     };
-    crate::conn::serve(shared, crate::conn::ClientConn::new(io, info, key, active)).await;
+    crate::conn::serve(
+        shared,
+        crate::conn::ClientConn::new(io, info, key, active, header_timeout),
+    )
+    .await;
 }

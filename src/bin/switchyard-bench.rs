@@ -550,7 +550,11 @@ fn report(path: &str) {
         let key = match scenario.as_str() {
             "echo" => {
                 let workers = fields.get("workers").map(String::as_str).unwrap_or("1");
-                let suffix = if workers == "1" { String::new() } else { format!(" {workers} workers") };
+                let suffix = if workers == "1" {
+                    String::new()
+                } else {
+                    format!(" {workers} workers")
+                };
                 format!(
                     "echo {}B x{}{suffix}",
                     fields.get("size").cloned().unwrap_or_default(),

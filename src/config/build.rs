@@ -61,6 +61,7 @@ pub struct LocRaw {
     pub keepalive_requests: Option<u64>,
     pub client_max_body_size: Option<u64>,
     pub client_body_timeout: Option<Duration>,
+    pub client_header_timeout: Option<Duration>,
     pub access_log: Option<Vec<AccessLogRaw>>,
     pub error_log: Option<Vec<ErrorLogTarget>>,
     pub add_headers: Option<Vec<AddHeader>>,
@@ -476,6 +477,7 @@ fn merge(child: &mut LocRaw, parent: &LocRaw) {
         keepalive_requests,
         client_max_body_size,
         client_body_timeout,
+        client_header_timeout,
         access_log,
         error_log,
         add_headers,
@@ -750,6 +752,7 @@ impl Finisher<'_> {
             keepalive_requests: raw.keepalive_requests.unwrap_or(1000),
             client_max_body_size: raw.client_max_body_size.unwrap_or(1024 * 1024),
             client_body_timeout: raw.client_body_timeout.unwrap_or(Duration::from_secs(60)),
+            client_header_timeout: raw.client_header_timeout.unwrap_or(Duration::from_secs(60)),
             access_log: Arc::new(access_log),
             error_log: Arc::new(
                 raw.error_log

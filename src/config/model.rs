@@ -415,6 +415,8 @@ pub struct LocConf {
     pub client_max_body_size: u64,
     /// `client_body_timeout`.
     pub client_body_timeout: Duration,
+    /// `client_header_timeout`: TLS handshake and request head.
+    pub client_header_timeout: Duration,
     /// `access_log` targets; empty means `off`.
     pub access_log: Arc<Vec<AccessLogTarget>>,
     /// `error_log` targets (inherited from main when unset).

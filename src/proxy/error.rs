@@ -42,6 +42,8 @@ pub enum ProxyError {
     Recv(io::Error),
     /// The response head is not valid HTTP: 502.
     InvalidHeader(String),
+    /// The response head does not fit in `proxy_buffer_size`: 502.
+    TooBigHeader,
     /// The backend switched protocols although the client did not ask: 502.
     UnexpectedUpgrade,
     /// Every server of the group is down or failed: 502.
@@ -109,7 +111,10 @@ impl ProxyError {
 
     /// Whether `proxy_next_upstream invalid_header` covers this failure.
     pub fn is_invalid_header(&self) -> bool {
-        matches!(self, ProxyError::InvalidHeader(_))
+        matches!(
+            self,
+            ProxyError::InvalidHeader(_) | ProxyError::TooBigHeader
+        )
     }
 
     /// The error log level nginx uses.
@@ -144,6 +149,9 @@ impl ProxyError {
             }
             ProxyError::InvalidHeader(why) => {
                 format!("upstream sent invalid header ({why}) while reading response header from upstream")
+            }
+            ProxyError::TooBigHeader => {
+                "upstream sent too big header while reading response header from upstream".into()
             }
             ProxyError::UnexpectedUpgrade => {
                 "upstream switched protocols although the client did not ask to upgrade while reading response header from upstream".into()

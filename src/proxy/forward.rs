@@ -710,12 +710,18 @@ async fn read_head(
     ignore_abort: bool,
 ) -> Result<ResponseHead, ProxyError> {
     let deadline = Instant::now() + limit;
+    let max_head = ex.conf.proxy.buffer_size.max(1024);
     loop {
+        let buffered = up.buf.len();
         match parse_response(&mut up.buf) {
+            Ok(Some(_)) if buffered - up.buf.len() > max_head => {
+                return Err(ProxyError::TooBigHeader);
+            }
             Ok(Some(head)) if head.status >= 100 && head.status < 200 && head.status != 101 => {
                 continue;
             }
             Ok(Some(head)) => return Ok(head),
+            Ok(None) if up.buf.len() >= max_head => return Err(ProxyError::TooBigHeader),
             Ok(None) => {}
             Err(e) => return Err(ProxyError::InvalidHeader(e.to_string())),
         }

@@ -214,8 +214,22 @@ async fn cli_runs_reloads_and_quits_through_the_pid_file() {
     );
     assert_eq!(get_response(addr, "/").await.body, "two");
 
-    // Graceful stop; the pid file goes away.
+    // Log rotation: the moved files keep what they had, `-s reopen`
+    // starts new ones where the configuration says.
+    let access = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&access, &rotated).unwrap();
     dir.write("sy.conf", conf(dir.path(), port, "two"));
+    let o = run(&["-c", c.to_str().unwrap(), "-s", "reopen"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        eventually(|| access.exists()).await,
+        "access.log was not reopened"
+    );
+    assert_eq!(get_response(addr, "/").await.body, "two");
+
+    // Graceful stop; the pid file goes away.
+
     let o = run(&["-c", c.to_str().unwrap(), "-s", "quit"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -224,8 +238,10 @@ async fn cli_runs_reloads_and_quits_through_the_pid_file() {
             .success()
     );
     assert!(!dir.path().join("sy.pid").exists());
-    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
-    assert_eq!(log.lines().count(), 3, "{log}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.lines().count(), 3, "{old}");
+    let new = std::fs::read_to_string(&access).unwrap();
+    assert_eq!(new.lines().count(), 1, "{new}");
 }
 
 #[tokio::test]

@@ -452,3 +452,29 @@ async fn proxy_next_upstream_tries_the_next_server() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn proxy_502_when_the_backend_head_exceeds_proxy_buffer_size() {
+    let big = "v".repeat(6000);
+    let be = Backend::with(move |_| {
+        format!("HTTP/1.1 200 OK\r\nX-Big: {big}\r\nContent-Length: 2\r\n\r\nok").into_bytes()
+    })
+    .await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://{}; }} location /roomy {{ proxy_buffer_size 16k; proxy_pass http://{}; }} }}",
+        be.addr, be.addr
+    ))
+    .await;
+    let r = get_response(proxy.addr(), "/").await;
+    assert_eq!(r.status, 502);
+    assert!(
+        proxy
+            .error_log()
+            .contains("upstream sent too big header while reading response header from upstream"),
+        "{}",
+        proxy.error_log()
+    );
+    let r = get_response(proxy.addr(), "/roomy").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-big").map(|v| v.len()), Some(6000));
+}

@@ -236,3 +236,40 @@ fn robustness_random_configurations_never_panic() {
         let _ = switchyard::config::load_str(&text, dir.path());
     }
 }
+
+#[tokio::test]
+async fn robustness_client_header_timeout_closes_slow_heads() {
+    let proxy = Proxy::http(
+        "client_header_timeout 300ms; server { listen 127.0.0.1:0; location / { return 200 ok; } }",
+    )
+    .await;
+    // Half a head, then silence: closed once the timeout passes.
+    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("the connection should be closed by the proxy");
+    assert_eq!(
+        n.unwrap_or(0),
+        0,
+        "no response is sent to a client that timed out"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(
+        eventually(|| proxy.error_log().contains(
+            "client timed out (110: Connection timed out) while reading client request headers"
+        ))
+        .await,
+        "{}",
+        proxy.error_log()
+    );
+    // A connection that never sends a byte is closed on the same bound.
+    let mut idle = TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("a silent connection should be closed");
+    assert_eq!(n.unwrap_or(0), 0);
+}

@@ -391,3 +391,55 @@ async fn keepalive_timeout_closes_idle_connections() {
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn ipv6_listeners_and_backends() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let backend = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, peer)) = backend.accept().await {
+            tokio::spawn(async move {
+                let _ = read_request(&mut s).await;
+                let body = format!("from {}", peer.ip());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let proxy = Proxy::http(&format!(
+        r#"upstream v6 {{ server [::1]:{port}; }}
+        server {{
+            listen [::1]:0;
+            location /who {{ return 200 "$remote_addr $server_addr $binary_remote_addr"; }}
+            location /up {{ proxy_pass http://v6; add_header X-Up $upstream_addr; }}
+        }}"#,
+        port = backend_addr.port()
+    ))
+    .await;
+    assert!(proxy.addr().is_ipv6());
+    let r = get_response(proxy.addr(), "/who").await;
+    let mut words = r.body.split(' ');
+    assert_eq!(words.next(), Some("::1"));
+    assert_eq!(words.next(), Some("::1"));
+    // 16 raw bytes, 15 zeros and a one.
+    assert_eq!(r.body.len(), "::1 ::1 ".len() + 16, "{:?}", r.body);
+    let r = get_response(proxy.addr(), "/up").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "from ::1");
+    assert_eq!(
+        r.header("x-up"),
+        Some(format!("[::1]:{}", backend_addr.port()))
+    );
+    assert!(
+        proxy.access_log().starts_with("::1 - - ["),
+        "{}",
+        proxy.access_log()
+    );
+}
