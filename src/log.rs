@@ -74,6 +74,13 @@ impl Level {
     }
 }
 
+/// One of the process's standard output streams, as a log target.
+#[derive(Debug, Clone, Copy)]
+enum StdStream {
+    Stdout,
+    Stderr,
+}
+
 /// An open log file that can be reopened in place.
 #[derive(Debug)]
 pub struct LogFile {
@@ -86,10 +93,35 @@ impl LogFile {
         OpenOptions::new().create(true).append(true).open(path)
     }
 
+    /// The process's own stream for `stderr`, `/dev/stderr` and
+    /// `/dev/stdout`. Writing to the inherited descriptor, rather than
+    /// opening the device again, shares its file offset: when the output
+    /// is redirected to a file, the log lines and everything else the
+    /// process prints interleave instead of overwriting each other.
+    fn std_stream(path: &Path) -> Option<StdStream> {
+        match path.as_os_str().to_str()? {
+            "stderr" | "/dev/stderr" => Some(StdStream::Stderr),
+            "/dev/stdout" => Some(StdStream::Stdout),
+            _ => None,
+        }
+    }
+
     /// Writes `line` (which must end in a newline) with a single write.
     pub fn write_line(&self, line: &[u8]) {
-        if self.path.as_os_str() == "stderr" {
-            let _ = std::io::stderr().write_all(line);
+        if let Some(stream) = Self::std_stream(&self.path) {
+            let mut rest = line;
+            while !rest.is_empty() {
+                let written = match stream {
+                    StdStream::Stdout => nix::unistd::write(std::io::stdout(), rest),
+                    StdStream::Stderr => nix::unistd::write(std::io::stderr(), rest),
+                };
+                match written {
+                    Ok(0) => break,
+                    Ok(n) => rest = &rest[n..],
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
             return;
         }
         let guard = self.file.load();
@@ -100,7 +132,7 @@ impl LogFile {
 
     /// Reopens the file (log rotation).
     pub fn reopen(&self) -> std::io::Result<()> {
-        if self.path.as_os_str() == "stderr" {
+        if Self::std_stream(&self.path).is_some() {
             return Ok(());
         }
         let f = Self::open(&self.path)?;
@@ -128,7 +160,7 @@ impl Registry {
         if let Some(f) = files.get(path) {
             return Ok(f.clone());
         }
-        let file = if path.as_os_str() == "stderr" {
+        let file = if LogFile::std_stream(path).is_some() {
             None
         } else {
             Some(LogFile::open(path)?)

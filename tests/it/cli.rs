@@ -334,11 +334,64 @@ async fn cli_startup_errors_are_reported() {
 }
 
 #[tokio::test]
-async fn cli_demo_serves_the_chat_page_and_chat() {
+async fn cli_logs_to_standard_streams_share_the_redirected_file() {
+    // `access_log /dev/stdout` and `error_log stderr` with both streams
+    // redirected to one file (`> out 2>&1`): every line arrives whole.
+    let dir = TempDir::new();
     let port = free_port();
+    dir.write(
+        "sy.conf",
+        format!(
+            "daemon off;\npid {d}/sy.pid;\nerror_log stderr info;\nevents {{}}\nhttp {{\n access_log /dev/stdout;\n server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n}}\n",
+            d = dir.path().display()
+        ),
+    );
+    let out = std::fs::File::create(dir.path().join("out")).unwrap();
     let mut child = Command::new(BIN)
+        .args(["-c", dir.path().join("sy.conf").to_str().unwrap()])
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .unwrap();
+    wait_for_pid(dir.path(), &mut child).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..3 {
+        // A missing file: one error line, then one access line.
+        assert_eq!(get_response(addr, "/missing").await.status, 404);
+    }
+    signal(child.id(), nix::sys::signal::Signal::SIGQUIT);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(10))
+            .await
+            .success()
+    );
+    let text = std::fs::read_to_string(dir.path().join("out")).unwrap();
+    let access = regex::Regex::new(
+        r#"^127\.0\.0\.1 - - \[[^]]+\] "GET /missing HTTP/1\.0" 404 \d+ "-" "-"$"#,
+    )
+    .unwrap();
+    let error = regex::Regex::new(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] \d+#\d+: ").unwrap();
+    for line in text.lines() {
+        assert!(
+            access.is_match(line) || error.is_match(line),
+            "mangled line {line:?} in\n{text}"
+        );
+    }
+    assert_eq!(
+        text.lines().filter(|l| access.is_match(l)).count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(text.matches("open() \"").count(), 3, "{text}");
+    assert!(text.contains("(SIGQUIT) received, shutting down"), "{text}");
+}
+
+/// Runs `switchyard demo` on a free port; returns once it listens.
+async fn start_demo() -> (Child, std::net::SocketAddr) {
+    let port = free_port();
+    let child = Command::new(BIN)
         .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -347,6 +400,12 @@ async fn cli_demo_serves_the_chat_page_and_chat() {
         eventually(|| std::net::TcpStream::connect(addr).is_ok()).await,
         "demo did not listen"
     );
+    (child, addr)
+}
+
+#[tokio::test]
+async fn cli_demo_serves_the_chat_page_and_chat() {
+    let (mut child, addr) = start_demo().await;
     let page = get_response(addr, "/").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("/ws/chat"), "{}", page.body);
@@ -384,5 +443,52 @@ async fn cli_demo_serves_the_chat_page_and_chat() {
         wait_exit(&mut child, Duration::from_secs(5))
             .await
             .success()
+    );
+}
+
+/// The demo page in a real browser: two headless Chromium tabs chat
+/// through the proxy (`tests/browser/demo-chat.mjs`). Needs Node.js,
+/// Chromium and `npm ci --prefix tests/browser`; `.ci/run` installs them and
+/// sets `SWITCHYARD_BROWSER_TESTS=1`, which turns a missing piece into a
+/// failure instead of a skip.
+#[tokio::test]
+async fn cli_demo_chat_works_in_a_browser() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing = [
+        (!Path::new(&chromium).exists()).then_some("chromium"),
+        (!root.join("node_modules/playwright-core").exists())
+            .then_some("playwright-core (npm ci --prefix tests/browser)"),
+        Command::new("node")
+            .arg("--version")
+            .output()
+            .is_err()
+            .then_some("node"),
+    ];
+    let missing: Vec<&str> = missing.into_iter().flatten().collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("SWITCHYARD_BROWSER_TESTS").is_none(),
+            "browser test required but missing: {missing:?}"
+        );
+        eprintln!("skipped: missing {missing:?}");
+        return;
+    }
+    let (mut demo, addr) = start_demo().await;
+    let browser = tokio::process::Command::new("node")
+        .arg(root.join("demo-chat.mjs"))
+        .arg(format!("http://{addr}/"))
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), browser).await;
+    signal(demo.id(), nix::sys::signal::Signal::SIGINT);
+    let _ = wait_exit(&mut demo, Duration::from_secs(5)).await;
+    let out = out.expect("browser test timed out").expect("run node");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
