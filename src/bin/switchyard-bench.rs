@@ -33,8 +33,7 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first().cloned() else {
-        eprintln!("usage: switchyard-bench backend|echo|bulk|handshakes|idle|report ...");
-        std::process::exit(2);
+        usage("no scenario given");
     };
     let opts = Opts::parse(&args[1..]);
     if cmd == "report" {
@@ -56,12 +55,17 @@ fn main() {
             "bulk" => bulk(&opts).await,
             "handshakes" => handshakes(&opts).await,
             "idle" => idle(&opts).await,
-            other => {
-                eprintln!("unknown scenario {other}");
-                std::process::exit(2);
-            }
+            other => usage(&format!("unknown scenario {other:?}")),
         }
     });
+}
+
+/// Prints the problem and the usage (the module's header), then exits 2.
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "switchyard-bench: {problem}\nusage:\n  switchyard-bench backend    --listen ADDR\n  switchyard-bench echo       --target ADDR --label L --conns N --size BYTES --seconds S [--pid P]\n  switchyard-bench bulk       --target ADDR --label L --conns N --mib M [--pid P]\n  switchyard-bench handshakes --target ADDR --label L --conns N --count K [--pid P]\n  switchyard-bench idle       --target ADDR --label L --conns N [--pid P]\n  switchyard-bench report     FILE.jsonl"
+    );
+    std::process::exit(2);
 }
 
 /// `--name value` options.
@@ -94,9 +98,11 @@ impl Opts {
     }
 
     fn addr(&self, name: &str) -> SocketAddr {
-        self.get(name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("--{name} ADDR is required"))
+        match self.get(name).map(str::parse) {
+            Some(Ok(addr)) => addr,
+            Some(Err(_)) => usage(&format!("--{name} needs an address such as 127.0.0.1:9000")),
+            None => usage(&format!("--{name} ADDR is required")),
+        }
     }
 
     fn label(&self) -> String {
