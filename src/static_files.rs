@@ -3,14 +3,14 @@
 //! slash, 403 for directories without an index, 404, 405 for methods other
 //! than GET and HEAD) and conditional `If-Modified-Since`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::Method;
 
 use crate::http1::headers::HeaderValue;
 
-use crate::config::{Alias, TryFallback};
+use crate::config::{Alias, LocConf, TryFallback};
 use crate::handler::Exchange;
 use crate::log::Level;
 use crate::response::{Body, Reply};
@@ -198,8 +198,7 @@ async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf, meta: std::fs::Metadat
     let len = meta.len();
     let mtime = meta.modified().ok();
     let mut reply = Reply::empty(200);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let ctype = mime_type(ext).unwrap_or(conf.default_type.as_str());
+    let ctype = content_type(&conf, &path);
     {
         let v = HeaderValue::from_string(String::from(ctype));
         reply.headers.append_str("Content-Type", v);
@@ -243,11 +242,31 @@ async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf, meta: std::fs::Metadat
     Content::Reply(reply)
 }
 
-/// The MIME type of an extension (nginx's default `mime.types`, common
-/// entries).
-pub fn mime_type(ext: &str) -> Option<&'static str> {
-    let ext = ext.to_ascii_lowercase();
-    Some(match ext.as_str() {
+/// The `Content-Type` of a file: its extension (what follows the last dot
+/// of the name, as nginx takes it) looked up in the location's `types`, or
+/// in the built-in table when no `types` block is configured; otherwise
+/// `default_type`.
+fn content_type<'c>(conf: &'c LocConf, path: &Path) -> &'c str {
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or_default();
+    let ext = match memchr::memrchr(b'.', name) {
+        Some(dot) => String::from_utf8_lossy(&name[dot + 1..]).to_ascii_lowercase(),
+        None => return &conf.default_type,
+    };
+    let found = match &conf.types {
+        Some(types) => types.get(&ext).map(String::as_str),
+        None => builtin_type(&ext),
+    };
+    found.unwrap_or(&conf.default_type)
+}
+
+/// The built-in table: common entries of nginx's `mime.types`, used when
+/// the configuration has no `types` block (nginx itself would know only
+/// `html`, `gif` and `jpg` then, and configurations include `mime.types`).
+fn builtin_type(ext: &str) -> Option<&'static str> {
+    Some(match ext {
         "html" | "htm" | "shtml" => "text/html",
         "css" => "text/css",
         "xml" => "text/xml",

@@ -70,6 +70,7 @@ pub struct LocRaw {
     pub index: Option<Vec<Template>>,
     pub try_files: Option<TryFiles>,
     pub default_type: Option<String>,
+    pub types: Option<Arc<HashMap<String, String>>>,
     pub limit_conn: Option<Vec<(String, u32, Span)>>,
     pub limit_conn_status: Option<StatusCode>,
     pub limit_conn_log_level: Option<Level>,
@@ -485,6 +486,7 @@ fn merge(child: &mut LocRaw, parent: &LocRaw) {
         root,
         index,
         default_type,
+        types,
         limit_conn,
         limit_conn_status,
         limit_conn_log_level,
@@ -768,6 +770,7 @@ impl Finisher<'_> {
                 .default_type
                 .clone()
                 .unwrap_or_else(|| "text/plain".into()),
+            types: raw.types.clone(),
             limit_conn: Arc::new(limit_conn),
             limit_conn_status: raw
                 .limit_conn_status

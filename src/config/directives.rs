@@ -1484,6 +1484,33 @@ fn set_default_type(b: &mut Builder, st: &Statement) -> Result<()> {
     put(&mut b.loc().default_type, v, st)
 }
 
+/// `types { MIME ext...; }`: another block at the same level adds to the
+/// first; an extension listed twice keeps the later type, with nginx's
+/// warning. Extensions match case-insensitively.
+fn set_types(b: &mut Builder, st: &Statement) -> Result<()> {
+    let mut warnings = Vec::new();
+    let table = std::sync::Arc::make_mut(b.loc().types.get_or_insert_default());
+    for entry in st.block.as_deref().unwrap_or(&[]) {
+        if entry.block.is_some() {
+            return Err(ConfigError::at(&entry.span, "unexpected \"{\""));
+        }
+        for ext in &entry.args {
+            let ext = ext.value.to_ascii_lowercase();
+            if let Some(old) = table.insert(ext.clone(), entry.name.clone()) {
+                warnings.push(ConfigError::at(
+                    &entry.span,
+                    format!(
+                        "duplicate extension \"{ext}\", content type: \"{}\", previous content type: \"{old}\"",
+                        entry.name
+                    ),
+                ));
+            }
+        }
+    }
+    b.warnings.extend(warnings);
+    Ok(())
+}
+
 fn set_server_tokens(b: &mut Builder, st: &Statement) -> Result<()> {
     let v = match st.args[0].value.as_str() {
         "on" | "build" => true,
@@ -1854,6 +1881,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("index", HSL, Args::AtLeast(1), set_index, "Index files for directory requests."),
     d!("try_files", SL, Args::AtLeast(2), set_try_files, "Tries files in order, then an internal redirect, named location or `=code`."),
     d!("default_type", HSL, T1, set_default_type, "MIME type for unknown extensions."),
+    block!("types", HSL, Args::None, set_types, "Extension to MIME type table (`include mime.types;` works); a level with a `types` block replaces the inherited one. With none anywhere, a built-in table of common web types applies."),
     d!("limit_conn", HSL, T2, set_limit_conn, "Most concurrent connections per key of a zone (an upgraded connection counts until it closes)."),
     d!("limit_conn_status", HSL, T1, set_limit_conn_status, "Status for refused connections (default 503)."),
     d!("limit_conn_log_level", HSL, T1, set_limit_conn_log_level, "Log level of refusals (default error)."),

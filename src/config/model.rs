@@ -433,6 +433,9 @@ pub struct LocConf {
     pub try_files: Option<TryFiles>,
     /// `default_type`.
     pub default_type: String,
+    /// `types`: lower-case file extension to MIME type; `None` when no
+    /// level has a `types` block (the built-in table applies).
+    pub types: Option<Arc<std::collections::HashMap<String, String>>>,
     /// `limit_conn` rules.
     pub limit_conn: Arc<Vec<LimitConn>>,
     /// `limit_conn_status` (default 503).

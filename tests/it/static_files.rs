@@ -125,3 +125,77 @@ async fn static_alias_expires_and_add_header() {
         "without always, add_header skips errors"
     );
 }
+
+#[tokio::test]
+async fn static_types_blocks_and_mime_types_include() {
+    let site = TempDir::new();
+    for name in ["a.tst", "b.TST", "c.css", "d.html", "noext", ".hidden.tst"] {
+        site.write(name, "x");
+    }
+    // Like Debian's /etc/nginx/mime.types, included from the http block.
+    let mime = site.write(
+        "mime.types",
+        "types {\n    text/html html htm;\n    text/x-test tst;\n}\n",
+    );
+    let proxy = Proxy::http(&format!(
+        r#"include {mime};
+        default_type application/octet-stream;
+        server {{
+            listen 127.0.0.1:0;
+            root {root};
+            location /raw/ {{ alias {root}/; types {{ }} default_type text/plain; }}
+            location /more/ {{ alias {root}/; types {{ text/css css; }} types {{ text/x-again tst; }} }}
+        }}"#,
+        mime = mime.display(),
+        root = site.path().display()
+    ))
+    .await;
+    let ctype = |path: &'static str| {
+        let addr = proxy.addr();
+        async move { get_response(addr, path).await.header("Content-Type") }
+    };
+    assert_eq!(ctype("/a.tst").await.as_deref(), Some("text/x-test"));
+    assert_eq!(
+        ctype("/b.TST").await.as_deref(),
+        Some("text/x-test"),
+        "extensions ignore case"
+    );
+    assert_eq!(ctype("/.hidden.tst").await.as_deref(), Some("text/x-test"));
+    assert_eq!(ctype("/d.html").await.as_deref(), Some("text/html"));
+    // The configured table replaces the built-in one: css is unknown here.
+    assert_eq!(
+        ctype("/c.css").await.as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        ctype("/noext").await.as_deref(),
+        Some("application/octet-stream")
+    );
+    // An empty block at a lower level forces default_type.
+    assert_eq!(ctype("/raw/d.html").await.as_deref(), Some("text/plain"));
+    // Two blocks at one level add up; the location's table replaces http's.
+    assert_eq!(ctype("/more/c.css").await.as_deref(), Some("text/css"));
+    assert_eq!(ctype("/more/a.tst").await.as_deref(), Some("text/x-again"));
+    assert_eq!(
+        ctype("/more/d.html").await.as_deref(),
+        Some("application/octet-stream")
+    );
+}
+
+#[test]
+fn static_types_duplicate_extension_warns_and_keeps_the_later() {
+    let dir = TempDir::new();
+    let config = switchyard::config::load_str(
+        "events {}\nhttp { types { text/a x; text/b x y; } server { listen 127.0.0.1:0; } }\n",
+        dir.path(),
+    )
+    .unwrap();
+    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(
+            "duplicate extension \"x\", content type: \"text/b\", previous content type: \"text/a\""
+        ),
+        "{warnings:?}"
+    );
+}
