@@ -146,7 +146,6 @@ Subcommands:
 /// `configure` names them, so tools reading `-V` can tell.
 const WITHOUT: &[&str] = &[
     "--without-http_charset_module",
-    "--without-http_gzip_module",
     "--without-http_ssi_module",
     "--without-http_userid_module",
     "--without-http_access_module",

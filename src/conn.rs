@@ -286,7 +286,7 @@ fn own_headers(out: &mut Headers, reply: &Reply, conf: &LocConf) {
 
 /// Writes `reply`, logs the request, and says what the connection does
 /// next.
-pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
+pub async fn respond(mut ex: Box<Exchange<'_>>, mut reply: Reply) -> Next {
     let conf = ex.conf.clone();
     ex.conn.keepalive_timeout = conf.keepalive_timeout;
     if reply.status == 444 {
@@ -301,7 +301,26 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
         && ex.conn.requests < conf.keepalive_requests
         && !ex.conn.draining();
     let status = reply.status;
-    let known = reply.body.known_len();
+    let mut known = reply.body.known_len();
+    let gzip = {
+        let length = match reply.headers.get(&http::header::CONTENT_LENGTH) {
+            Some(v) => v.to_str().ok().and_then(|v| v.trim().parse().ok()),
+            None => known,
+        };
+        let has_body = !head_only && !bodiless(status);
+        crate::gzip::decide(
+            &conf.gzip,
+            &ex.ctx,
+            status,
+            &reply.headers,
+            length,
+            has_body,
+        )
+    };
+    if gzip.compress {
+        crate::gzip::adjust_headers(&mut reply.headers);
+        known = None;
+    }
     let has_length = reply.headers.contains(&http::header::CONTENT_LENGTH);
     let chunked =
         !bodiless(status) && known.is_none() && !head_only && ex.ctx.version == Version::HTTP_11;
@@ -332,6 +351,9 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
         "Connection",
         HeaderValue::from_static(if keepalive { "keep-alive" } else { "close" }),
     );
+    if gzip.vary {
+        headers.append_str("Vary", HeaderValue::from_static("Accept-Encoding"));
+    }
     for h in reply.headers.iter() {
         if h.name == http::header::CONTENT_TYPE {
             continue;
@@ -356,7 +378,18 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
         frame: Vec::new(),
         body_bytes: 0,
         wire_bytes: head_len,
+        gzip: (gzip.compress && send_body).then(|| crate::gzip::Encoder::new(conf.gzip.level)),
     };
+    if let Body::Full(b) = &reply.body
+        && let Some(mut enc) = body.gzip.take()
+    {
+        // In memory: compress it whole, then send it like any small body.
+        let mut out = enc.push(b, false).to_vec();
+        let (last, bytes_in, bytes_out) = enc.finish();
+        out.extend_from_slice(&last);
+        ex.ctx.response.gzip = Some((bytes_in, bytes_out));
+        reply.body = Body::Full(Bytes::from(out));
+    }
     let ok = match reply.body {
         Body::Full(b) if send_body && b.len() <= COALESCE && body.throttle.rate == 0 => {
             // Small bodies leave in the same write as the head.
@@ -374,7 +407,7 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
         Body::Full(b) => {
             send(&mut ex, &out, send_timeout).await
                 && (!send_body
-                    || (body.write(&mut ex, &b, send_timeout).await
+                    || (body.write(&mut ex, &b, false, send_timeout).await
                         && body.finish(&mut ex, send_timeout).await))
         }
         Body::File(mut file, _) => {
@@ -389,7 +422,7 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
                             break;
                         }
                         Ok(n) => {
-                            if !body.write(&mut ex, &chunk[..n], send_timeout).await {
+                            if !body.write(&mut ex, &chunk[..n], false, send_timeout).await {
                                 sent = false;
                                 break;
                             }
@@ -414,7 +447,7 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, reply: Reply) -> Next {
                 loop {
                     match up.next().await {
                         Ok(Some(data)) => {
-                            if !body.write(&mut ex, &data, send_timeout).await {
+                            if !body.write(&mut ex, &data, true, send_timeout).await {
                                 sent = false;
                                 break;
                             }
@@ -481,18 +514,39 @@ impl Throttle {
     }
 }
 
-/// Writes a response body: chunk framing for HTTP/1.1 bodies of unknown
-/// length, `limit_rate` pacing, and exact byte counts.
+/// Writes a response body: compression, chunk framing for HTTP/1.1 bodies
+/// of unknown length, `limit_rate` pacing, and exact byte counts.
 struct BodyWriter {
     chunked: bool,
     throttle: Throttle,
     frame: Vec<u8>,
     body_bytes: u64,
     wire_bytes: u64,
+    gzip: Option<crate::gzip::Encoder>,
 }
 
 impl BodyWriter {
-    async fn write(&mut self, ex: &mut Exchange<'_>, data: &[u8], limit: Duration) -> bool {
+    /// Writes `data` (compressed first when gzip applies; `flush` makes
+    /// everything compressed so far leave now).
+    async fn write(
+        &mut self,
+        ex: &mut Exchange<'_>,
+        data: &[u8],
+        flush: bool,
+        limit: Duration,
+    ) -> bool {
+        let Some(mut enc) = self.gzip.take() else {
+            return self.write_raw(ex, data, limit).await;
+        };
+        let ok = self.write_raw(ex, enc.push(data, flush), limit).await;
+        self.gzip = Some(enc);
+        ok
+    }
+
+    async fn write_raw(&mut self, ex: &mut Exchange<'_>, data: &[u8], limit: Duration) -> bool {
+        if data.is_empty() {
+            return true;
+        }
         let step = if self.throttle.rate == 0 {
             data.len().max(1)
         } else {
@@ -518,6 +572,13 @@ impl BodyWriter {
     }
 
     async fn finish(&mut self, ex: &mut Exchange<'_>, limit: Duration) -> bool {
+        if let Some(enc) = self.gzip.take() {
+            let (last, bytes_in, bytes_out) = enc.finish();
+            ex.ctx.response.gzip = Some((bytes_in, bytes_out));
+            if !self.write_raw(ex, &last, limit).await {
+                return false;
+            }
+        }
         if !self.chunked {
             return true;
         }

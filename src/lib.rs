@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod docs;
+pub mod gzip;
 pub mod handler;
 pub mod http1;
 pub mod limits;

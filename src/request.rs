@@ -131,6 +131,9 @@ pub struct ResponseInfo {
     pub bytes_sent: u64,
     /// `$body_bytes_sent`.
     pub body_bytes_sent: u64,
+    /// Bytes into and out of the compressor, when the body was gzipped
+    /// (`$gzip_ratio`).
+    pub gzip: Option<(u64, u64)>,
     /// Headers sent (`$sent_http_*`).
     pub headers: Option<Headers>,
 }

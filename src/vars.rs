@@ -97,6 +97,7 @@ builtins! {
     Status => "status",
     BytesSent => "bytes_sent",
     BodyBytesSent => "body_bytes_sent",
+    GzipRatio => "gzip_ratio",
     TimeLocal => "time_local",
     TimeIso8601 => "time_iso8601",
     Msec => "msec",
@@ -348,6 +349,12 @@ impl RequestCtx {
                 let _ = write!(out, "{}", self.response.body_bytes_sent);
                 true
             }
+            Builtin::GzipRatio => match self.response.gzip {
+                Some((bytes_in, bytes_out)) => {
+                    put(out, crate::gzip::ratio(bytes_in, bytes_out).as_bytes())
+                }
+                None => false,
+            },
             Builtin::TimeLocal => {
                 crate::log::time::with_local(|t| out.extend_from_slice(t.local.as_bytes()));
                 true

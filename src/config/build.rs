@@ -71,6 +71,14 @@ pub struct LocRaw {
     pub try_files: Option<TryFiles>,
     pub default_type: Option<String>,
     pub types: Option<Arc<HashMap<String, String>>>,
+    pub gzip: Option<bool>,
+    pub gzip_types: Option<Option<Vec<String>>>,
+    pub gzip_comp_level: Option<u32>,
+    pub gzip_min_length: Option<u64>,
+    pub gzip_http_version: Option<http::Version>,
+    pub gzip_proxied: Option<u16>,
+    pub gzip_vary: Option<bool>,
+    pub gzip_disable: Option<Vec<crate::gzip::Disable>>,
     pub limit_conn: Option<Vec<(String, u32, Span)>>,
     pub limit_conn_status: Option<StatusCode>,
     pub limit_conn_log_level: Option<Level>,
@@ -487,6 +495,14 @@ fn merge(child: &mut LocRaw, parent: &LocRaw) {
         index,
         default_type,
         types,
+        gzip,
+        gzip_types,
+        gzip_comp_level,
+        gzip_min_length,
+        gzip_http_version,
+        gzip_proxied,
+        gzip_vary,
+        gzip_disable,
         limit_conn,
         limit_conn_status,
         limit_conn_log_level,
@@ -771,6 +787,19 @@ impl Finisher<'_> {
                 .clone()
                 .unwrap_or_else(|| "text/plain".into()),
             types: raw.types.clone(),
+            gzip: {
+                let d = crate::gzip::GzipConf::default();
+                crate::gzip::GzipConf {
+                    enable: raw.gzip.unwrap_or(d.enable),
+                    types: raw.gzip_types.clone().unwrap_or(d.types),
+                    level: raw.gzip_comp_level.unwrap_or(d.level),
+                    min_length: raw.gzip_min_length.unwrap_or(d.min_length),
+                    http_version: raw.gzip_http_version.unwrap_or(d.http_version),
+                    proxied: raw.gzip_proxied.unwrap_or(d.proxied),
+                    vary: raw.gzip_vary.unwrap_or(d.vary),
+                    disable: raw.gzip_disable.clone().unwrap_or(d.disable),
+                }
+            },
             limit_conn: Arc::new(limit_conn),
             limit_conn_status: raw
                 .limit_conn_status

@@ -164,8 +164,8 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("limit_req", "ngx_http_limit_req_module"),
     ("limit_req_zone", "ngx_http_limit_req_module"),
     ("limit_except", "ngx_http_core_module's limit_except"),
-    ("gzip", "ngx_http_gzip_module"),
-    ("gzip_types", "ngx_http_gzip_module"),
+    ("gzip_static", "ngx_http_gzip_static_module"),
+    ("gunzip", "ngx_http_gunzip_module"),
     ("ssi", "ngx_http_ssi_module"),
     ("sub_filter", "ngx_http_sub_module"),
     ("fastcgi_pass", "ngx_http_fastcgi_module"),
@@ -1070,20 +1070,23 @@ fn set_proxy_pass(b: &mut Builder, st: &Statement) -> Result<()> {
     Ok(())
 }
 
+/// An HTTP version argument: `1.0` or `1.1`.
+fn arg_http_version(st: &Statement) -> Result<http::Version> {
+    match st.args[0].value.as_str() {
+        "1.0" => Ok(http::Version::HTTP_10),
+        "1.1" => Ok(http::Version::HTTP_11),
+        other => Err(ConfigError::at(
+            &st.span,
+            format!(
+                "invalid value \"{other}\" in \"{}\" directive, it must be \"1.0\" or \"1.1\"",
+                st.name
+            ),
+        )),
+    }
+}
+
 fn set_proxy_http_version(b: &mut Builder, st: &Statement) -> Result<()> {
-    let v = match st.args[0].value.as_str() {
-        "1.0" => http::Version::HTTP_10,
-        "1.1" => http::Version::HTTP_11,
-        _ => {
-            return Err(ConfigError::at(
-                &st.span,
-                format!(
-                    "invalid value \"{}\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\"",
-                    st.args[0].value
-                ),
-            ));
-        }
-    };
+    let v = arg_http_version(st)?;
     put(&mut b.loc().http_version, v, st)
 }
 
@@ -1511,6 +1514,65 @@ fn set_types(b: &mut Builder, st: &Statement) -> Result<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// Compression.
+
+fn set_gzip_types(b: &mut Builder, st: &Statement) -> Result<()> {
+    let values = st.values();
+    let types = if values.contains(&"*") {
+        None
+    } else {
+        // text/html is always compressed, as in nginx.
+        let mut list = vec!["text/html".to_string()];
+        for v in values {
+            let v = v.to_ascii_lowercase();
+            if !list.contains(&v) {
+                list.push(v);
+            }
+        }
+        Some(list)
+    };
+    put(&mut b.loc().gzip_types, types, st)
+}
+
+fn set_gzip_comp_level(b: &mut Builder, st: &Statement) -> Result<()> {
+    let n = arg_number(st, 0)?;
+    if !(1..=9).contains(&n) {
+        return Err(ConfigError::at(&st.span, "value must be between 1 and 9"));
+    }
+    put(&mut b.loc().gzip_comp_level, n as u32, st)
+}
+
+fn set_gzip_http_version(b: &mut Builder, st: &Statement) -> Result<()> {
+    let v = arg_http_version(st)?;
+    put(&mut b.loc().gzip_http_version, v, st)
+}
+
+fn set_gzip_proxied(b: &mut Builder, st: &Statement) -> Result<()> {
+    let mut flags = 0;
+    for v in st.values() {
+        let Some((_, bit)) = crate::gzip::proxied::NAMES.iter().find(|(n, _)| *n == v) else {
+            return Err(ConfigError::at(&st.span, format!("invalid value \"{v}\"")));
+        };
+        flags |= bit;
+    }
+    put(&mut b.loc().gzip_proxied, flags, st)
+}
+
+fn set_gzip_disable(b: &mut Builder, st: &Statement) -> Result<()> {
+    let mut list = Vec::new();
+    for v in st.values() {
+        list.push(if v == "msie6" {
+            crate::gzip::Disable::Msie6
+        } else {
+            crate::gzip::Disable::Regex(b.regex(v, true, &st.span)?)
+        });
+    }
+    // Several gzip_disable lines at one level add up.
+    b.loc().gzip_disable.get_or_insert_default().extend(list);
+    Ok(())
+}
+
 fn set_server_tokens(b: &mut Builder, st: &Statement) -> Result<()> {
     let v = match st.args[0].value.as_str() {
         "on" | "build" => true,
@@ -1881,6 +1943,19 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("index", HSL, Args::AtLeast(1), set_index, "Index files for directory requests."),
     d!("try_files", SL, Args::AtLeast(2), set_try_files, "Tries files in order, then an internal redirect, named location or `=code`."),
     d!("default_type", HSL, T1, set_default_type, "MIME type for unknown extensions."),
+    d!("gzip", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.gzip), "Compresses responses (status 200/403/404, listed types, clients sending `Accept-Encoding: gzip`); backend bodies are compressed as they stream, each read flushed."),
+    d!("gzip_types", HSL, Args::AtLeast(1), set_gzip_types, "MIME types to compress besides `text/html`; `*` for any."),
+    d!("gzip_comp_level", HSL, T1, set_gzip_comp_level, "Compression level 1-9 (default 1)."),
+    d!("gzip_min_length", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.gzip_min_length), "Smallest `Content-Length` worth compressing (default 20); unknown lengths are compressed."),
+    d!("gzip_http_version", HSL, T1, set_gzip_http_version, "Lowest request HTTP version to compress for (`1.1` by default)."),
+    d!("gzip_proxied", HSL, Args::AtLeast(1), set_gzip_proxied, "Compression for requests that came through a proxy (`Via`): `off`, `any`, `auth`, `expired`, `no-cache`, `no-store`, `private`, `no_last_modified`, `no_etag`."),
+    d!("gzip_vary", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.gzip_vary), "Adds `Vary: Accept-Encoding` to responses that qualify for compression."),
+    d!("gzip_disable", HSL, Args::AtLeast(1), set_gzip_disable, "No compression for `User-Agent`s matching these case-insensitive regexes (`msie6`: MSIE 4-6)."),
+    noop!("gzip_buffers", HSL, T2, "Compression buffers (no effect)."),
+    noop!("gzip_window", HSL, T1, "Compression window (no effect: the compressor's default)."),
+    noop!("gzip_hash", HSL, T1, "Compression memory (no effect)."),
+    noop!("postpone_gzipping", HSL, T1, "Compression start threshold (no effect)."),
+    noop!("gzip_no_buffer", HSL, Args::Flag, "Compression buffering (no effect)."),
     block!("types", HSL, Args::None, set_types, "Extension to MIME type table (`include mime.types;` works); a level with a `types` block replaces the inherited one. With none anywhere, a built-in table of common web types applies."),
     d!("limit_conn", HSL, T2, set_limit_conn, "Most concurrent connections per key of a zone (an upgraded connection counts until it closes)."),
     d!("limit_conn_status", HSL, T1, set_limit_conn_status, "Status for refused connections (default 503)."),

@@ -436,6 +436,8 @@ pub struct LocConf {
     /// `types`: lower-case file extension to MIME type; `None` when no
     /// level has a `types` block (the built-in table applies).
     pub types: Option<Arc<std::collections::HashMap<String, String>>>,
+    /// `gzip` and its companions.
+    pub gzip: crate::gzip::GzipConf,
     /// `limit_conn` rules.
     pub limit_conn: Arc<Vec<LimitConn>>,
     /// `limit_conn_status` (default 503).

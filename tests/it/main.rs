@@ -37,6 +37,9 @@ mod reload;
 /// Static files, try_files, alias, add_header, expires.
 mod static_files;
 
+/// gzip compression of responses.
+mod compression;
+
 /// Garbage, oversized and abandoned requests; dead backends; random
 /// configurations.
 mod robustness;
