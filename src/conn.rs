@@ -307,7 +307,9 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, mut reply: Reply) -> Next {
             Some(v) => v.to_str().ok().and_then(|v| v.trim().parse().ok()),
             None => known,
         };
-        let has_body = !head_only && !bodiless(status);
+        // A HEAD response announces what GET would send (as nginx, whose
+        // gzip filter runs before HEAD drops the body).
+        let has_body = !bodiless(status);
         crate::gzip::decide(
             &conf.gzip,
             &ex.ctx,

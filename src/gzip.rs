@@ -3,7 +3,7 @@
 //! Whether a response is compressed is decided in two steps, as nginx
 //! does. The response must qualify (`gzip on`, status 200, 403 or 404, no
 //! `Content-Encoding` yet, a length unknown or at least `gzip_min_length`,
-//! a type in `gzip_types`, a body to send); then `Vary: Accept-Encoding` is
+//! a type in `gzip_types`, a status that has a body); then `Vary: Accept-Encoding` is
 //! due when `gzip_vary` is on, whatever the client. Then the request must
 //! accept it: `gzip` in `Accept-Encoding` with a non-zero quality, an HTTP
 //! version of at least `gzip_http_version`, `gzip_proxied` for requests
@@ -117,8 +117,7 @@ pub struct Decision {
 }
 
 /// Decides for a response with `status`, `headers` and a body of `length`
-/// bytes (`None`: unknown). `has_body` is false for `HEAD` and bodiless
-/// statuses.
+/// bytes (`None`: unknown). `has_body` is false for bodiless statuses.
 pub fn decide(
     conf: &GzipConf,
     req: &RequestCtx,
