@@ -148,7 +148,6 @@ const WITHOUT: &[&str] = &[
     "--without-http_charset_module",
     "--without-http_ssi_module",
     "--without-http_userid_module",
-    "--without-http_access_module",
     "--without-http_auth_basic_module",
     "--without-http_mirror_module",
     "--without-http_autoindex_module",
@@ -181,7 +180,7 @@ fn print_version(configure: bool) {
         eprintln!("built with rustls 0.23 (ring)");
         eprintln!("TLS SNI support enabled");
         eprintln!(
-            "configure arguments: --with-http_ssl_module {}",
+            "configure arguments: --with-http_ssl_module --with-http_realip_module {}",
             WITHOUT.join(" ")
         );
     }

@@ -154,6 +154,8 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         request_length: head.len as u64,
         connection_requests: conn.requests,
         limit_rate: None,
+        remote: conn.info.remote,
+        realip_peer: None,
     };
     // One allocation per request holds the whole exchange; the futures
     // below then carry a pointer instead of copies of it.
@@ -294,6 +296,8 @@ impl Exchange<'_> {
         // Internal redirects start over at the server rewrite phase;
         // `rewrite ... last` goes straight back to the location search.
         let mut server_rewrite = target.is_none();
+        // nginx's post-read phase: the server's real_ip settings.
+        self.realip();
         let mut searches = 0;
         'search: while searches < MAX_REDIRECTS {
             searches += 1;
@@ -342,8 +346,15 @@ impl Exchange<'_> {
                     Flow::Next | Flow::Break => {}
                 }
             }
+            // Preaccess: a location's own real_ip settings, then limits;
+            // then access rules.
+            self.realip();
             if let Some(reply) = self.limit_conn() {
                 return Action::Reply(reply);
+            }
+            if !crate::access::allowed(&self.conf.access, self.ctx.remote.ip()) {
+                self.log(Level::Error, "access forbidden by rule", None);
+                return Action::Reply(Reply::error(403, self.conf.server_tokens));
             }
             if self.conf.proxy_pass.is_some() {
                 return Action::Proxy;
@@ -547,6 +558,21 @@ impl Exchange<'_> {
         }
     }
 
+    /// Replaces the client address with the one trusted proxies report,
+    /// once per request (`set_real_ip_from`, `real_ip_header`).
+    fn realip(&mut self) {
+        if self.ctx.realip_peer.is_some() {
+            return;
+        }
+        let Some(realip) = self.conf.realip.clone() else {
+            return;
+        };
+        if let Some(addr) = realip.resolve(self.ctx.remote, &self.ctx.headers) {
+            self.ctx.realip_peer = Some(self.ctx.remote);
+            self.ctx.remote = addr;
+        }
+    }
+
     /// `limit_conn`, once per request.
     fn limit_conn(&mut self) -> Option<Reply> {
         if !self.slots.is_empty() {
@@ -614,7 +640,7 @@ impl Exchange<'_> {
     pub fn context(&self, upstream: Option<&str>) -> String {
         let mut line = String::with_capacity(128);
         line.push_str(", client: ");
-        line.push_str(&self.ctx.conn.remote.ip().to_string());
+        line.push_str(&self.ctx.remote.ip().to_string());
         line.push_str(", server: ");
         line.push_str(self.ctx.server.primary_name());
         line.push_str(", request: \"");

@@ -180,6 +180,13 @@ pub struct RequestCtx {
     /// `$limit_rate` when set by `set`; otherwise the location's
     /// `limit_rate` applies.
     pub limit_rate: Option<u64>,
+    /// The client address as far as the request is concerned
+    /// (`$remote_addr`): the peer, or the address trusted proxies report
+    /// (`set_real_ip_from`).
+    pub remote: std::net::SocketAddr,
+    /// The peer address when `set_real_ip_from` replaced it
+    /// (`$realip_remote_addr`).
+    pub realip_peer: Option<std::net::SocketAddr>,
 }
 
 impl RequestCtx {

@@ -66,6 +66,8 @@ builtins! {
     HttpHost => "http_host",
     RemoteAddr => "remote_addr",
     RemotePort => "remote_port",
+    RealipRemoteAddr => "realip_remote_addr",
+    RealipRemotePort => "realip_remote_port",
     BinaryRemoteAddr => "binary_remote_addr",
     RemoteUser => "remote_user",
     ServerAddr => "server_addr",
@@ -227,15 +229,30 @@ impl RequestCtx {
             Builtin::Host => put(out, self.host.as_bytes()),
             Builtin::HttpHost => self.header_into(&http::header::HOST, out),
             Builtin::RemoteAddr => {
-                write_ip(out, self.conn.remote.ip());
+                write_ip(out, self.remote.ip());
                 true
             }
             Builtin::RemotePort => {
-                let _ = write!(out, "{}", self.conn.remote.port());
+                // A real address reported without a port has none.
+                if self.remote.port() != 0 {
+                    let _ = write!(out, "{}", self.remote.port());
+                }
+                true
+            }
+            Builtin::RealipRemoteAddr => {
+                write_ip(out, self.realip_peer.unwrap_or(self.conn.remote).ip());
+                true
+            }
+            Builtin::RealipRemotePort => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    self.realip_peer.unwrap_or(self.conn.remote).port()
+                );
                 true
             }
             Builtin::BinaryRemoteAddr => {
-                match self.conn.remote.ip() {
+                match self.remote.ip() {
                     IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()),
                     IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                         Some(v4) => out.extend_from_slice(&v4.octets()),
@@ -303,7 +320,7 @@ impl RequestCtx {
                 if out.len() > start {
                     out.extend_from_slice(b", ");
                 }
-                write_ip(out, self.conn.remote.ip());
+                write_ip(out, self.remote.ip());
                 true
             }
             Builtin::UpstreamAddr => match self.upstream.join(|a| a.addr.clone()) {

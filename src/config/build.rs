@@ -72,6 +72,10 @@ pub struct LocRaw {
     pub default_type: Option<String>,
     pub types: Option<Arc<HashMap<String, String>>>,
     pub gzip: Option<bool>,
+    pub access: Option<Vec<crate::access::AccessRule>>,
+    pub realip_from: Option<Vec<crate::access::Cidr>>,
+    pub realip_header: Option<crate::access::RealIpHeader>,
+    pub realip_recursive: Option<bool>,
     pub gzip_types: Option<Option<Vec<String>>>,
     pub gzip_comp_level: Option<u32>,
     pub gzip_min_length: Option<u64>,
@@ -496,6 +500,10 @@ fn merge(child: &mut LocRaw, parent: &LocRaw) {
         default_type,
         types,
         gzip,
+        access,
+        realip_from,
+        realip_header,
+        realip_recursive,
         gzip_types,
         gzip_comp_level,
         gzip_min_length,
@@ -787,6 +795,17 @@ impl Finisher<'_> {
                 .clone()
                 .unwrap_or_else(|| "text/plain".into()),
             types: raw.types.clone(),
+            access: Arc::new(raw.access.clone().unwrap_or_default()),
+            realip: raw.realip_from.as_ref().map(|from| {
+                Arc::new(crate::access::RealIp {
+                    from: from.clone(),
+                    header: raw
+                        .realip_header
+                        .clone()
+                        .unwrap_or(crate::access::RealIpHeader::XRealIp),
+                    recursive: raw.realip_recursive.unwrap_or(false),
+                })
+            }),
             gzip: {
                 let d = crate::gzip::GzipConf::default();
                 crate::gzip::GzipConf {

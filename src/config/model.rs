@@ -438,6 +438,10 @@ pub struct LocConf {
     pub types: Option<Arc<std::collections::HashMap<String, String>>>,
     /// `gzip` and its companions.
     pub gzip: crate::gzip::GzipConf,
+    /// `allow` / `deny` rules, in order (empty: everyone).
+    pub access: Arc<Vec<crate::access::AccessRule>>,
+    /// `set_real_ip_from` and companions (`None`: the peer is the client).
+    pub realip: Option<Arc<crate::access::RealIp>>,
     /// `limit_conn` rules.
     pub limit_conn: Arc<Vec<LimitConn>>,
     /// `limit_conn_status` (default 503).

@@ -114,7 +114,7 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
     };
     let mut pick = target
         .balancer
-        .start(ex.ctx.conn.remote.ip(), key, p.next_upstream_tries);
+        .start(ex.ctx.remote.ip(), key, p.next_upstream_tries);
     let started = Instant::now();
     let scheme = if target.tls { "https" } else { "http" };
     use crate::request::Attempt;

@@ -156,8 +156,17 @@ async fn gzip_compresses_html_for_clients_that_accept_it() {
         "HEAD /page.html HTTP/1.1\r\nHost: h\r\nConnection: close\r\nAccept-Encoding: gzip\r\n\r\n",
     )
     .await;
-    assert_eq!(head.header("Content-Encoding").as_deref(), Some("gzip"), "{}", head.head);
-    assert!(!head.has("Content-Length") && head.body.is_empty(), "{}", head.head);
+    assert_eq!(
+        head.header("Content-Encoding").as_deref(),
+        Some("gzip"),
+        "{}",
+        head.head
+    );
+    assert!(
+        !head.has("Content-Length") && head.body.is_empty(),
+        "{}",
+        head.head
+    );
     let old = fetch(
         proxy.addr(),
         "GET /page.html HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n",

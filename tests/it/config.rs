@@ -68,10 +68,10 @@ fn config_error_messages_use_nginx_vocabulary() {
 
 #[test]
 fn config_refuses_unimplemented_security_directives() {
-    let e = err("events {}\nhttp { server { location / { deny all; } } }\n");
+    let e = err("events {}\nhttp { server { location / { auth_basic \"x\"; } } }\n");
     assert_eq!(
         e,
-        "unknown directive \"deny\" (ngx_http_access_module is not implemented by switchyard) in DIR/switchyard.conf:2"
+        "unknown directive \"auth_basic\" (ngx_http_auth_basic_module is not implemented by switchyard) in DIR/switchyard.conf:2"
     );
     let e = err("events {}\nhttp { limit_req_zone $binary_remote_addr zone=z:1m rate=1r/s; }\n");
     assert!(e.starts_with("unknown directive \"limit_req_zone\""), "{e}");

@@ -44,5 +44,8 @@ mod compression;
 /// configurations.
 mod robustness;
 
+/// allow/deny and the real client address.
+mod access;
+
 /// Balancing choices and limit_conn.
 mod balance;
