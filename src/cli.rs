@@ -159,7 +159,6 @@ const WITHOUT: &[&str] = &[
     "--without-http_scgi_module",
     "--without-http_grpc_module",
     "--without-http_memcached_module",
-    "--without-http_limit_req_module",
     "--without-http_empty_gif_module",
     "--without-http_browser_module",
     "--without-http-cache",

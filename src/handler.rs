@@ -156,6 +156,7 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         limit_rate: None,
         remote: conn.info.remote,
         realip_peer: None,
+        limit_req_status: None,
     };
     // One allocation per request holds the whole exchange; the futures
     // below then carry a pointer instead of copies of it.
@@ -349,6 +350,9 @@ impl Exchange<'_> {
             // Preaccess: a location's own real_ip settings, then limits;
             // then access rules.
             self.realip();
+            if let Some(reply) = self.limit_req().await {
+                return Action::Reply(reply);
+            }
             if let Some(reply) = self.limit_conn() {
                 return Action::Reply(reply);
             }
@@ -573,6 +577,96 @@ impl Exchange<'_> {
         }
     }
 
+    /// `limit_req`, once per request: refuses, waits, or lets through.
+    async fn limit_req(&mut self) -> Option<Reply> {
+        if self.ctx.limit_req_status.is_some() || self.conf.limit_req.is_empty() {
+            return None;
+        }
+        let conf = self.conf.clone();
+        let mut keys = Vec::with_capacity(conf.limit_req.len());
+        for rule in conf.limit_req.iter() {
+            let key = self.ctx.render(&rule.zone.key);
+            if key.len() > 65535 {
+                self.log(
+                    Level::Error,
+                    &format!(
+                        "the value of the \"{}\" key is more than 65535 bytes: \"{}\"",
+                        rule.zone.key.source,
+                        String::from_utf8_lossy(&key)
+                    ),
+                    None,
+                );
+            }
+            keys.push((!key.is_empty() && key.len() <= 65535).then_some(key));
+        }
+        if keys.iter().all(Option::is_none) {
+            // No key, no verdict (`$limit_req_status` stays empty).
+            return None;
+        }
+        let rules: Vec<limits::RateRule<'_>> = conf
+            .limit_req
+            .iter()
+            .map(|r| limits::RateRule {
+                zone: &r.zone.state,
+                rate: r.zone.rate,
+                burst: r.burst,
+                delay: r.delay,
+            })
+            .collect();
+        let dry = if conf.limit_req_dry_run {
+            ", dry run"
+        } else {
+            ""
+        };
+        let zone_name = |i: usize| &conf.limit_req[i].zone.name;
+        match limits::check_rate(&rules, &keys) {
+            limits::RateVerdict::Pass => {
+                self.ctx.limit_req_status = Some("PASSED");
+                None
+            }
+            limits::RateVerdict::Reject { index, excess } => {
+                self.log(
+                    conf.limit_req_log_level,
+                    &format!(
+                        "limiting requests{dry}, excess: {}.{:03} by zone \"{}\"",
+                        excess / 1000,
+                        excess % 1000,
+                        zone_name(index)
+                    ),
+                    None,
+                );
+                if conf.limit_req_dry_run {
+                    self.ctx.limit_req_status = Some("REJECTED_DRY_RUN");
+                    return None;
+                }
+                self.ctx.limit_req_status = Some("REJECTED");
+                Some(Reply::error(
+                    conf.limit_req_status.as_u16(),
+                    conf.server_tokens,
+                ))
+            }
+            limits::RateVerdict::Delay { index, excess, ms } => {
+                self.log(
+                    conf.limit_req_log_level.less_severe(),
+                    &format!(
+                        "delaying request{dry}, excess: {}.{:03}, by zone \"{}\"",
+                        excess / 1000,
+                        excess % 1000,
+                        zone_name(index)
+                    ),
+                    None,
+                );
+                if conf.limit_req_dry_run {
+                    self.ctx.limit_req_status = Some("DELAYED_DRY_RUN");
+                    return None;
+                }
+                self.ctx.limit_req_status = Some("DELAYED");
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                None
+            }
+        }
+    }
+
     /// `limit_conn`, once per request.
     fn limit_conn(&mut self) -> Option<Reply> {
         if !self.slots.is_empty() {
@@ -596,8 +690,7 @@ impl Exchange<'_> {
                 );
                 continue;
             }
-            let zone = limits::zone(&rule.zone.name, rule.zone.size);
-            match zone.acquire(&key, rule.max) {
+            match rule.zone.state.acquire(&key, rule.max) {
                 Ok(slot) => self.slots.push(slot),
                 Err(refused) => {
                     let msg = match refused {

@@ -72,6 +72,19 @@ impl Level {
             Level::Debug => "debug",
         }
     }
+
+    /// One step less severe, `info` at the least (nginx logs `limit_req`
+    /// delays this way).
+    pub fn less_severe(self) -> Level {
+        match self {
+            Level::Emerg => Level::Alert,
+            Level::Alert => Level::Crit,
+            Level::Crit => Level::Error,
+            Level::Error => Level::Warn,
+            Level::Warn => Level::Notice,
+            _ => Level::Info,
+        }
+    }
 }
 
 /// One of the process's standard output streams, as a log target.

@@ -187,6 +187,10 @@ pub struct RequestCtx {
     /// The peer address when `set_real_ip_from` replaced it
     /// (`$realip_remote_addr`).
     pub realip_peer: Option<std::net::SocketAddr>,
+    /// `$limit_req_status` once `limit_req` has judged the request
+    /// (`PASSED`, `DELAYED`, `REJECTED`, `DELAYED_DRY_RUN`,
+    /// `REJECTED_DRY_RUN`).
+    pub limit_req_status: Option<&'static str>,
 }
 
 impl RequestCtx {

@@ -114,6 +114,7 @@ builtins! {
     RequestId => "request_id",
     Cookie => "http_cookie",
     LimitRate => "limit_rate",
+    LimitReqStatus => "limit_req_status",
 }
 
 /// Resolves a variable name that is not a `map`/`set` variable. Returns
@@ -422,6 +423,10 @@ impl RequestCtx {
                 let _ = write!(out, "{}", self.effective_limit_rate());
                 true
             }
+            Builtin::LimitReqStatus => match self.limit_req_status {
+                Some(status) => put(out, status.as_bytes()),
+                None => false,
+            },
         }
     }
 

@@ -86,6 +86,12 @@ pub struct LocRaw {
     pub limit_conn: Option<Vec<(String, u32, Span)>>,
     pub limit_conn_status: Option<StatusCode>,
     pub limit_conn_log_level: Option<Level>,
+    /// `limit_req zone= burst= delay=`: zone, burst and delay in
+    /// thousandths, where.
+    pub limit_req: Option<Vec<(String, u64, u64, Span)>>,
+    pub limit_req_status: Option<StatusCode>,
+    pub limit_req_log_level: Option<Level>,
+    pub limit_req_dry_run: Option<bool>,
     pub log_not_found: Option<bool>,
     pub server_tokens: Option<bool>,
     pub error_pages: Option<Vec<ErrorPage>>,
@@ -164,6 +170,9 @@ pub struct HttpRaw {
     pub maps: Vec<MapRaw>,
     pub log_formats: HashMap<String, (Template, LogEscape, Span)>,
     pub conn_zones: Vec<(String, Template, u64, Span)>,
+    /// `limit_req_zone`: name, key, size, rate (thousandths of a request
+    /// per second), where.
+    pub req_zones: Vec<(String, Template, u64, u64, Span)>,
 }
 
 #[derive(Debug, Default)]
@@ -514,6 +523,10 @@ fn merge(child: &mut LocRaw, parent: &LocRaw) {
         limit_conn,
         limit_conn_status,
         limit_conn_log_level,
+        limit_req,
+        limit_req_status,
+        limit_req_log_level,
+        limit_req_dry_run,
         log_not_found,
         server_tokens,
         error_pages,
@@ -553,6 +566,7 @@ pub struct Finisher<'a> {
     upstream_raw: &'a [UpstreamRaw],
     log_formats: HashMap<String, Arc<LogFormat>>,
     zones: HashMap<String, Arc<ConnZoneDef>>,
+    req_zones: HashMap<String, Arc<ReqZoneDef>>,
     main_error_log: Vec<ErrorLogTarget>,
     prefix: PathBuf,
 }
@@ -765,6 +779,13 @@ impl Finisher<'_> {
             })?;
             limit_conn.push(LimitConn { zone, max });
         }
+        let mut limit_req = Vec::new();
+        for (zone, burst, delay, span) in raw.limit_req.clone().unwrap_or_default() {
+            let zone = self.req_zones.get(&zone).cloned().ok_or_else(|| {
+                ConfigError::at(&span, format!("unknown limit_req_zone \"{zone}\""))
+            })?;
+            limit_req.push(LimitReq { zone, burst, delay });
+        }
         let mut error_pages = raw.error_pages.clone().unwrap_or_default();
         for p in &mut error_pages {
             self.bind(&mut p.uri, &Span::command_line())?;
@@ -820,6 +841,12 @@ impl Finisher<'_> {
                 }
             },
             limit_conn: Arc::new(limit_conn),
+            limit_req: Arc::new(limit_req),
+            limit_req_status: raw
+                .limit_req_status
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            limit_req_log_level: raw.limit_req_log_level.unwrap_or(Level::Error),
+            limit_req_dry_run: raw.limit_req_dry_run.unwrap_or(false),
             limit_conn_status: raw
                 .limit_conn_status
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
@@ -1028,6 +1055,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<(Main, Option<Http>, Vec
         upstream_raw: &http_raw.upstreams,
         log_formats: HashMap::new(),
         zones: HashMap::new(),
+        req_zones: HashMap::new(),
         main_error_log: main.error_log.clone(),
         prefix: b.prefix.clone(),
     };
@@ -1053,6 +1081,21 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<(Main, Option<Http>, Vec
                 name: name.clone(),
                 key,
                 size: *size,
+                state: crate::limits::zone(name, *size),
+            }),
+        );
+    }
+
+    for (name, key, size, rate, span) in &http_raw.req_zones {
+        let mut key = key.clone();
+        f.bind(&mut key, span)?;
+        f.req_zones.insert(
+            name.clone(),
+            Arc::new(ReqZoneDef {
+                name: name.clone(),
+                key,
+                rate: *rate,
+                state: crate::limits::rate_zone(name, *size),
             }),
         );
     }

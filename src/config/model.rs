@@ -448,6 +448,14 @@ pub struct LocConf {
     pub limit_conn_status: StatusCode,
     /// `limit_conn_log_level` (default error).
     pub limit_conn_log_level: Level,
+    /// `limit_req` rules, in order.
+    pub limit_req: Arc<Vec<LimitReq>>,
+    /// `limit_req_status` (default 503).
+    pub limit_req_status: StatusCode,
+    /// `limit_req_log_level` (default error; delays one level lower).
+    pub limit_req_log_level: Level,
+    /// `limit_req_dry_run`: count and log, refuse and delay nothing.
+    pub limit_req_dry_run: bool,
     /// `log_not_found`.
     pub log_not_found: bool,
     /// `server_tokens`: whether `Server` shows the version.
@@ -587,6 +595,30 @@ pub struct LimitConn {
     pub max: u32,
 }
 
+/// A `limit_req zone=name burst=N delay=N` rule.
+#[derive(Debug, Clone)]
+pub struct LimitReq {
+    /// The zone.
+    pub zone: Arc<ReqZoneDef>,
+    /// `burst`, in thousandths of a request.
+    pub burst: u64,
+    /// Excess served without delay (`delay=`, `nodelay`), in thousandths.
+    pub delay: u64,
+}
+
+/// A `limit_req_zone key zone=name:size rate=R` definition.
+#[derive(Debug)]
+pub struct ReqZoneDef {
+    /// Zone name.
+    pub name: String,
+    /// Key (requests with an empty key are not limited).
+    pub key: Template,
+    /// Rate in thousandths of a request per second.
+    pub rate: u64,
+    /// The buckets (shared by every generation that defines the zone).
+    pub state: Arc<crate::limits::RateZone>,
+}
+
 /// A `limit_conn_zone key zone=name:size` definition.
 #[derive(Debug)]
 pub struct ConnZoneDef {
@@ -596,6 +628,8 @@ pub struct ConnZoneDef {
     pub key: Template,
     /// Zone size in bytes (bounds the number of distinct keys tracked).
     pub size: u64,
+    /// The counts (shared by every generation that defines the zone).
+    pub state: Arc<crate::limits::Zone>,
 }
 
 /// The `proxy_*` family.

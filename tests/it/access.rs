@@ -158,7 +158,7 @@ fn access_directive_errors_and_warnings() {
     let load = |body: &str| {
         switchyard::config::load_str(&format!("events {{}}\nhttp {{ {body} }}\n"), dir.path())
     };
-    let err = |body: &str| load(body).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = http_config_error;
     assert!(err("allow 10.0.0.0/33;").contains("invalid parameter \"10.0.0.0/33\""));
     assert!(err("deny;").contains("invalid number of arguments in \"deny\" directive"));
     assert!(

@@ -410,13 +410,7 @@ async fn gzip_leaves_encoded_and_error_responses_alone() {
 
 #[test]
 fn gzip_directive_errors() {
-    let dir = TempDir::new();
-    let load = |body: &str| {
-        switchyard::config::load_str(&format!("events {{}}\nhttp {{ {body} }}\n"), dir.path())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-    };
+    let load = http_config_error;
     assert!(load("gzip_comp_level 10;").contains("value must be between 1 and 9"));
     assert!(load("gzip_proxied sometimes;").contains("invalid value \"sometimes\""));
     assert!(load("gzip_http_version 2.0;").contains("invalid value \"2.0\""));

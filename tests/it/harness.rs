@@ -125,6 +125,15 @@ pub fn http_conf(body: &str) -> String {
     )
 }
 
+/// The error loading `events {} http { body }` gives (empty when it loads).
+pub fn http_config_error(body: &str) -> String {
+    let dir = TempDir::new();
+    switchyard::config::load_str(&format!("events {{}}\nhttp {{ {body} }}\n"), dir.path())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
 /// Eventually-true checks: retries `f` for up to `SWITCHYARD_TEST_PATIENCE_MS`
 /// (default 5000) milliseconds.
 pub async fn eventually<F: FnMut() -> bool>(mut f: F) -> bool {

@@ -47,5 +47,8 @@ mod robustness;
 /// allow/deny and the real client address.
 mod access;
 
+/// limit_req: rates, bursts, delays.
+mod limit_req;
+
 /// Balancing choices and limit_conn.
 mod balance;
