@@ -29,6 +29,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Whether TLS was terminated on this connection.
     pub tls: bool,
+    /// What the TLS handshake negotiated, when TLS was terminated.
+    pub tls_session: Option<crate::tls::TlsSession>,
     /// Where connection-level errors go (before a request picks a
     /// location): the error log of the address's default server.
     pub error_log: Arc<Vec<crate::config::model::ErrorLogTarget>>,

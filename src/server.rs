@@ -52,8 +52,6 @@ pub struct Generation {
     pub tls: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
     /// Open access log files by path.
     pub access_logs: HashMap<PathBuf, Arc<LogFile>>,
-    /// Backend TLS configurations, built on first use per location.
-    pub client_tls: std::sync::Mutex<HashMap<usize, Arc<rustls::ClientConfig>>>,
     /// Fires when this generation was replaced by a reload and its
     /// `worker_shutdown_timeout` has passed, or on a final stop: its
     /// tunnels close then.
@@ -129,7 +127,6 @@ impl Generation {
             upstreams,
             tls,
             access_logs,
-            client_tls: std::sync::Mutex::new(HashMap::new()),
             retired: crate::signal::StopSignal::new(),
         })
     }
@@ -581,20 +578,24 @@ async fn connection(
     };
     let default_conf = &group.servers[group.default_server].conf;
     let header_timeout = default_conf.client_header_timeout;
-    let info = Arc::new(ConnInfo {
+    let mut info = ConnInfo {
         error_log: default_conf.error_log.clone(),
         id: shared.next_conn_id(),
         remote: net::canonical(peer),
         local: net::canonical(local),
         tls: group.opts.ssl,
-    });
+        tls_session: None,
+    };
     let io = if group.opts.ssl {
         let Some(acceptor) = generation.tls.get(&group.addr).cloned() else {
             return;
         };
         drop(generation);
         match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => ClientIo::Tls(Box::new(tls)),
+            Ok(Ok(tls)) => {
+                info.tls_session = Some(crate::tls::TlsSession::of(tls.get_ref().1));
+                ClientIo::Tls(Box::new(tls))
+            }
             Ok(Err(e)) => {
                 info.log(
                     Level::Info,
@@ -614,7 +615,7 @@ async fn connection(
     };
     crate::conn::serve(
         shared,
-        crate::conn::ClientConn::new(io, info, key, active, header_timeout),
+        crate::conn::ClientConn::new(io, Arc::new(info), key, active, header_timeout),
     )
     .await;
 }

@@ -115,6 +115,10 @@ builtins! {
     Cookie => "http_cookie",
     LimitRate => "limit_rate",
     LimitReqStatus => "limit_req_status",
+    SslServerName => "ssl_server_name",
+    SslProtocol => "ssl_protocol",
+    SslCipher => "ssl_cipher",
+    SslSessionReused => "ssl_session_reused",
 }
 
 /// Resolves a variable name that is not a `map`/`set` variable. Returns
@@ -423,6 +427,22 @@ impl RequestCtx {
                 let _ = write!(out, "{}", self.effective_limit_rate());
                 true
             }
+            Builtin::SslServerName => match &self.conn.tls_session {
+                Some(t) => put(out, t.server_name.as_deref().unwrap_or("").as_bytes()),
+                None => false,
+            },
+            Builtin::SslProtocol => match &self.conn.tls_session {
+                Some(t) => put(out, t.protocol.as_bytes()),
+                None => false,
+            },
+            Builtin::SslCipher => match &self.conn.tls_session {
+                Some(t) => put(out, t.cipher.as_bytes()),
+                None => false,
+            },
+            Builtin::SslSessionReused => match &self.conn.tls_session {
+                Some(t) => put(out, if t.resumed { b"r" } else { b"." }),
+                None => false,
+            },
             Builtin::LimitReqStatus => match self.limit_req_status {
                 Some(status) => put(out, status.as_bytes()),
                 None => false,

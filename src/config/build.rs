@@ -670,6 +670,32 @@ impl Finisher<'_> {
             }
             None => None,
         };
+        let mut ssl = ProxySsl {
+            verify: raw.ssl_verify.unwrap_or(false),
+            trusted_certificate: raw.ssl_trusted_certificate.clone(),
+            name: ssl_name,
+            server_name: raw.ssl_server_name.unwrap_or(false),
+            verify_depth: raw.ssl_verify_depth.unwrap_or(1),
+            session_reuse: raw.ssl_session_reuse.unwrap_or(true),
+            certificate: match (&raw.ssl_certificate, &raw.ssl_certificate_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                _ => None,
+            },
+            client: None,
+        };
+        let may_use_tls = match &proxy_pass {
+            Some(ProxyPass::Static(t)) => t.tls,
+            Some(ProxyPass::Dynamic { .. }) => true,
+            None => false,
+        };
+        if may_use_tls {
+            let span = raw.proxy_pass.as_ref().map(|(_, s)| s.clone());
+            let client = crate::tls::client_config(&ssl).map_err(|e| match &span {
+                Some(span) => ConfigError::at(span, e),
+                None => ConfigError::at(&Span::command_line(), e),
+            })?;
+            ssl.client = Some(client);
+        }
         let proxy = ProxySettings {
             http_version: raw.http_version.unwrap_or(http::Version::HTTP_10),
             headers: Arc::new(headers),
@@ -695,18 +721,7 @@ impl Finisher<'_> {
             intercept_errors: raw.intercept_errors.unwrap_or(false),
             ignore_client_abort: raw.ignore_client_abort.unwrap_or(false),
             redirect: raw.redirect.unwrap_or(true),
-            ssl: ProxySsl {
-                verify: raw.ssl_verify.unwrap_or(false),
-                trusted_certificate: raw.ssl_trusted_certificate.clone(),
-                name: ssl_name,
-                server_name: raw.ssl_server_name.unwrap_or(false),
-                verify_depth: raw.ssl_verify_depth.unwrap_or(1),
-                session_reuse: raw.ssl_session_reuse.unwrap_or(true),
-                certificate: match (&raw.ssl_certificate, &raw.ssl_certificate_key) {
-                    (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-                    _ => None,
-                },
-            },
+            ssl,
         };
 
         let mut access_log = Vec::new();

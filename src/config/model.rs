@@ -698,6 +698,9 @@ pub struct ProxySsl {
     pub session_reuse: bool,
     /// `proxy_ssl_certificate` / `_key`: client certificate.
     pub certificate: Option<(PathBuf, PathBuf)>,
+    /// The TLS client settings above, built at load for a location that
+    /// may pass to `https://` (files read, certificates checked).
+    pub client: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// When a request may be passed to the next upstream server.

@@ -588,21 +588,8 @@ async fn open(
     let conf = ex.conf.clone();
     let stream = upstream::connect(addr, conf.proxy.connect_timeout).await?;
     let io = if target.tls {
-        let key = Arc::as_ptr(&conf) as usize;
-        let tls_conf = {
-            let mut cache = ex
-                .generation
-                .client_tls
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            match cache.get(&key) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = crate::tls::client_config(&conf.proxy.ssl).map_err(ProxyError::Tls)?;
-                    cache.insert(key, c.clone());
-                    c
-                }
-            }
+        let Some(tls_conf) = conf.proxy.ssl.client.clone() else {
+            return Err(ProxyError::Tls("no TLS settings for this location".into()));
         };
         let name = match &conf.proxy.ssl.name {
             Some(t) => ex.ctx.render_string(t),

@@ -171,3 +171,149 @@ async fn tls_plain_http_to_a_tls_port_is_refused_cleanly() {
     t.read_to_string(&mut out).await.unwrap_or_default();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+/// A self-signed certificate with the given subjectAltNames (none: only a
+/// common name), optionally marked as a CA the way `openssl req -x509`
+/// marks them.
+fn custom_cert(dir: &TempDir, file: &str, cn: &str, sans: &[&str], ca: bool) -> Cert {
+    let mut params =
+        rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    if ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Cert {
+        der: cert.der().to_vec(),
+        cert: dir.write(&format!("{file}.crt"), cert.pem()),
+        key: dir.write(&format!("{file}.key"), key.serialize_pem()),
+    }
+}
+
+#[tokio::test]
+async fn tls_backend_verification_follows_openssl() {
+    let dir = TempDir::new();
+    // subjectAltName wins over the common name when present.
+    let san = custom_cert(
+        &dir,
+        "san",
+        "no.match.example.com",
+        &["example.com", "*.example.com"],
+        false,
+    );
+    // Only a common name, and marked as a CA.
+    let ca = custom_cert(&dir, "ca", "ca.example.com", &[], true);
+    // An X.509 v1 certificate (no extensions), as `openssl req -x509` makes
+    // without an extensions section.
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let (p_san, p_ca, p_v1) = (free_port(), free_port(), free_port());
+    let backend = |port: u16, crt: &str, key: &str| {
+        format!(
+            "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {crt}; ssl_certificate_key {key}; location / {{ return 200 \"ok $ssl_server_name\"; }} }}\n"
+        )
+    };
+    let front = |path: &str, port: u16, name: &str, trusted: &str| {
+        format!(
+            "location {path} {{ proxy_pass https://127.0.0.1:{port}/; proxy_ssl_verify on; proxy_ssl_server_name on; proxy_ssl_name {name}; proxy_ssl_trusted_certificate {trusted}; }}\n"
+        )
+    };
+    let (san_crt, ca_crt) = (
+        san.cert.display().to_string(),
+        ca.cert.display().to_string(),
+    );
+    let v1_crt = format!("{fixtures}/v1-cn-only.crt");
+    let mut conf = String::new();
+    conf += &backend(p_san, &san_crt, &san.key.display().to_string());
+    conf += &backend(p_ca, &ca_crt, &ca.key.display().to_string());
+    conf += &backend(p_v1, &v1_crt, &format!("{fixtures}/v1-cn-only.key"));
+    conf += "server { listen 127.0.0.1:0;\n";
+    conf += &front("/san", p_san, "example.com", &san_crt);
+    conf += &front("/wildcard", p_san, "foo.example.com", &san_crt);
+    conf += &front("/cn-ignored", p_san, "no.match.example.com", &san_crt);
+    conf += &front("/ca", p_ca, "ca.example.com", &ca_crt);
+    conf += &front("/ca-wrong-name", p_ca, "bad.example.com", &ca_crt);
+    conf += &front("/v1", p_v1, "v1.example.com", &v1_crt);
+    conf += &front("/v1-wrong-name", p_v1, "other.example.com", &v1_crt);
+    conf += &front("/untrusted", p_ca, "ca.example.com", &san_crt);
+    conf += &format!("location /v1-unverified {{ proxy_pass https://127.0.0.1:{p_v1}/; }}\n");
+    conf += "}\n";
+    let proxy = Proxy::http(&conf).await;
+    let addr = proxy.addrs[3];
+    for (path, want) in [
+        ("/san", "ok example.com"),
+        ("/wildcard", "ok foo.example.com"),
+        ("/ca", "ok ca.example.com"),
+        ("/v1", "ok v1.example.com"),
+        ("/v1-unverified", "ok "),
+    ] {
+        let r = get_response(addr, path).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, want),
+            "{path}: {}",
+            proxy.error_log()
+        );
+    }
+    for path in [
+        "/cn-ignored",
+        "/ca-wrong-name",
+        "/v1-wrong-name",
+        "/untrusted",
+    ] {
+        assert_eq!(get_response(addr, path).await.status, 502, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn tls_verification_needs_trusted_certificates_at_load() {
+    let e = Proxy::try_start(&http_conf(
+        "server { listen 127.0.0.1:0; location / { proxy_pass https://127.0.0.1:1; proxy_ssl_verify on; } }",
+    ))
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        e.contains("no proxy_ssl_trusted_certificate for proxy_ssl_verify"),
+        "{e}"
+    );
+    let e = Proxy::try_start(&http_conf(
+        "server { listen 127.0.0.1:0; location / { proxy_pass https://127.0.0.1:1; proxy_ssl_verify on; proxy_ssl_trusted_certificate /nonexistent/ca.pem; } }",
+    ))
+    .await
+    .err()
+    .expect("refused");
+    assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+}
+
+#[tokio::test]
+async fn tls_session_variables() {
+    let dir = TempDir::new();
+    let c = cert(&dir, "vars.test");
+    let plain = free_port();
+    let proxy = Proxy::http(&format!(
+        r#"server {{ listen 127.0.0.1:0 ssl; ssl_certificate {}; ssl_certificate_key {};
+              location / {{ return 200 "$ssl_server_name|$ssl_protocol|$ssl_cipher|$ssl_session_reused"; }} }}
+           server {{ listen 127.0.0.1:{plain}; location / {{ return 200 "[$ssl_protocol]"; }} }}"#,
+        c.cert.display(),
+        c.key.display()
+    ))
+    .await;
+    let mut s = connect(proxy.addrs[0], "vars.test", c.der.clone()).await;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let body = Response::parse(&out).body;
+    let parts: Vec<&str> = body.split('|').collect();
+    assert_eq!(parts[0], "vars.test");
+    assert_eq!(parts[1], "TLSv1.3");
+    assert!(
+        parts[2].starts_with("TLS_") && parts[2].contains("_SHA"),
+        "{body}"
+    );
+    assert_eq!(parts[3], ".");
+    assert_eq!(get_response(proxy.addrs[1], "/").await.body, "[]");
+}
