@@ -66,6 +66,12 @@ pub struct ClientConn {
     pub keepalive_timeout: Duration,
     /// Time allowed for a request head (`client_header_timeout`).
     pub header_timeout: Duration,
+    /// `server_tokens` of the address's default server (for responses to
+    /// requests that never reached a server).
+    pub server_tokens: bool,
+    /// Request bytes may still be on their way (an unread body): close
+    /// with a lingering read so they do not turn the close into a reset.
+    pub linger: bool,
     state: watch::Receiver<RunState>,
     active: Active,
 }
@@ -78,6 +84,7 @@ impl ClientConn {
         key: std::net::SocketAddr,
         active: Active,
         header_timeout: Duration,
+        server_tokens: bool,
     ) -> ClientConn {
         let state = active_state(&active);
         ClientConn {
@@ -88,6 +95,8 @@ impl ClientConn {
             requests: 0,
             keepalive_timeout: Duration::from_secs(75),
             header_timeout,
+            server_tokens,
+            linger: false,
             state,
             active,
         }
@@ -116,14 +125,14 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
             HeadRead::Head(h) => h,
             HeadRead::Closed => return,
             HeadRead::Bad(status, why) => {
-                let mut reply = Reply::error(status, true);
+                let mut reply = Reply::error(status, conn.server_tokens);
                 reply.close = true;
                 log::bad_request(&conn, &why);
                 let mut out = Vec::new();
                 let mut headers = Headers::new();
                 headers.append_str(
                     "Server",
-                    HeaderValue::from_string(String::from(&server_token(true))),
+                    HeaderValue::from_string(String::from(&server_token(conn.server_tokens))),
                 );
                 headers.append_str("Date", http_date());
                 for h in reply.headers.iter() {
@@ -137,8 +146,14 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
                 headers.append_str("Connection", HeaderValue::from_static("close"));
                 write::response_head(&mut out, reply.status, None, &headers);
                 out.extend_from_slice(&body);
-                let _ = timeout(Duration::from_secs(5), conn.io.write_all(&out)).await;
-                let _ = conn.io.shutdown().await;
+                let _ = timeout(
+                    Duration::from_secs(5),
+                    crate::net::write_flushed(&mut conn.io, &out),
+                )
+                .await;
+                // The rest of a bad head may still be arriving.
+                conn.linger = true;
+                close(&mut conn).await;
                 return;
             }
         };
@@ -148,7 +163,7 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
         match Box::pin(crate::handler::handle(&shared, &mut conn, head)).await {
             Next::KeepAlive if !conn.draining() => continue,
             Next::KeepAlive | Next::Close => {
-                let _ = timeout(Duration::from_secs(1), conn.io.shutdown()).await;
+                close(&mut conn).await;
                 return;
             }
             Next::Upgrade(tunnel) => {
@@ -238,6 +253,41 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
                     deadline = Instant::now() + conn.header_timeout;
                 }
             }
+        }
+    }
+}
+
+/// nginx's `lingering_time` and `lingering_timeout`.
+const LINGERING_TIME: Duration = Duration::from_secs(30);
+const LINGERING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes the connection. When request bytes may still arrive (pipelined
+/// data, an unread body, a bad head), the write side is closed first and
+/// what arrives is read and dropped until the client closes, for at most
+/// `LINGERING_TIME` (`LINGERING_TIMEOUT` of silence ends it sooner), as
+/// nginx's lingering close: closing with unread data makes the kernel
+/// send a reset, which can destroy the response before the client reads
+/// it.
+async fn close(conn: &mut ClientConn) {
+    let _ = timeout(Duration::from_secs(1), conn.io.shutdown()).await;
+    if !conn.linger && conn.buf.is_empty() {
+        return;
+    }
+    conn.buf.clear();
+    let deadline = Instant::now() + LINGERING_TIME;
+    let mut scratch = [0u8; 4096];
+    loop {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(LINGERING_TIMEOUT);
+        match timeout(
+            wait,
+            tokio::io::AsyncReadExt::read(&mut conn.io, &mut scratch),
+        )
+        .await
+        {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }
@@ -591,7 +641,7 @@ impl BodyWriter {
 
 /// Writes `data` to the client within `send_timeout`.
 async fn send(ex: &mut Exchange<'_>, data: &[u8], limit: Duration) -> bool {
-    match timeout(limit, ex.conn.io.write_all(data)).await {
+    match timeout(limit, crate::net::write_flushed(&mut ex.conn.io, data)).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
         Err(_) => {

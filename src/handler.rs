@@ -761,13 +761,22 @@ impl Exchange<'_> {
         let conf = self.conf.clone();
         crate::response::apply_header_filters(&mut reply, &conf, &mut self.ctx);
         // A body the handler did not read must be drained before the next
-        // request can be parsed; small ones are, large ones close.
+        // request can be parsed; small ones are, large ones close (with a
+        // lingering read). A client waiting for `100 Continue` may never
+        // send the body once it has a final answer, so that connection
+        // closes too; so does one that closes anyway.
         if !self.body.is_done() {
-            let drained =
-                crate::conn::discard_body(self.conn, &mut self.body, conf.client_body_timeout)
+            let expects_continue = self
+                .ctx
+                .headers
+                .has_token(&http::header::EXPECT, "100-continue");
+            let drained = self.keepalive
+                && !expects_continue
+                && crate::conn::discard_body(self.conn, &mut self.body, conf.client_body_timeout)
                     .await;
             if !drained {
                 self.keepalive = false;
+                self.conn.linger = true;
             }
         }
         Box::pin(crate::conn::respond(self, reply)).await

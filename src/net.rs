@@ -51,6 +51,16 @@ pub fn bind_listener(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net
     Ok(socket.into())
 }
 
+/// Writes all of `data` and flushes it. TLS streams accept bytes into
+/// the TLS layer even when the socket cannot take them yet, and send them
+/// only when flushed: without the flush the tail of a response can sit in
+/// the TLS buffer indefinitely. For plain TCP the flush costs nothing.
+pub async fn write_flushed<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    w.write_all(data).await?;
+    w.flush().await
+}
+
 /// A client connection: plain TCP or TLS-terminated.
 pub enum ClientIo {
     /// Plain TCP.

@@ -578,6 +578,7 @@ async fn connection(
     };
     let default_conf = &group.servers[group.default_server].conf;
     let header_timeout = default_conf.client_header_timeout;
+    let server_tokens = default_conf.server_tokens;
     let mut info = ConnInfo {
         error_log: default_conf.error_log.clone(),
         id: shared.next_conn_id(),
@@ -615,7 +616,14 @@ async fn connection(
     };
     crate::conn::serve(
         shared,
-        crate::conn::ClientConn::new(io, Arc::new(info), key, active, header_timeout),
+        crate::conn::ClientConn::new(
+            io,
+            Arc::new(info),
+            key,
+            active,
+            header_timeout,
+            server_tokens,
+        ),
     )
     .await;
 }

@@ -23,7 +23,6 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderName, Method, Version};
 
 use crate::http1::headers::HeaderValue;
-use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
 
 use super::error::ProxyError;
@@ -437,7 +436,7 @@ async fn send_continue(ex: &mut Exchange<'_>) {
             .get(&http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
     {
-        let _ = ex.conn.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+        let _ = crate::net::write_flushed(&mut ex.conn.io, b"HTTP/1.1 100 Continue\r\n\r\n").await;
     }
 }
 
@@ -558,7 +557,12 @@ async fn attempt(
             error,
             connected: Some(connected),
         };
-        match timeout(p.send_timeout, conn.io.write_all(head)).await {
+        match timeout(
+            p.send_timeout,
+            crate::net::write_flushed(&mut conn.io, head),
+        )
+        .await
+        {
             Err(_) => return Err(fail(ProxyError::SendTimeout)),
             Ok(Err(_)) if was_cached => continue,
             Ok(Err(e)) => return Err(fail(ProxyError::Send(e))),
@@ -660,10 +664,13 @@ async fn stream_body(
             Some(d) => d,
             None => {
                 if chunked {
-                    timeout(conf.proxy.send_timeout, up.io.write_all(body::LAST_CHUNK))
-                        .await
-                        .map_err(|_| ProxyError::SendTimeout)?
-                        .map_err(ProxyError::Send)?;
+                    timeout(
+                        conf.proxy.send_timeout,
+                        crate::net::write_flushed(&mut up.io, body::LAST_CHUNK),
+                    )
+                    .await
+                    .map_err(|_| ProxyError::SendTimeout)?
+                    .map_err(ProxyError::Send)?;
                 }
                 ex.ctx.request_length += total;
                 return Ok(());
@@ -681,10 +688,13 @@ async fn stream_body(
         } else {
             data
         };
-        timeout(conf.proxy.send_timeout, up.io.write_all(out))
-            .await
-            .map_err(|_| ProxyError::SendTimeout)?
-            .map_err(ProxyError::Send)?;
+        timeout(
+            conf.proxy.send_timeout,
+            crate::net::write_flushed(&mut up.io, out),
+        )
+        .await
+        .map_err(|_| ProxyError::SendTimeout)?
+        .map_err(ProxyError::Send)?;
     }
 }
 

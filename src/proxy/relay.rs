@@ -95,10 +95,20 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     fn tcp(&self) -> Option<&TcpStream> {
         None
     }
+
+    /// Whether written bytes may wait in a user-space layer (TLS) until
+    /// flushed.
+    fn buffers_writes(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for crate::net::ClientIo {
     fn needs_final_shutdown(&self) -> bool {
+        matches!(self, crate::net::ClientIo::Tls(_))
+    }
+
+    fn buffers_writes(&self) -> bool {
         matches!(self, crate::net::ClientIo::Tls(_))
     }
 
@@ -112,6 +122,10 @@ impl Transport for crate::net::ClientIo {
 
 impl Transport for crate::net::UpstreamIo {
     fn needs_final_shutdown(&self) -> bool {
+        matches!(self, crate::net::UpstreamIo::Tls(_))
+    }
+
+    fn buffers_writes(&self) -> bool {
         matches!(self, crate::net::UpstreamIo::Tls(_))
     }
 
@@ -211,6 +225,9 @@ struct Half {
     eof: bool,
     /// End-of-stream was propagated to the destination.
     done: bool,
+    /// Bytes went into a destination that buffers writes (TLS) and have
+    /// not been flushed yet.
+    unflushed: bool,
 }
 
 /// A kernel pipe that carries a bulk transfer socket to socket with
@@ -309,6 +326,7 @@ impl Half {
                         Poll::Ready(Ok(n)) => {
                             spill.pos += n;
                             self.written += n as u64;
+                            self.unflushed = dst.buffers_writes();
                             *activity = true;
                         }
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Dst(e))),
@@ -370,6 +388,9 @@ impl Half {
                     }
                 }
                 self.written += off as u64;
+                if off > 0 && dst.buffers_writes() {
+                    self.unflushed = true;
+                }
                 if n == scratch.len() && src.tcp().is_some() && dst.tcp().is_some() {
                     // A full buffer: a bulk transfer. Continue it with
                     // splice(2).
@@ -385,7 +406,19 @@ impl Half {
                 Poll::Ready(Ok(()))
             });
             match step {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // The source has nothing more for now: what a TLS
+                    // destination holds must go out (it would otherwise
+                    // wait for the next message in this direction).
+                    if self.unflushed {
+                        match Pin::new(&mut *dst).poll_flush(cx) {
+                            Poll::Ready(Ok(())) => self.unflushed = false,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Dst(e))),
+                            Poll::Pending => {}
+                        }
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }

@@ -174,7 +174,7 @@ fn time(input: &[u8]) -> Option<(i64, &[u8])> {
     let text = std::str::from_utf8(value).ok()?.strip_suffix('Z')?;
     let full = match tag {
         UTC_TIME if text.len() == 12 => {
-            let yy: i32 = text[..2].parse().ok()?;
+            let yy: i32 = text.get(..2)?.parse().ok()?;
             let century = if yy < 50 { "20" } else { "19" };
             format!("{century}{text}")
         }
@@ -245,6 +245,17 @@ mod tests {
         assert_eq!(facts(b""), None);
         assert_eq!(facts(&[0x30, 0x82, 0xff]), None);
         assert_eq!(facts(&[0x30, 0x03, 0x02, 0x01, 0x00]), None);
+    }
+
+    #[test]
+    fn malformed_times_are_refused_not_fatal() {
+        // A UTCTime of 13 bytes whose first character is multi-byte.
+        let mut t = vec![UTC_TIME, 13];
+        t.extend_from_slice("€123456789Z".as_bytes());
+        assert_eq!(time(&t), None);
+        let mut g = vec![GENERALIZED_TIME, 15];
+        g.extend_from_slice("2020x1021200Z..".as_bytes());
+        assert_eq!(time(&g[..17]), None);
     }
 
     #[test]

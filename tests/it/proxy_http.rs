@@ -247,6 +247,41 @@ async fn proxy_413_when_body_exceeds_client_max_body_size() {
     assert_eq!(r.status, 413);
 }
 
+/// A client that keeps sending a body the proxy refused still reads the
+/// whole 413: the proxy closes with a lingering read instead of a reset.
+#[tokio::test]
+async fn proxy_413_survives_a_client_still_sending_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let be = Backend::echo().await;
+    let proxy = Proxy::http(&server(be.addr, "client_max_body_size 1k;")).await;
+    let s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let total = 4 << 20;
+    let writer = tokio::spawn(async move {
+        let head = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {total}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'b'; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        let _ = wr.shutdown().await;
+        sent
+    });
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), rd.read_to_end(&mut out))
+        .await
+        .expect("the proxy neither answered nor closed");
+    assert!(read.is_ok(), "connection reset: {read:?}");
+    let r = Response::parse(&String::from_utf8_lossy(&out));
+    assert_eq!(r.status, 413);
+    assert!(r.body.contains("413 Request Entity Too Large"));
+    assert_eq!(writer.await.unwrap(), total, "the proxy stopped reading");
+}
+
 #[tokio::test]
 async fn proxy_502_when_the_backend_refuses_with_nginx_log_line() {
     let port = free_port();

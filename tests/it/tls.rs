@@ -35,6 +35,16 @@ pub async fn connect(addr: SocketAddr, name: &str, ca: Vec<u8>) -> TlsStream<Tcp
         .unwrap()
 }
 
+/// Opens a WebSocket over TLS to `addr` (SNI `localhost`, trusting `ca`).
+async fn wss_connect(
+    addr: SocketAddr,
+    ca: Vec<u8>,
+) -> tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>> {
+    let tls = connect(addr, "localhost", ca).await;
+    let url = format!("wss://localhost:{}/", addr.port());
+    tokio_tungstenite::client_async(url, tls).await.unwrap().0
+}
+
 struct Cert {
     der: Vec<u8>,
     cert: std::path::PathBuf,
@@ -90,11 +100,7 @@ async fn tls_wss_to_plain_backend() {
         c.key.display()
     ))
     .await;
-    let tls = connect(proxy.addr(), "localhost", c.der.clone()).await;
-    let (mut ws, _) =
-        tokio_tungstenite::client_async(format!("wss://localhost:{}/", proxy.addr().port()), tls)
-            .await
-            .unwrap();
+    let mut ws = wss_connect(proxy.addr(), c.der.clone()).await;
     let big = "z".repeat(300_000);
     ws.send(Message::text(big.clone())).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(big));
@@ -316,4 +322,64 @@ async fn tls_session_variables() {
     );
     assert_eq!(parts[3], ".");
     assert_eq!(get_response(proxy.addrs[1], "/").await.body, "[]");
+}
+
+/// A WebSocket crossing two TLS hops (client → TLS listener → `https://`
+/// backend that is itself a TLS listener → plain echo): bursts of small
+/// messages and a large one all arrive, in order, with no message left
+/// sitting in a TLS layer waiting for the next one.
+#[tokio::test]
+async fn tls_relay_flushes_bursts_across_two_tls_hops() {
+    let (backend, _) = ws_echo().await;
+    let dir = TempDir::new();
+    let c = cert(&dir, "localhost");
+    let inner = free_port();
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0 ssl; ssl_certificate {crt}; ssl_certificate_key {key};
+               location / {{ proxy_pass https://127.0.0.1:{inner}; }} }}
+         server {{ listen 127.0.0.1:{inner} ssl; ssl_certificate {crt}; ssl_certificate_key {key};
+               location / {{ proxy_pass http://{backend}; }} }}",
+        crt = c.cert.display(),
+        key = c.key.display(),
+    ))
+    .await;
+    let ws = wss_connect(proxy.addr(), c.der.clone()).await;
+    let (mut tx, mut rx) = ws.split();
+    let sizes: Vec<usize> = (0..400).map(|i| [1, 90, 3000, 17_000][i % 4]).collect();
+    let expect = sizes.clone();
+    let sender = tokio::spawn(async move {
+        for (i, n) in sizes.iter().enumerate() {
+            let body = format!("{i:05}{}", "x".repeat(*n));
+            tx.feed(Message::text(body)).await.unwrap();
+        }
+        tx.flush().await.unwrap();
+        tx.send(Message::text("y".repeat(1 << 20))).await.unwrap();
+        tx
+    });
+    for (i, n) in expect.iter().enumerate() {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), rx.next())
+            .await
+            .expect("message stuck in the relay")
+            .unwrap()
+            .unwrap();
+        let text = m.into_text().unwrap();
+        assert_eq!(&text[..5], format!("{i:05}"));
+        assert_eq!(text.len(), 5 + n);
+    }
+    let last = tokio::time::timeout(std::time::Duration::from_secs(10), rx.next())
+        .await
+        .expect("large message stuck in the relay")
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.len(), 1 << 20);
+    // The last message alone, after a pause: it must not wait for traffic.
+    let mut tx = sender.await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    tx.send(Message::text("alone")).await.unwrap();
+    let m = tokio::time::timeout(std::time::Duration::from_secs(5), rx.next())
+        .await
+        .expect("lone message stuck in the relay")
+        .unwrap()
+        .unwrap();
+    assert_eq!(m, Message::text("alone"));
 }
