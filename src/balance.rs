@@ -501,12 +501,31 @@ impl Pick {
     /// Reports the end of an attempt: `failed` counts against the peer's
     /// `max_fails`. Returns a warning to log when the peer was disabled.
     pub fn free(&mut self, chosen: &Chosen, failed: bool) -> Option<String> {
+        self.settle(chosen, failed, true)
+    }
+
+    /// Reports a successful attempt whose connection stays in use (a
+    /// response body still to read, a tunnel): the peer keeps counting it
+    /// for `least_conn` and `max_conns` until the returned lease is
+    /// dropped.
+    pub fn succeed(&mut self, chosen: &Chosen) -> Lease {
+        self.settle(chosen, false, false);
+        Lease {
+            balancer: self.balancer.clone(),
+            backup: chosen.backup,
+            index: chosen.index,
+        }
+    }
+
+    fn settle(&mut self, chosen: &Chosen, failed: bool, release: bool) -> Option<String> {
         let b = self.balancer.clone();
         let group = b.group(chosen.backup);
         let peer = &group.peers[chosen.index];
         let mut state = group.lock();
         let st = &mut state[chosen.index];
-        st.conns = st.conns.saturating_sub(1);
+        if release {
+            st.conns = st.conns.saturating_sub(1);
+        }
         if self.tries > 0 {
             self.tries -= 1;
         }
@@ -547,6 +566,22 @@ impl Pick {
     /// available).
     pub fn upstream_name(&self) -> &str {
         &self.balancer.upstream.name
+    }
+}
+
+/// One connection's share of a peer's active count (`least_conn`,
+/// `max_conns`), given back when dropped.
+#[derive(Debug)]
+pub struct Lease {
+    balancer: Arc<Balancer>,
+    backup: bool,
+    index: usize,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = self.balancer.group(self.backup).lock();
+        state[self.index].conns = state[self.index].conns.saturating_sub(1);
     }
 }
 

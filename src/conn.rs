@@ -676,7 +676,13 @@ pub async fn upgrade(mut ex: Box<Exchange<'_>>, reply: Reply, upstream: Upstream
     }
     // Everything the tunnel needs at its end is rendered now, so the
     // request (headers, buffers) is freed while the tunnel lives.
-    let UpstreamConn { io, buf, peer, .. } = upstream;
+    let UpstreamConn {
+        io,
+        buf,
+        peer,
+        lease,
+        ..
+    } = upstream;
     let url = format!("http://{peer}{}", ex.ctx.request_uri);
     let context = ex.context(Some(&url)).into_boxed_str();
     let lines = crate::access_log::prerender(&mut ex.ctx, &conf, &ex.generation);
@@ -697,6 +703,7 @@ pub async fn upgrade(mut ex: Box<Exchange<'_>>, reply: Reply, upstream: Upstream
         },
         retired: ex.generation.retired.waiter(),
         _slots: std::mem::take(&mut ex.slots),
+        _lease: lease,
     }))
 }
 
@@ -714,6 +721,8 @@ pub struct Tunnel {
     timeouts: relay::Timeouts,
     retired: crate::signal::StopWaiter,
     _slots: Vec<crate::limits::Slot>,
+    /// The backend peer counts the tunnel as an active connection.
+    _lease: Option<crate::balance::Lease>,
 }
 
 impl Tunnel {
@@ -734,6 +743,7 @@ impl Tunnel {
             timeouts,
             retired,
             _slots,
+            _lease,
         } = self;
         TunnelTask {
             relay: Relay::new(
@@ -753,6 +763,7 @@ impl Tunnel {
                 start,
                 upstream_started,
                 _slots,
+                _lease,
                 _active: active,
             }),
         }
@@ -775,6 +786,7 @@ struct TunnelEnd {
     start: Instant,
     upstream_started: Option<Instant>,
     _slots: Vec<crate::limits::Slot>,
+    _lease: Option<crate::balance::Lease>,
     _active: Active,
 }
 

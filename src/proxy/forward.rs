@@ -25,7 +25,7 @@ use http::{HeaderName, Method, Version};
 use crate::http1::headers::HeaderValue;
 use tokio::time::{Instant, timeout};
 
-use super::error::ProxyError;
+use super::error::{ProxyError, Side};
 use super::upstream::{self, Pool, UpstreamBody, UpstreamConn};
 use crate::balance::{Balancer, NoPeer};
 use crate::config::{BalanceMethod, ProxyPass, UpgradePolicy, Upstream};
@@ -107,6 +107,12 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
     let idempotent =
         !matches!(ex.ctx.method, Method::POST | Method::PATCH) && ex.ctx.method.as_str() != "LOCK";
 
+    // A cached connection the backend closed meanwhile is retried on a
+    // fresh one, as nginx does, when a retry would be allowed anyway: the
+    // backend may have seen the request before closing.
+    let retry_cached =
+        replayable && p.next_upstream.error && (idempotent || p.next_upstream.non_idempotent);
+
     let key = match &target.balancer.upstream.method {
         BalanceMethod::Hash { key, .. } => ex.ctx.render(key),
         _ => Vec::new(),
@@ -142,10 +148,10 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
         });
         let url = format!("{scheme}://{}{}", chosen.addr, target.uri);
         let attempt_start = Instant::now();
-        let result = attempt(ex, &target, chosen.addr, &head, &body).await;
+        let result = attempt(ex, &target, chosen.addr, &head, &body, retry_cached).await;
         let this = ex.ctx.upstream.attempts.last_mut().expect("pushed above");
         match result {
-            Ok((resp, conn, connected)) => {
+            Ok((resp, mut conn, connected)) => {
                 let status = resp.status;
                 this.connect = Some(connected.duration_since(attempt_start));
                 this.header = Some(attempt_start.elapsed());
@@ -160,7 +166,7 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
                     pick.free(&chosen, !(status == 403 || status == 404));
                     continue;
                 }
-                pick.free(&chosen, false);
+                conn.lease = Some(pick.succeed(&chosen));
                 ex.ctx.upstream.started = Some(attempt_start);
                 let result =
                     finish_response(ex, &target, resp, conn, client_upgrade.is_some(), reusable);
@@ -172,10 +178,12 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
             Err(AttemptError { error, connected }) => {
                 this.connect = connected.map(|c| c.duration_since(attempt_start));
                 this.response = Some(attempt_start.elapsed());
-                if error.status() == 499 {
-                    this.status = Some(499);
+                if error.side() == Side::Downstream {
+                    // The client failed (went away, sent a bad or too
+                    // large body, too slowly): not the peer's fault.
+                    this.status = Some(error.status());
                     pick.release(&chosen);
-                    ex.log(Level::Info, &error.message(), Some(&url));
+                    ex.log(error.level(), &error.message(), Some(&url));
                     return Err(error);
                 }
                 this.status = Some(if error.is_timeout() { 504 } else { 502 });
@@ -538,12 +546,15 @@ async fn attempt(
     addr: SocketAddr,
     head: &[u8],
     body: &ReqBody,
+    retry_cached: bool,
 ) -> Result<(ResponseHead, UpstreamConn, Instant), AttemptError> {
     let conf = ex.conf.clone();
     let p = &conf.proxy;
     // A cached connection may have been closed by the backend in the
-    // meantime; such a failure is retried once on a fresh connection
-    // without counting against the peer (nginx does the same).
+    // meantime. A failure to send on it is retried on a fresh connection
+    // without counting against the peer (nothing reached the backend, no
+    // body was read yet); a failure to get any answer is retried only
+    // when `retry_cached` allows it.
     let mut cached = target.pool.as_ref().and_then(|pool| pool.take(addr));
     loop {
         let was_cached = cached.is_some();
@@ -574,7 +585,7 @@ async fn attempt(
         match read_head(ex, &mut conn, p.read_timeout, p.ignore_client_abort).await {
             Ok(resp) => return Ok((resp, conn, connected)),
             Err(ProxyError::PrematureClose | ProxyError::Recv(_))
-                if was_cached && conn.buf.is_empty() =>
+                if was_cached && retry_cached && conn.buf.is_empty() =>
             {
                 continue;
             }
@@ -628,6 +639,7 @@ async fn open(
         requests: 0,
         created: Instant::now(),
         cached: false,
+        lease: None,
     })
 }
 

@@ -31,6 +31,8 @@ pub struct UpstreamConn {
     /// Whether it came from the keepalive cache (a failure on it is retried
     /// without counting against the peer, as nginx does).
     pub cached: bool,
+    /// The peer counts this connection as active while it is in use.
+    pub lease: Option<crate::balance::Lease>,
 }
 
 /// Opens a TCP connection within `limit`.
@@ -102,6 +104,7 @@ impl Pool {
             return;
         }
         conn.cached = false;
+        conn.lease = None;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() >= self.settings.max_cached {
             idle.remove(0);

@@ -127,3 +127,60 @@ async fn balance_limit_conn_status_and_log_level() {
                 .contains("limiting connections by zone \"balance_lc\"")
     );
 }
+
+/// A tunnel keeps its backend connection counted: `max_conns=1` refuses a
+/// second WebSocket while the first is open, and admits it once it closes.
+#[tokio::test]
+async fn balance_max_conns_counts_open_tunnels() {
+    let (ws, _) = ws_echo().await;
+    let proxy = Proxy::http(&format!(
+        "upstream u {{ server {ws} max_conns=1; }}
+         server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://u; }} }}"
+    ))
+    .await;
+    let mut first = ws_connect(proxy.addr(), "/").await.unwrap();
+    match ws_connect(proxy.addr(), "/").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 502),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("second tunnel admitted"),
+    }
+    first.close(None).await.unwrap();
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..50 {
+        if ws_connect(proxy.addr(), "/").await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "the closed tunnel's slot never came back");
+}
+
+/// A client that sends too large a body is the client's failure: with
+/// `max_fails=1`, the peer it was streaming to stays in rotation.
+#[tokio::test]
+async fn balance_client_errors_do_not_count_against_peers() {
+    let b = backends(2).await;
+    let proxy = Proxy::http(&format!(
+        "upstream u {{ server {} max_fails=1; server {} max_fails=1; }}
+         server {{ listen 127.0.0.1:0; add_header X-Up $upstream_addr;
+             location / {{ proxy_pass http://u; proxy_request_buffering off; proxy_http_version 1.1; client_max_body_size 10; }} }}",
+        b[0], b[1]
+    ))
+    .await;
+    for _ in 0..2 {
+        let r = Response::parse(
+            &raw(
+                proxy.addr(),
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n14\r\n01234567890123456789\r\n0\r\n\r\n",
+            )
+            .await,
+        );
+        assert_eq!(r.status, 413);
+    }
+    let got = picks(&proxy, "/", 4).await;
+    for peer in &b {
+        assert!(got.contains(&peer.to_string()), "{peer} dropped: {got:?}");
+    }
+}

@@ -513,3 +513,54 @@ async fn proxy_502_when_the_backend_head_exceeds_proxy_buffer_size() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-big").map(|v| v.len()), Some(6000));
 }
+
+/// A cached backend connection that dies after reading a request: an
+/// idempotent request is retried on a fresh connection, a POST is not
+/// (the backend may have acted on it) and gets a 502.
+#[tokio::test]
+async fn proxy_cached_connection_failures_retry_only_what_may_repeat() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                // Each connection answers one request, then reads the
+                // next and closes without a word.
+                let mut answered = false;
+                while read_request(&mut s).await.is_some() {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if answered {
+                        return;
+                    }
+                    answered = true;
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = Proxy::http(&format!(
+        "upstream pool {{ server {addr}; keepalive 4; }}
+         server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+    ))
+    .await;
+    assert_eq!(get_response(proxy.addr(), "/").await.status, 200);
+    let post = Response::parse(
+        &raw(
+            proxy.addr(),
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        )
+        .await,
+    );
+    assert_eq!(post.status, 502);
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "the POST was sent twice");
+    assert_eq!(get_response(proxy.addr(), "/").await.status, 200);
+    assert_eq!(get_response(proxy.addr(), "/").await.status, 200);
+    assert_eq!(seen.load(Ordering::SeqCst), 5);
+}
