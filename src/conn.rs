@@ -462,18 +462,36 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, mut reply: Reply) -> Next {
                     || (body.write(&mut ex, &b, false, send_timeout).await
                         && body.finish(&mut ex, send_timeout).await))
         }
-        Body::File(mut file, _) => {
+        Body::File(mut file, len) => {
             let mut sent = send(&mut ex, &out, send_timeout).await;
             if sent && send_body {
+                // Exactly the announced length is sent: a file that grew
+                // meanwhile is cut there, one that shrank ends the
+                // connection (the client must not take it as complete).
                 let mut chunk = vec![0u8; 64 * 1024];
+                let mut left = len;
                 loop {
                     use tokio::io::AsyncReadExt;
-                    match file.read(&mut chunk).await {
+                    if left == 0 {
+                        sent = body.finish(&mut ex, send_timeout).await;
+                        break;
+                    }
+                    let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    match file.read(&mut chunk[..want]).await {
                         Ok(0) => {
-                            sent = body.finish(&mut ex, send_timeout).await;
+                            ex.log(
+                                Level::Crit,
+                                &format!(
+                                    "file was truncated while being sent: {} of {len} bytes missing",
+                                    left
+                                ),
+                                None,
+                            );
+                            sent = false;
                             break;
                         }
                         Ok(n) => {
+                            left -= n as u64;
                             if !body.write(&mut ex, &chunk[..n], false, send_timeout).await {
                                 sent = false;
                                 break;

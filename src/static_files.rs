@@ -108,7 +108,7 @@ pub async fn content(ex: &mut Exchange<'_>) -> Content {
             let to = ex.absolute_url(&to);
             Content::Reply(Reply::redirect(301, to.as_bytes(), conf.server_tokens))
         }
-        Ok(m) => serve_file(ex, path, m).await,
+        Ok(_) => serve_file(ex, path).await,
         Err(e) => not_found(ex, &path, e),
     }
 }
@@ -189,12 +189,32 @@ async fn index(ex: &mut Exchange<'_>, uri: &str) -> Content {
     }
 }
 
-async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf, meta: std::fs::Metadata) -> Content {
+async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf) -> Content {
     let conf = ex.conf.clone();
-    let file = match tokio::fs::File::open(&path).await {
+    // Opened without blocking (a FIFO would otherwise wait for a writer),
+    // then checked through the open descriptor: what is served is what
+    // was checked, even if the path changes meanwhile.
+    let opened = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&path)
+        .await;
+    let file = match opened {
         Ok(f) => f,
         Err(e) => return not_found(ex, &path, e),
     };
+    let meta = match file.metadata().await {
+        Ok(m) => m,
+        Err(e) => return not_found(ex, &path, e),
+    };
+    if !meta.is_file() {
+        ex.log(
+            Level::Crit,
+            &format!("\"{}\" is not a regular file", path.display()),
+            None,
+        );
+        return Content::Reply(Reply::error(404, conf.server_tokens));
+    }
     let len = meta.len();
     let mtime = meta.modified().ok();
     let mut reply = Reply::empty(200);

@@ -271,6 +271,18 @@ fn loc_path(
     put(f(b.loc()), v, st)
 }
 
+fn set_client_body_temp_path(b: &mut Builder, st: &Statement) -> Result<()> {
+    for level in &st.args[1..] {
+        if !matches!(level.value.as_str(), "1" | "2") {
+            return Err(ConfigError::at(
+                &st.span,
+                format!("invalid value \"{}\"", level.value),
+            ));
+        }
+    }
+    loc_path(b, st, |l| &mut l.client_body_temp_path)
+}
+
 fn ignore(_: &mut Builder, _: &Statement) -> Result<()> {
     Ok(())
 }
@@ -2101,7 +2113,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("proxy_request_buffering", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.request_buffering), "Read the whole client body before contacting the backend."),
     d!("proxy_buffer_size", HSL, T1, |b, st| loc_usize(b, st, |l| &mut l.buffer_size), "Largest backend response head (default 4k); a larger one is a 502 \"upstream sent too big header\"."),
     Directive { name: "proxy_buffers", contexts: HSL, args: T2, block: false, set: set_proxy_buffers, support: Support::Ignored, doc: "Response buffer count and size (no effect: responses are streamed)." },
-    noop!("client_body_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), "Bodies are never spooled to disk (no effect)."),
+    d!("client_body_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), set_client_body_temp_path, "Directory for request bodies larger than `client_body_buffer_size` (default: the system's temporary directory, e.g. `/tmp`); created when first needed. Files are unlinked as soon as they are created, so the `level` arguments are checked and have no effect."),
     noop!("proxy_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), "Responses are never spooled to disk (no effect)."),
     noop!("proxy_busy_buffers_size", HSL, T1, "Response buffer tuning (no effect)."),
     noop!("proxy_max_temp_file_size", HSL, T1, "Responses are never spooled to disk (no effect)."),
@@ -2130,7 +2142,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("keepalive_time", Ctx(4 | 8 | 16 | 32), T1, set_keepalive_time, "In `upstream`: lifetime of a cached backend connection (default 1h)."),
     d!("client_max_body_size", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.client_max_body_size), "Largest request body (default 1m; 0 = unlimited); larger gets 413."),
     d!("client_body_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.client_body_timeout), "Client silence allowed while sending a body (default 60s)."),
-    noop!("client_body_buffer_size", HSL, T1, "Body buffer sizing (no effect)."),
+    d!("client_body_buffer_size", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.client_body_buffer_size), "A request body read before proxying (`proxy_request_buffering on`, or chunked to an HTTP/1.0 backend) stays in memory up to this size (default 16k) and goes to a temporary file beyond."),
     d!("access_log", HSL, Args::AtLeast(1), set_access_log, "Access log path, format and `if=`; `off` disables. One write per line, as nginx without `buffer=` (`buffer=`/`flush=` are accepted and ignored)."),
     d!("add_header", HSL, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set."),
     d!("expires", HSL, T12, set_expires, "`Expires` and `Cache-Control: max-age` on 2xx/3xx responses."),

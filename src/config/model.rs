@@ -415,6 +415,12 @@ pub struct LocConf {
     pub client_max_body_size: u64,
     /// `client_body_timeout`.
     pub client_body_timeout: Duration,
+    /// `client_body_buffer_size`: a buffered request body larger than this
+    /// goes to a temporary file instead of memory.
+    pub client_body_buffer_size: u64,
+    /// `client_body_temp_path`: where those files are made (unset: the
+    /// system's temporary directory).
+    pub client_body_temp_path: Option<std::path::PathBuf>,
     /// `client_header_timeout`: TLS handshake and request head.
     pub client_header_timeout: Duration,
     /// `access_log` targets; empty means `off`.

@@ -61,6 +61,11 @@ pub enum ProxyError {
     ClientBodyTimeout,
     /// The client went away while we waited for the backend: 499.
     ClientClosed,
+    /// A temporary file for the request body could not be made: 500.
+    BodyTemp(String, io::Error),
+    /// Writing or reading back the request body's temporary file failed:
+    /// 500.
+    BodyFile(io::Error),
 }
 
 impl ProxyError {
@@ -68,7 +73,7 @@ impl ProxyError {
     pub fn status(&self) -> u16 {
         match self {
             ProxyError::ConnectTimeout | ProxyError::SendTimeout | ProxyError::ReadTimeout => 504,
-            ProxyError::InvalidUrl(_) => 500,
+            ProxyError::InvalidUrl(_) | ProxyError::BodyTemp(..) | ProxyError::BodyFile(_) => 500,
             ProxyError::BodyTooLarge(_) => 413,
             ProxyError::ClientBody(_) => 400,
             ProxyError::ClientBodyTimeout => 408,
@@ -84,7 +89,10 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::ClientBodyTimeout
             | ProxyError::ClientClosed => Side::Downstream,
-            ProxyError::InvalidUrl(_) | ProxyError::NoResolver(_) => Side::Internal,
+            ProxyError::InvalidUrl(_)
+            | ProxyError::NoResolver(_)
+            | ProxyError::BodyTemp(..)
+            | ProxyError::BodyFile(_) => Side::Internal,
             _ => Side::Upstream,
         }
     }
@@ -164,6 +172,12 @@ impl ProxyError {
             ProxyError::ClientBodyTimeout => "client timed out (110: Connection timed out) while reading client request body".into(),
             ProxyError::ClientClosed => {
                 "client prematurely closed connection while waiting for the upstream response".into()
+            }
+            ProxyError::BodyTemp(path, e) => {
+                format!("open() \"{path}\" failed {} while buffering the client request body", os_error(e))
+            }
+            ProxyError::BodyFile(e) => {
+                format!("temporary file of the client request body failed {}", os_error(e))
             }
         }
     }

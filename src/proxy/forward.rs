@@ -38,11 +38,6 @@ use crate::log::Level;
 use crate::net::{ClientIo, UpstreamIo};
 use crate::response::{Body, Reply};
 
-/// Request bodies up to this size are read completely before contacting
-/// the backend (so a failed attempt can be retried on another server);
-/// larger ones are streamed.
-const BUFFER_BODY_MAX: u64 = 1024 * 1024;
-
 /// What proxying produced.
 pub enum Proxied {
     /// A response to send.
@@ -67,7 +62,12 @@ struct Target {
 
 enum ReqBody {
     None,
+    /// Read completely, in memory.
     Buffered(Bytes),
+    /// Read completely, into an (already unlinked) temporary file of this
+    /// length.
+    Spooled(tokio::fs::File, u64),
+    /// Copied from the client while it is sent.
     Stream(BodyKind),
 }
 
@@ -393,45 +393,135 @@ async fn prepare_body(ex: &mut Exchange<'_>, version: Version) -> Result<ReqBody
     if !conf.proxy.pass_request_body {
         return Ok(ReqBody::None);
     }
+    // nginx reads the whole body first (so a failed attempt can be
+    // retried on another server) unless `proxy_request_buffering off`; a
+    // chunked body for an HTTP/1.0 backend must be read to learn its
+    // length.
     let buffer = match kind {
-        BodyKind::Length(n) => n <= BUFFER_BODY_MAX && conf.proxy.request_buffering,
+        BodyKind::Length(_) => conf.proxy.request_buffering,
         _ => conf.proxy.request_buffering || version == Version::HTTP_10,
     };
     send_continue(ex).await;
     if !buffer {
         return Ok(ReqBody::Stream(kind));
     }
-    let conn = &mut *ex.conn;
-    let read = timeout_each(
-        conf.client_body_timeout,
-        body::read_to_end(&mut ex.body, &mut conn.io, &mut conn.buf, limit),
-    )
-    .await;
-    match read {
-        None => {
-            ex.keepalive = false;
-            Err(ProxyError::ClientBodyTimeout)
-        }
-        Some(Err(e)) => {
-            ex.keepalive = false;
-            Err(ProxyError::ClientBody(e))
-        }
-        Some(Ok(Err(n))) => {
-            ex.keepalive = false;
-            Err(ProxyError::BodyTooLarge(n))
-        }
-        Some(Ok(Ok(b))) => {
-            ex.ctx.request_length += b.len() as u64;
-            Ok(ReqBody::Buffered(b))
-        }
+    let read = read_body(ex).await;
+    if read.is_err() {
+        ex.keepalive = false;
     }
+    read
 }
 
-/// Bounds a whole body read by its per-read timeout times a generous
-/// factor: the body reader does many reads; nginx's `client_body_timeout`
-/// is per read, which this approximates by restarting on progress.
-async fn timeout_each<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
-    timeout(limit, fut).await.ok()
+/// Reads the whole client body: in memory up to `client_body_buffer_size`,
+/// in an unlinked temporary file beyond, as nginx does, so memory per
+/// request stays bounded whatever `client_max_body_size` allows.
+/// `client_body_timeout` bounds each read, not the whole body.
+async fn read_body(ex: &mut Exchange<'_>) -> Result<ReqBody, ProxyError> {
+    use tokio::io::AsyncWriteExt;
+    let conf = ex.conf.clone();
+    let limit = conf.client_max_body_size;
+    let mut memory = BytesMut::new();
+    let mut spool: Option<tokio::fs::File> = None;
+    let mut total: u64 = 0;
+    loop {
+        let conn = &mut *ex.conn;
+        let chunk = match timeout(
+            conf.client_body_timeout,
+            ex.body.next(&mut conn.io, &mut conn.buf),
+        )
+        .await
+        {
+            Err(_) => return Err(ProxyError::ClientBodyTimeout),
+            Ok(Err(e)) => return Err(ProxyError::ClientBody(e)),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        total += chunk.len() as u64;
+        if limit > 0 && total > limit {
+            return Err(ProxyError::BodyTooLarge(total));
+        }
+        if let Some(file) = &mut spool {
+            file.write_all(&chunk).await.map_err(ProxyError::BodyFile)?;
+            continue;
+        }
+        if total > conf.client_body_buffer_size {
+            let mut file = temp_file(conf.client_body_temp_path.as_deref()).await?;
+            ex.log(
+                Level::Warn,
+                "a client request body is buffered to a temporary file",
+                None,
+            );
+            file.write_all(&memory)
+                .await
+                .map_err(ProxyError::BodyFile)?;
+            file.write_all(&chunk).await.map_err(ProxyError::BodyFile)?;
+            memory = BytesMut::new();
+            spool = Some(file);
+            continue;
+        }
+        if memory.is_empty() && ex.body.is_done() {
+            // The whole body in one piece: keep it without a copy.
+            ex.ctx.request_length += total;
+            return Ok(ReqBody::Buffered(chunk));
+        }
+        memory.extend_from_slice(&chunk);
+    }
+    ex.ctx.request_length += total;
+    Ok(match spool {
+        Some(mut file) => {
+            file.flush().await.map_err(ProxyError::BodyFile)?;
+            ReqBody::Spooled(file, total)
+        }
+        None => ReqBody::Buffered(memory.freeze()),
+    })
+}
+
+/// Creates a temporary file for a request body in `dir` (the system's
+/// temporary directory when unset), unlinked at once so nothing is left
+/// behind whatever happens to the request or the process.
+async fn temp_file(dir: Option<&std::path::Path>) -> Result<tokio::fs::File, ProxyError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("switchyard-body-{}-{n}", std::process::id()));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true).mode(0o600);
+    let file = match options.open(&path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| ProxyError::BodyTemp(dir.display().to_string(), e))?;
+            options.open(&path).await
+        }
+        other => other,
+    }
+    .map_err(|e| ProxyError::BodyTemp(path.display().to_string(), e))?;
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(file)
+}
+
+/// Sends a spooled body, from its start (each attempt sends it again).
+async fn send_spooled(
+    file: &tokio::fs::File,
+    up: &mut UpstreamConn,
+    limit: Duration,
+) -> Result<(), ProxyError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = file.try_clone().await.map_err(ProxyError::BodyFile)?;
+    file.seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(ProxyError::BodyFile)?;
+    let mut block = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut block).await.map_err(ProxyError::BodyFile)?;
+        if n == 0 {
+            return Ok(());
+        }
+        timeout(limit, crate::net::write_flushed(&mut up.io, &block[..n]))
+            .await
+            .map_err(|_| ProxyError::SendTimeout)?
+            .map_err(ProxyError::Send)?;
+    }
 }
 
 /// `Expect: 100-continue`: tell the client to send its body.
@@ -497,7 +587,7 @@ fn build_head(
         ReqBody::Buffered(b) => {
             headers.append_str("Content-Length", HeaderValue::from(b.len()));
         }
-        ReqBody::Stream(BodyKind::Length(n)) => {
+        ReqBody::Stream(BodyKind::Length(n)) | ReqBody::Spooled(_, n) => {
             headers.append_str("Content-Length", HeaderValue::from(*n));
         }
         ReqBody::Stream(_) => {
@@ -579,8 +669,12 @@ async fn attempt(
             Ok(Err(e)) => return Err(fail(ProxyError::Send(e))),
             Ok(Ok(())) => {}
         }
-        if let ReqBody::Stream(kind) = body {
-            stream_body(ex, &mut conn, *kind).await.map_err(fail)?;
+        match body {
+            ReqBody::Stream(kind) => stream_body(ex, &mut conn, *kind).await.map_err(fail)?,
+            ReqBody::Spooled(file, _) => send_spooled(file, &mut conn, p.send_timeout)
+                .await
+                .map_err(fail)?,
+            ReqBody::None | ReqBody::Buffered(_) => {}
         }
         match read_head(ex, &mut conn, p.read_timeout, p.ignore_client_abort).await {
             Ok(resp) => return Ok((resp, conn, connected)),

@@ -564,3 +564,98 @@ async fn proxy_cached_connection_failures_retry_only_what_may_repeat() {
     assert_eq!(get_response(proxy.addr(), "/").await.status, 200);
     assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
+
+/// A body larger than `client_body_buffer_size` is read into an unlinked
+/// temporary file (in `client_body_temp_path`), sent with its length to an
+/// HTTP/1.0 backend even when the client chunked it, and sent again in
+/// full when the first server fails.
+#[tokio::test]
+async fn proxy_large_bodies_are_spooled_to_disk_and_replayed() {
+    let dead = free_port();
+    let mut be = Backend::with(|seen| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            seen.body.len()
+        )
+        .into_bytes()
+    })
+    .await;
+    let proxy = Proxy::http(&format!(
+        "upstream two {{ server 127.0.0.1:{dead}; server {}; }}
+         server {{ listen 127.0.0.1:0; client_body_temp_path {{dir}}/body_temp 1 2; client_body_buffer_size 8k;
+             location / {{ proxy_pass http://two; client_max_body_size 10m; }} }}",
+        be.addr
+    ))
+    .await;
+    let body: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    c.write_all(
+        b"POST /up HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for piece in body.chunks(100_000) {
+        c.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .await
+            .unwrap();
+        c.write_all(piece).await.unwrap();
+        c.write_all(b"\r\n").await.unwrap();
+    }
+    c.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    let r = Response::parse(&String::from_utf8_lossy(&out));
+    assert_eq!(r.status, 200, "{}", proxy.error_log());
+    let seen = be.next().await;
+    assert_eq!(seen.header("Content-Length"), Some(body.len().to_string()));
+    assert_eq!(seen.header("Transfer-Encoding"), None);
+    assert!(seen.body == body, "the body changed on its way");
+    assert!(
+        proxy
+            .error_log()
+            .contains("a client request body is buffered to a temporary file")
+    );
+    let left: Vec<_> = std::fs::read_dir(proxy.dir.path().join("body_temp"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
+/// `client_body_timeout` bounds each read of the body, not the whole
+/// body: a slow but steady client gets through, a stalled one gets 408.
+#[tokio::test]
+async fn proxy_client_body_timeout_is_per_read() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&server(be.addr, "client_body_timeout 1s;")).await;
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    for b in b"abcde" {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c.write_all(&[*b]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(be.next().await.body, b"abcde");
+
+    let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out))
+        .await
+        .expect("no answer to a stalled body")
+        .unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}

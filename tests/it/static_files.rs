@@ -199,3 +199,66 @@ fn static_types_duplicate_extension_warns_and_keeps_the_later() {
         "{warnings:?}"
     );
 }
+
+/// A FIFO (or any non-regular file) is a 404 logged as such, answered at
+/// once instead of waiting for a writer.
+#[tokio::test]
+async fn static_non_regular_files_are_404() {
+    let (proxy, site) = site().await;
+    let fifo = site.path().join("pipe.txt");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        get_response(proxy.addr(), "/pipe.txt"),
+    )
+    .await
+    .expect("a FIFO blocked the request");
+    assert_eq!(r.status, 404);
+    assert!(
+        proxy
+            .error_log()
+            .contains("pipe.txt\" is not a regular file"),
+        "{}",
+        proxy.error_log()
+    );
+}
+
+/// A file that shrinks while it is sent ends the connection short of its
+/// Content-Length, so the client cannot take it as complete.
+#[tokio::test]
+async fn static_truncated_files_end_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy, site) = site().await;
+    let len = 32 << 20;
+    let file = site.write("big.bin", vec![b'f'; len]);
+    let mut s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = s.read(&mut got).await.unwrap();
+    got.truncate(n);
+    let head_end = find(&got, b"\r\n\r\n").expect("head in the first read") + 4;
+    assert!(String::from_utf8_lossy(&got[..head_end]).contains(&format!("Content-Length: {len}")));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(1024)
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("the connection stayed open")
+        .unwrap();
+    assert!(n - head_end + rest.len() < len);
+    assert!(
+        proxy.error_log().contains("file was truncated"),
+        "{}",
+        proxy.error_log()
+    );
+}
