@@ -141,7 +141,13 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         location: None,
         method: head.method.clone(),
         version: head.version,
-        request_uri: head.target.clone(),
+        // nginx's `$request_uri` of an absolute-form target is its path
+        // and query.
+        request_uri: match route::split_absolute(&head.target) {
+            Some((_, rest)) if rest.starts_with('/') => rest.to_string(),
+            Some((_, rest)) => format!("/{rest}"),
+            None => head.target.clone(),
+        },
         uri,
         args,
         headers: head.headers,

@@ -10,61 +10,112 @@ use crate::request::RequestCtx;
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadHost;
 
-/// The host a request is for: `Host` (or the absolute URI's authority),
-/// lowercased, without port or trailing dot. `Err` for an invalid host
-/// (nginx answers 400 "client sent invalid host header").
+/// The host a request is for: the absolute-form target's authority if
+/// there is one, else `Host`; lowercased, without port or trailing dot.
+/// `Err` for an invalid host (nginx answers 400 "client sent invalid host
+/// header"); a `Host` header is checked even when the target names the
+/// host, as nginx does.
 pub fn request_host(host_header: Option<&[u8]>, target: &str) -> Result<Option<String>, BadHost> {
-    let from_target = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-        .map(|rest| rest.split(['/', '?']).next().unwrap_or(""));
-    let raw: &[u8] = match (from_target, host_header) {
-        (Some(h), _) => h.as_bytes(),
-        (None, Some(h)) => h,
-        (None, None) => return Ok(None),
-    };
-    validate_host(raw).map(Some)
+    let from_header = host_header.map(validate_host).transpose()?;
+    match split_absolute(target) {
+        Some((authority, _)) => validate_host(authority.as_bytes()).map(Some),
+        None => Ok(from_header),
+    }
 }
 
-/// nginx's `ngx_http_validate_host`: strips the port and a trailing dot,
-/// lowercases, and rejects `..`, `/`, `\0` and malformed IPv6 literals.
+/// Splits an absolute-form target (`scheme://authority/path?query`) into
+/// the authority and the rest (`/path?query`, `?query` or empty). The
+/// scheme is any run of letters, in any case, as nginx's request-line
+/// parser takes it. `None` for an origin-form target.
+pub fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = target.split_once("://")?;
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(rest.split_at(end))
+}
+
+/// Whether an absolute-form authority has the shape nginx's request-line
+/// parser accepts: a name of letters, digits, dots and hyphens (or a
+/// bracketed IPv6 literal), then an optional port of digits.
+fn valid_authority(authority: &str) -> bool {
+    let (host, port) = if let Some(literal) = authority.strip_prefix('[') {
+        let Some(close) = literal.find(']') else {
+            return false;
+        };
+        let inside = &literal[..close];
+        let ok = !inside.is_empty()
+            && inside
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+,;=".contains(&b));
+        if !ok {
+            return false;
+        }
+        ("x", &literal[close + 1..])
+    } else {
+        match authority.find(':') {
+            Some(i) => (&authority[..i], &authority[i..]),
+            None => (authority, ""),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+/// nginx's `ngx_http_validate_host`: rejects `..`, `/`, NUL and other
+/// control characters and spaces anywhere in the value (port included),
+/// then strips the port (after a bracketed IPv6 literal, the first `:`
+/// outside it) and a trailing dot, and lowercases.
 pub fn validate_host(raw: &[u8]) -> Result<String, BadHost> {
-    let mut out = String::with_capacity(raw.len());
+    #[derive(PartialEq)]
+    enum State {
+        Name,
+        Literal,
+        Port,
+    }
+    let mut state = State::Name;
     let mut dot_pos: Option<usize> = None;
-    let mut in_brackets = false;
     let mut host_len = raw.len();
     for (i, &c) in raw.iter().enumerate() {
         match c {
             b'.' => {
-                if dot_pos == Some(i.wrapping_sub(1)) {
+                if i > 0 && dot_pos == Some(i - 1) {
                     return Err(BadHost);
                 }
                 dot_pos = Some(i);
             }
-            b':' if !in_brackets => {
+            b':' if state == State::Name => {
                 host_len = i;
-                break;
+                state = State::Port;
             }
-            b'[' if i == 0 => in_brackets = true,
-            b']' => in_brackets = false,
-            b'\0' | b'/' | b'\\' => return Err(BadHost),
+            b'[' if i == 0 => state = State::Literal,
+            b']' if state == State::Literal => {
+                host_len = i + 1;
+                state = State::Port;
+            }
+            b'/' => return Err(BadHost),
+            c if c <= 0x20 || c == 0x7f => return Err(BadHost),
             _ => {}
         }
     }
-    if in_brackets {
+    if host_len > 0 && dot_pos == Some(host_len - 1) {
+        host_len -= 1;
+    }
+    if host_len == 0 {
         return Err(BadHost);
     }
-    let mut host = &raw[..host_len];
-    if host.last() == Some(&b'.') {
-        host = &host[..host.len() - 1];
-    }
-    if host.is_empty() {
-        return Err(BadHost);
-    }
-    for &c in host {
-        out.push(c.to_ascii_lowercase() as char);
-    }
-    Ok(out)
+    Ok(raw[..host_len]
+        .iter()
+        .map(|&c| c.to_ascii_lowercase() as char)
+        .collect())
 }
 
 /// Picks the server of `group` for `host`, setting regex captures from a
@@ -106,16 +157,20 @@ pub struct BadUri;
 /// merged, `.` and `..` segments resolved (a `..` above the root is an
 /// error), and an absolute-form target reduced to its path.
 pub fn normalize_target(target: &str) -> Result<(String, Option<String>), BadUri> {
-    let mut t = target;
-    if let Some(rest) = t
-        .strip_prefix("http://")
-        .or_else(|| t.strip_prefix("https://"))
-    {
-        t = rest.find('/').map_or("/", |i| &rest[i..]);
-    }
+    let t = match split_absolute(target) {
+        Some((authority, _)) if !valid_authority(authority) => return Err(BadUri),
+        Some((_, rest)) => rest,
+        None => target,
+    };
     let (path, args) = match t.find('?') {
         Some(i) => (&t[..i], Some(t[i + 1..].to_string())),
         None => (t, None),
+    };
+    // `http://host` and `http://host?query` have the empty path `/`.
+    let path = if path.is_empty() && t.len() < target.len() {
+        "/"
+    } else {
+        path
     };
     if !path.starts_with('/') {
         return Err(BadUri);
@@ -312,6 +367,16 @@ mod tests {
         assert_eq!(n("/%00"), Err(BadUri));
         assert_eq!(n("*"), Err(BadUri));
         assert_eq!(n("/"), Ok(("/".into(), None)));
+        assert_eq!(n("HTTP://h.example"), Ok(("/".into(), None)));
+        assert_eq!(
+            n("http://h.example?a=/b"),
+            Ok(("/".into(), Some("a=/b".into())))
+        );
+        assert_eq!(n("http://[::1]:80/v"), Ok(("/v".into(), None)));
+        assert_eq!(n("http://h_x/"), Err(BadUri));
+        assert_eq!(n("http://h:8x/"), Err(BadUri));
+        assert_eq!(n("http://h%20x/"), Err(BadUri));
+        assert_eq!(n("http:///x"), Err(BadUri));
     }
 
     #[test]
@@ -322,9 +387,29 @@ mod tests {
         assert!(validate_host(b"a..b").is_err());
         assert!(validate_host(b"a/b").is_err());
         assert!(validate_host(b"").is_err());
+        assert!(validate_host(b":80").is_err());
+        assert!(validate_host(b"a b").is_err());
+        assert!(validate_host(b"a\tb").is_err());
+        assert!(
+            validate_host(b"a:80/x").is_err(),
+            "the port part is checked too"
+        );
+        assert!(validate_host(b"a\x7f").is_err());
+        assert_eq!(validate_host(b".a"), Ok(".a".into()));
+        assert_eq!(validate_host(b"[::1"), Ok("[::1".into()));
+        assert_eq!(validate_host(b"[::1]"), Ok("[::1]".into()));
+        assert_eq!(validate_host(b"a.:80"), Ok("a".into()));
         assert_eq!(
             request_host(None, "http://h.example/x"),
             Ok(Some("h.example".into()))
+        );
+        assert_eq!(
+            request_host(Some(b"Other:1"), "HTTPS://H.example:8443?q"),
+            Ok(Some("h.example".into()))
+        );
+        assert_eq!(
+            request_host(Some(b"a b"), "http://h.example/"),
+            Err(BadHost)
         );
         assert_eq!(request_host(None, "/x"), Ok(None));
     }

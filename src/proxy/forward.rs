@@ -351,24 +351,15 @@ fn append_args(s: &mut String, args: Option<&str>) {
     }
 }
 
-/// The URI to send when `proxy_pass` has no URI part: the client's own,
-/// unless an internal redirect changed it.
+/// The URI to send when `proxy_pass` has no URI part: the client's own
+/// (`$request_uri`), unless an internal redirect changed it.
 fn client_uri(ex: &Exchange<'_>) -> String {
     if ex.uri_changed {
         let mut s = crate::route::escape_uri(&ex.ctx.uri);
         append_args(&mut s, ex.ctx.args.as_deref());
         return s;
     }
-    let t = ex.ctx.request_uri.as_str();
-    match t
-        .strip_prefix("http://")
-        .or_else(|| t.strip_prefix("https://"))
-    {
-        Some(rest) => rest
-            .find('/')
-            .map_or_else(|| "/".to_string(), |i| rest[i..].to_string()),
-        None => t.to_string(),
-    }
+    ex.ctx.request_uri.clone()
 }
 
 /// Reads (or prepares to stream) the client's body.

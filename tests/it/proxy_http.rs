@@ -370,6 +370,11 @@ async fn proxy_400_for_malformed_requests() {
         b"GET /../x HTTP/1.0\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a:80/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\x01b\r\n\r\n",
+        b"GET http://ok.test/ HTTP/1.1\r\nHost: a..b\r\n\r\n",
+        b"GET http://bad_host/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a:8o/ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"\x01\x02\x03 garbage\r\n\r\n",
     ] {
@@ -658,4 +663,36 @@ async fn proxy_client_body_timeout_is_per_read() {
         "{}",
         String::from_utf8_lossy(&out)
     );
+}
+
+/// An absolute-form target names the server (whatever `Host` says), in
+/// any scheme case, and its path and query are what the backend gets.
+#[tokio::test]
+async fn proxy_absolute_form_targets() {
+    let mut be = Backend::echo().await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0; return 200 \"default $request_uri\"; }}
+         server {{ listen 127.0.0.1:0; server_name site.test; location / {{ proxy_pass http://{}; }} }}",
+        be.addr
+    ))
+    .await;
+    let front = proxy.addrs[0];
+    let r = Response::parse(
+        &raw(
+            front,
+            b"GET HTTP://Site.Test?x=/y HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(r.status, 200);
+    let seen = be.next().await;
+    assert_eq!(seen.request_line(), "GET /?x=/y HTTP/1.0");
+    let r = Response::parse(
+        &raw(
+            front,
+            b"GET http://other.test:80/p?q HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(r.body, "default /p?q");
 }
