@@ -171,9 +171,11 @@ pub struct Shared {
     active: AtomicUsize,
     idle: Notify,
     listeners: std::sync::Mutex<Vec<Listening>>,
-    /// Every generation that may still have tunnels, to close them all on
-    /// a final stop.
-    generations: std::sync::Mutex<Vec<std::sync::Weak<Generation>>>,
+    /// The retirement signal of every generation that may still have
+    /// tunnels, to close them all on a final stop. Signals are kept, not
+    /// generations: a tunnel holds only its waiter, so a replaced
+    /// generation may be gone while its tunnels live on.
+    retirements: std::sync::Mutex<Vec<crate::signal::StopSignal>>,
     /// The runtimes that accept and serve connections.
     workers: Vec<tokio::runtime::Handle>,
 }
@@ -274,7 +276,7 @@ impl Handle {
         let generation = Arc::new(Generation::build(Arc::new(config))?);
         let (state, _) = watch::channel(RunState::Running);
         let shared = Arc::new(Shared {
-            generations: std::sync::Mutex::new(vec![Arc::downgrade(&generation)]),
+            retirements: std::sync::Mutex::new(vec![generation.retired.clone()]),
             generation: ArcSwap::new(generation),
             load: std::sync::Mutex::new(load),
             next_conn: AtomicU64::new(1),
@@ -440,9 +442,9 @@ impl Shared {
         error_log.install();
         let generation = Arc::new(generation);
         {
-            let mut list = self.generations.lock().expect("generations");
-            list.retain(|w| w.strong_count() > 0);
-            list.push(Arc::downgrade(&generation));
+            let mut list = self.retirements.lock().expect("retirements");
+            list.retain(crate::signal::StopSignal::in_use);
+            list.push(generation.retired.clone());
         }
         let old = self.generation.swap(generation);
         // Connections keep the configuration they started with; only an
@@ -471,10 +473,8 @@ impl Shared {
     /// Final stop: connections and every tunnel of every generation close.
     fn stopping(&self) {
         let _ = self.state.send(RunState::Stopping);
-        for g in self.generations.lock().expect("generations").iter() {
-            if let Some(g) = g.upgrade() {
-                g.retired.trigger();
-            }
+        for retired in self.retirements.lock().expect("retirements").iter() {
+            retired.trigger();
         }
     }
 

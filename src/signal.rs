@@ -58,6 +58,12 @@ impl StopSignal {
         self.inner.stopped.load(Ordering::Acquire)
     }
 
+    /// Whether anything besides this handle still refers to the signal (a
+    /// generation, a waiting tunnel).
+    pub fn in_use(&self) -> bool {
+        Arc::strong_count(&self.inner) > 1
+    }
+
     /// A new waiter.
     pub fn waiter(&self) -> StopWaiter {
         StopWaiter {

@@ -240,6 +240,10 @@ struct Pipe {
     write: std::os::fd::OwnedFd,
     capacity: usize,
     buffered: usize,
+    /// When the destination last took bytes from (or the source last put
+    /// bytes into) the pipe: with bytes buffered, the start of a blocked
+    /// write (`*send_timeout`).
+    since: Instant,
 }
 
 /// Pipe size asked for (the kernel may grant less).
@@ -257,6 +261,7 @@ impl Pipe {
             write,
             capacity,
             buffered: 0,
+            since: Instant::now(),
         }))
     }
 }
@@ -298,8 +303,14 @@ impl Half {
         }
     }
 
+    /// When the destination stopped taking this direction's bytes, if
+    /// bytes are waiting for it.
     fn blocked_since(&self) -> Option<Instant> {
-        self.spill.as_ref().map(|s| s.since)
+        match (&self.spill, &self.pipe) {
+            (Some(s), _) => Some(s.since),
+            (None, Some(p)) if p.buffered > 0 => Some(p.since),
+            _ => None,
+        }
     }
 
     /// Moves bytes from `src` to `dst` until one of them would block.
@@ -324,6 +335,9 @@ impl Half {
                             return Poll::Ready(Err(Side::Dst(io::ErrorKind::WriteZero.into())));
                         }
                         Poll::Ready(Ok(n)) => {
+                            // `*send_timeout` bounds each blocked write, not
+                            // the whole backlog: progress restarts it.
+                            spill.since = Instant::now();
                             spill.pos += n;
                             self.written += n as u64;
                             self.unflushed = dst.buffers_writes();
@@ -452,6 +466,7 @@ impl Half {
                 Ok(0) => return Poll::Ready(Err(Side::Dst(io::ErrorKind::WriteZero.into()))),
                 Ok(n) => {
                     pipe.buffered -= n;
+                    pipe.since = Instant::now();
                     self.written += n as u64;
                     *activity = true;
                     #[cfg(test)]
@@ -474,6 +489,7 @@ impl Half {
             }
             Ok(n) => {
                 pipe.buffered = n;
+                pipe.since = Instant::now();
                 *activity = true;
             }
             // Idle (the pipe is empty here): back to ordinary reads, which
@@ -604,6 +620,14 @@ impl<C: Transport, U: Transport> Future for Relay<C, U> {
         if this.stop.poll_stopped(cx) {
             return Poll::Ready(this.outcome(End::Shutdown));
         }
+        // A blocked write has its own, usually shorter, limit: the timer
+        // must fire by then. (Only while blocked; idle tunnels skip this.)
+        if this.up.blocked_since().is_some() || this.down.blocked_since().is_some() {
+            let (deadline, _) = this.deadline();
+            if deadline < this.timer.deadline() {
+                this.timer.as_mut().reset(deadline);
+            }
+        }
         // Lazy timer: only when it fires do we look at the real deadline.
         while this.timer.as_mut().poll(cx).is_ready() {
             let (deadline, why) = this.deadline();
@@ -691,6 +715,66 @@ mod tests {
         drop(writer.await.unwrap());
         let out = relay.await.unwrap();
         assert_eq!(out.to_upstream, 100_000);
+    }
+
+    /// A relay whose backend side is a tiny pipe (it fills after 8 bytes),
+    /// with `upstream_send` as `proxy_send_timeout` and long other limits.
+    fn with_narrow_backend(
+        upstream_send: Duration,
+    ) -> (
+        tokio::io::DuplexStream,
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<Outcome>,
+    ) {
+        let (client, client_peer) = duplex(1 << 16);
+        let (upstream, upstream_peer) = duplex(8);
+        let relay = tokio::spawn(Relay::new(
+            client,
+            Vec::new(),
+            upstream,
+            Vec::new(),
+            Timeouts {
+                upstream_send,
+                ..timeouts(30)
+            },
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        (client_peer, upstream_peer, relay)
+    }
+
+    /// A backend that stops reading is cut after `proxy_send_timeout`, not
+    /// after the (much longer) idle timeout.
+    #[tokio::test]
+    async fn relay_cuts_a_blocked_write_at_its_send_timeout() {
+        let (mut client_peer, _upstream_peer, relay) =
+            with_narrow_backend(Duration::from_millis(200));
+        client_peer.write_all(&[7u8; 1000]).await.unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(5), relay)
+            .await
+            .expect("blocked write outlived proxy_send_timeout")
+            .unwrap();
+        assert!(matches!(out.end, End::UpstreamSendTimeout), "{:?}", out.end);
+    }
+
+    /// A slow reader that keeps taking bytes is not a blocked write: the
+    /// send timeout restarts with each bit of progress.
+    #[tokio::test]
+    async fn relay_keeps_a_slow_but_steady_reader() {
+        let (mut client_peer, mut upstream_peer, relay) =
+            with_narrow_backend(Duration::from_millis(300));
+        client_peer.write_all(&[7u8; 160]).await.unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 8];
+        while got < 160 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            got += upstream_peer.read(&mut buf).await.unwrap();
+        }
+        assert!(!relay.is_finished(), "a steady reader was cut");
+        client_peer.shutdown().await.unwrap();
+        upstream_peer.shutdown().await.unwrap();
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+        assert_eq!(out.to_upstream, 160);
     }
 
     /// Over real TCP sockets, a large transfer switches to splice(2);

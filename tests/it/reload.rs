@@ -106,3 +106,23 @@ async fn reload_graceful_stop_waits_for_tunnels_until_the_timeout() {
         "{end:?}"
     );
 }
+
+/// A tunnel opened under a configuration that a reload replaced (and that
+/// nothing else uses any more) still closes on a final stop.
+#[tokio::test]
+async fn reload_stop_closes_tunnels_of_replaced_configurations() {
+    let (backend, _) = ws_echo().await;
+    let port = free_port();
+    let proxy = Proxy::start(&conf(backend, port, "one", "")).await;
+    let mut ws = ws_connect(proxy.addr(), "/ws").await.unwrap();
+    proxy.reload(&conf(backend, port, "two", "")).unwrap();
+    proxy.reload(&conf(backend, port, "three", "")).unwrap();
+    proxy.handle.stop_now();
+    let end = tokio::time::timeout(Duration::from_secs(3), ws.next())
+        .await
+        .expect("the tunnel outlived the stop");
+    assert!(
+        matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{end:?}"
+    );
+}
