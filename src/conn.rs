@@ -220,6 +220,9 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
                 Err(HeadError::TooManyHeaders) => {
                     return HeadRead::Bad(494, "client sent too many header lines".into());
                 }
+                Err(HeadError::UnsupportedVersion) => {
+                    return HeadRead::Bad(505, "client sent invalid version".into());
+                }
                 Err(e) => return HeadRead::Bad(400, format!("client sent invalid request ({e})")),
             }
         }

@@ -90,7 +90,9 @@ pub async fn content(ex: &mut Exchange<'_>) -> Content {
             }
         }
     }
-    if ex.ctx.method != Method::GET && ex.ctx.method != Method::HEAD {
+    // As nginx's static module: GET and HEAD are served; POST is looked
+    // up (404 when missing) and refused only when a file is found.
+    if !matches!(ex.ctx.method, Method::GET | Method::HEAD | Method::POST) {
         return Content::Reply(Reply::error(405, conf.server_tokens));
     }
     let uri = ex.ctx.uri.clone();
@@ -214,6 +216,9 @@ async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf) -> Content {
             None,
         );
         return Content::Reply(Reply::error(404, conf.server_tokens));
+    }
+    if ex.ctx.method == Method::POST {
+        return Content::Reply(Reply::error(405, conf.server_tokens));
     }
     let len = meta.len();
     let mtime = meta.modified().ok();

@@ -50,6 +50,8 @@ pub enum HeadError {
     Invalid(&'static str),
     /// More header lines than [`MAX_HEADERS`].
     TooManyHeaders,
+    /// An HTTP major version above 1 (505).
+    UnsupportedVersion,
 }
 
 impl std::fmt::Display for HeadError {
@@ -57,6 +59,7 @@ impl std::fmt::Display for HeadError {
         match self {
             HeadError::Invalid(why) => f.write_str(why),
             HeadError::TooManyHeaders => f.write_str("too many header lines"),
+            HeadError::UnsupportedVersion => f.write_str("invalid version"),
         }
     }
 }
@@ -85,6 +88,30 @@ fn map_err(e: httparse::Error) -> HeadError {
     }
 }
 
+/// Whether the request line ends in `HTTP/<major>[.<minor>]` with a major
+/// version above 1 (answered with 505, not 400).
+fn newer_major(buf: &[u8]) -> bool {
+    let line = match memchr::memchr(b'\n', buf) {
+        Some(i) => &buf[..i],
+        None => buf,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(at) = memchr::memmem::rfind(line, b" HTTP/") else {
+        return false;
+    };
+    let version = &line[at + 6..];
+    let digits = version.iter().take_while(|b| b.is_ascii_digit()).count();
+    let rest = &version[digits..];
+    let valid_rest = rest.is_empty()
+        || (rest[0] == b'.' && rest.len() > 1 && rest[1..].iter().all(u8::is_ascii_digit));
+    digits > 0
+        && valid_rest
+        && std::str::from_utf8(&version[..digits])
+            .ok()
+            .and_then(|d| d.parse::<u32>().ok())
+            .is_none_or(|major| major > 1)
+}
+
 /// Parses a request head at the start of `buf`. On success the head is
 /// removed from `buf` (what follows, e.g. the body or a pipelined request,
 /// stays). `Ok(None)` means more bytes are needed.
@@ -94,10 +121,23 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::Version) if newer_major(buf) => {
+            return Err(HeadError::UnsupportedVersion);
+        }
         Err(e) => return Err(map_err(e)),
     };
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| HeadError::Invalid("invalid method"))?;
+    // Methods are upper-case letters, `_` and `-`, as nginx's parser
+    // takes them: `get` is not `GET`.
+    let method = req.method.unwrap_or("");
+    if method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+    {
+        return Err(HeadError::Invalid("invalid method"));
+    }
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Invalid("invalid method"))?;
     let target = req.path.unwrap_or("").to_string();
     let version = version_of(req.version);
     let parsed_headers: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = req
@@ -215,6 +255,11 @@ pub fn request_body_kind(head: &RequestHead) -> Result<BodyKind, FramingError> {
         .get_all(&http::header::TRANSFER_ENCODING)
         .collect();
     let cl = content_length(&head.headers).map_err(FramingError::Bad)?;
+    if te.len() > 1 {
+        return Err(FramingError::Bad(
+            "client sent duplicate header line: \"Transfer-Encoding\"",
+        ));
+    }
     if !te.is_empty() {
         if head.version == Version::HTTP_10 {
             return Err(FramingError::Bad(
@@ -226,11 +271,10 @@ pub fn request_body_kind(head: &RequestHead) -> Result<BodyKind, FramingError> {
                 "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time",
             ));
         }
-        if te.len() == 1
-            && te[0]
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"chunked")
+        if te[0]
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
         {
             return Ok(BodyKind::Chunked);
         }

@@ -375,6 +375,9 @@ async fn proxy_400_for_malformed_requests() {
         b"GET http://ok.test/ HTTP/1.1\r\nHost: a..b\r\n\r\n",
         b"GET http://bad_host/ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET http://a:8o/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1x\r\nHost: a\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"\x01\x02\x03 garbage\r\n\r\n",
     ] {
@@ -395,6 +398,11 @@ async fn proxy_400_for_malformed_requests() {
         .await,
     );
     assert_eq!(r.status, 501);
+    for newer in [&b"GET / HTTP/2.0\r\n\r\n"[..], b"GET / HTTP/3\r\n\r\n"] {
+        let r = Response::parse(&raw(proxy.addr(), newer).await);
+        assert_eq!(r.status, 505, "{}", String::from_utf8_lossy(newer));
+    }
+    assert!(proxy.error_log().contains("client sent invalid version"));
 }
 
 #[tokio::test]

@@ -87,6 +87,11 @@ async fn static_index_and_directory_rules() {
         .await,
     );
     assert_eq!(r.status, 405);
+    // As nginx: POST to a missing file is a 404, other methods are 405.
+    let missing = raw(proxy.addr(), b"POST /nope.js HTTP/1.0\r\n\r\n").await;
+    assert_eq!(Response::parse(&missing).status, 404);
+    let put = raw(proxy.addr(), b"PUT /nope.js HTTP/1.0\r\n\r\n").await;
+    assert_eq!(Response::parse(&put).status, 405);
 }
 
 #[tokio::test]
