@@ -49,11 +49,20 @@ pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, Pro
 }
 
 /// The `keepalive N` cache of one upstream group: idle connections ready
-/// for reuse, newest last.
+/// for reuse, newest last. While it holds any, a sweeper task closes those
+/// past `keepalive_timeout` and those the backend closed, every second, so
+/// dead connections do not linger in CLOSE_WAIT until the next request.
 #[derive(Debug)]
 pub struct Pool {
     settings: Keepalive,
-    idle: Mutex<Vec<Idle>>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    idle: Vec<Idle>,
+    /// A sweeper task is running (it stops when the cache is empty).
+    sweeping: bool,
 }
 
 struct Idle {
@@ -69,34 +78,51 @@ impl std::fmt::Debug for Idle {
     }
 }
 
+/// How often idle connections are checked.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 impl Pool {
     /// A cache with the group's settings.
     pub fn new(settings: Keepalive) -> Pool {
         Pool {
             settings,
-            idle: Mutex::new(Vec::new()),
+            cache: Mutex::new(Cache::default()),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes an idle connection to `peer` that is still open.
     pub fn take(&self, peer: SocketAddr) -> Option<UpstreamConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        idle.retain(|i| now.duration_since(i.since) < self.settings.timeout);
-        while let Some(pos) = idle.iter().rposition(|i| i.conn.peer == peer) {
-            let mut entry = idle.remove(pos);
-            if still_open(&mut entry.conn) {
-                entry.conn.cached = true;
-                return Some(entry.conn);
+        let mut dead = Vec::new();
+        let found = {
+            let mut cache = self.lock();
+            let now = Instant::now();
+            let mut found = None;
+            while let Some(pos) = cache.idle.iter().rposition(|i| i.conn.peer == peer) {
+                let mut entry = cache.idle.remove(pos);
+                if now.duration_since(entry.since) < self.settings.timeout
+                    && still_open(&mut entry.conn)
+                {
+                    entry.conn.cached = true;
+                    found = Some(entry.conn);
+                    break;
+                }
+                dead.push(entry);
             }
-        }
-        None
+            found
+        };
+        // Closed outside the lock.
+        drop(dead);
+        found
     }
 
     /// Returns a connection after a complete exchange. Connections past
     /// `keepalive_requests` or `keepalive_time` are closed instead; the
     /// oldest idle one is dropped when the cache is full.
-    pub fn put(&self, mut conn: UpstreamConn) {
+    pub fn put(self: &Arc<Self>, mut conn: UpstreamConn) {
         if conn.requests >= self.settings.requests
             || conn.created.elapsed() >= self.settings.time
             || !conn.buf.is_empty()
@@ -105,28 +131,67 @@ impl Pool {
         }
         conn.cached = false;
         conn.lease = None;
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() >= self.settings.max_cached {
-            idle.remove(0);
+        let evicted = {
+            let mut cache = self.lock();
+            let evicted =
+                (cache.idle.len() >= self.settings.max_cached).then(|| cache.idle.remove(0));
+            cache.idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            if !cache.sweeping {
+                cache.sweeping = true;
+                tokio::spawn(sweep(Arc::downgrade(self)));
+            }
+            evicted
+        };
+        drop(evicted);
+    }
+
+    /// Closes expired and dead connections; false once the cache is empty
+    /// (the sweeper then stops).
+    fn sweep(&self) -> bool {
+        let now = Instant::now();
+        let mut cache = self.lock();
+        let (keep, dead): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut cache.idle)
+            .into_iter()
+            .partition(|i| now.duration_since(i.since) < self.settings.timeout);
+        cache.idle = keep;
+        cache.idle.retain_mut(|i| still_open(&mut i.conn));
+        let busy = !cache.idle.is_empty();
+        cache.sweeping = busy;
+        drop(cache);
+        drop(dead);
+        busy
+    }
+}
+
+async fn sweep(pool: std::sync::Weak<Pool>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        match pool.upgrade() {
+            Some(pool) if pool.sweep() => {}
+            _ => return,
         }
-        idle.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
     }
 }
 
 /// Whether a cached connection is still usable: the backend has neither
-/// closed it nor sent anything unsolicited.
+/// closed it nor (over plain TCP) sent anything unsolicited. The socket is
+/// only peeked, so a TLS stream is left intact: there, bytes may be a
+/// session ticket, and only end-of-stream or an error rules it out.
 fn still_open(conn: &mut UpstreamConn) -> bool {
-    match &conn.io {
-        UpstreamIo::Tcp(s) => {
-            let mut probe = [0u8; 1];
-            matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-        }
-        // For TLS, a close_notify or EOF shows up on the next read; the
-        // exchange is retried on a fresh connection then.
-        UpstreamIo::Tls(_) => true,
+    let (tcp, tls) = match &conn.io {
+        UpstreamIo::Tcp(s) => (s, false),
+        UpstreamIo::Tls(s) => (s.get_ref().0, true),
+    };
+    let mut probe = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut probe);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match tcp.poll_peek(&mut cx, &mut buf) {
+        std::task::Poll::Pending => true,
+        std::task::Poll::Ready(Ok(0)) | std::task::Poll::Ready(Err(_)) => false,
+        std::task::Poll::Ready(Ok(_)) => tls,
     }
 }
 

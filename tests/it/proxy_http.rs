@@ -704,3 +704,57 @@ async fn proxy_absolute_form_targets() {
     );
     assert_eq!(r.body, "default /p?q");
 }
+
+/// Idle cached backend connections do not linger: one the backend closed
+/// is closed by the proxy too (no CLOSE_WAIT until the next request), and
+/// one idle past the upstream's `keepalive_timeout` is closed.
+#[tokio::test]
+async fn proxy_keepalive_pool_closes_dead_and_expired_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = listener.accept().await {
+            n += 1;
+            let tx = tx.clone();
+            // The first connection is closed by the backend after its
+            // answer; the second is kept open by the backend.
+            let backend_closes = n == 1;
+            tokio::spawn(async move {
+                read_request(&mut s).await.unwrap();
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                if backend_closes {
+                    s.shutdown().await.unwrap();
+                }
+                let started = std::time::Instant::now();
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest).await;
+                let _ = tx.send((backend_closes, started.elapsed()));
+            });
+        }
+    });
+    let proxy = Proxy::http(&format!(
+        "upstream pool {{ server {addr}; keepalive 4; keepalive_timeout 2s; }}
+         server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
+    ))
+    .await;
+    assert_eq!(get_response(proxy.addr(), "/").await.body, "ok");
+    let (first, waited) = tokio::time::timeout(Duration::from_secs(4), closed.recv())
+        .await
+        .expect("the proxy kept a connection the backend closed")
+        .unwrap();
+    assert!(first, "{waited:?}");
+    assert_eq!(get_response(proxy.addr(), "/").await.body, "ok");
+    let (first, waited) = tokio::time::timeout(Duration::from_secs(6), closed.recv())
+        .await
+        .expect("the proxy kept a connection past keepalive_timeout")
+        .unwrap();
+    assert!(!first);
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "closed early: {waited:?}"
+    );
+}
