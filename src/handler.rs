@@ -204,6 +204,14 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
             return ex.finish(Reply::error(501, tokens)).await;
         }
     }
+    // TRACE would echo the request, credentials included, back to whoever
+    // can make a browser send one; nginx refuses it and so does this.
+    if ex.ctx.method == Method::TRACE {
+        ex.log(Level::Info, "client sent TRACE method", None);
+        ex.keepalive = false;
+        let tokens = ex.conf.server_tokens;
+        return ex.finish(Reply::error(405, tokens)).await;
+    }
     ex.run().await
 }
 
@@ -251,6 +259,11 @@ impl Exchange<'_> {
                 {
                     let target = self.ctx.render_string(&page.uri);
                     error_page = Some((reply.status, page.overwrite));
+                    // A status that ends the connection (400, 413, ...)
+                    // still does with a custom page.
+                    if reply.close {
+                        self.keepalive = false;
+                    }
                     drop(reply);
                     if target.starts_with("http://") || target.starts_with("https://") {
                         let status = page

@@ -247,6 +247,32 @@ async fn proxy_413_when_body_exceeds_client_max_body_size() {
     assert_eq!(r.status, 413);
 }
 
+/// A custom `error_page` for 413 (or 400) still ends the connection, as
+/// the plain error would.
+#[tokio::test]
+async fn proxy_error_pages_for_fatal_statuses_still_close() {
+    let be = Backend::echo().await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0; error_page 413 /too-big;
+             location = /too-big {{ return 413 \"custom\"; }}
+             location / {{ proxy_pass http://{}; client_max_body_size 10; }} }}",
+        be.addr
+    ))
+    .await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw(
+            proxy.addr(),
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890",
+        ),
+    )
+    .await
+    .expect("the connection stayed open after a 413");
+    let r = Response::parse(&answer);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.body, "custom");
+}
+
 /// A client that keeps sending a body the proxy refused still reads the
 /// whole 413: the proxy closes with a lingering read instead of a reset.
 #[tokio::test]
@@ -403,6 +429,8 @@ async fn proxy_400_for_malformed_requests() {
         assert_eq!(r.status, 505, "{}", String::from_utf8_lossy(newer));
     }
     assert!(proxy.error_log().contains("client sent invalid version"));
+    let trace = raw(proxy.addr(), b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(Response::parse(&trace).status, 405);
 }
 
 #[tokio::test]
