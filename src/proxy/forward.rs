@@ -415,17 +415,8 @@ async fn read_body(ex: &mut Exchange<'_>) -> Result<ReqBody, ProxyError> {
     let mut spool: Option<tokio::fs::File> = None;
     let mut total: u64 = 0;
     loop {
-        let conn = &mut *ex.conn;
-        let chunk = match timeout(
-            conf.client_body_timeout,
-            ex.body.next(&mut conn.io, &mut conn.buf),
-        )
-        .await
-        {
-            Err(_) => return Err(ProxyError::ClientBodyTimeout),
-            Ok(Err(e)) => return Err(ProxyError::ClientBody(e)),
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(chunk))) => chunk,
+        let Some(chunk) = next_body_chunk(ex, conf.client_body_timeout).await? else {
+            break;
         };
         total += chunk.len() as u64;
         if limit > 0 && total > limit {
@@ -491,6 +482,32 @@ async fn temp_file(dir: Option<&std::path::Path>) -> Result<tokio::fs::File, Pro
     Ok(file)
 }
 
+/// The next piece of the client's body (`None` at its end), within
+/// `client_body_timeout` for this read.
+async fn next_body_chunk(
+    ex: &mut Exchange<'_>,
+    limit: Duration,
+) -> Result<Option<Bytes>, ProxyError> {
+    let conn = &mut *ex.conn;
+    match timeout(limit, ex.body.next(&mut conn.io, &mut conn.buf)).await {
+        Err(_) => Err(ProxyError::ClientBodyTimeout),
+        Ok(Err(e)) => Err(ProxyError::ClientBody(e)),
+        Ok(Ok(next)) => Ok(next),
+    }
+}
+
+/// Writes request bytes to the backend within `proxy_send_timeout`.
+async fn send_upstream(
+    up: &mut UpstreamConn,
+    data: &[u8],
+    limit: Duration,
+) -> Result<(), ProxyError> {
+    timeout(limit, crate::net::write_flushed(&mut up.io, data))
+        .await
+        .map_err(|_| ProxyError::SendTimeout)?
+        .map_err(ProxyError::Send)
+}
+
 /// Sends a spooled body, from its start (each attempt sends it again).
 async fn send_spooled(
     file: &tokio::fs::File,
@@ -508,10 +525,7 @@ async fn send_spooled(
         if n == 0 {
             return Ok(());
         }
-        timeout(limit, crate::net::write_flushed(&mut up.io, &block[..n]))
-            .await
-            .map_err(|_| ProxyError::SendTimeout)?
-            .map_err(ProxyError::Send)?;
+        send_upstream(up, &block[..n], limit).await?;
     }
 }
 
@@ -740,34 +754,18 @@ async fn stream_body(
     let chunked = !matches!(kind, BodyKind::Length(_));
     let mut frame = Vec::new();
     loop {
-        let conn = &mut *ex.conn;
-        let next = match timeout(
-            conf.client_body_timeout,
-            ex.body.next(&mut conn.io, &mut conn.buf),
-        )
-        .await
-        {
-            Err(_) => {
+        let next = match next_body_chunk(ex, conf.client_body_timeout).await {
+            Ok(next) => next,
+            Err(e) => {
                 ex.keepalive = false;
-                return Err(ProxyError::ClientBodyTimeout);
+                return Err(e);
             }
-            Ok(Err(e)) => {
-                ex.keepalive = false;
-                return Err(ProxyError::ClientBody(e));
-            }
-            Ok(Ok(n)) => n,
         };
         let data: &[u8] = match &next {
             Some(d) => d,
             None => {
                 if chunked {
-                    timeout(
-                        conf.proxy.send_timeout,
-                        crate::net::write_flushed(&mut up.io, body::LAST_CHUNK),
-                    )
-                    .await
-                    .map_err(|_| ProxyError::SendTimeout)?
-                    .map_err(ProxyError::Send)?;
+                    send_upstream(up, body::LAST_CHUNK, conf.proxy.send_timeout).await?;
                 }
                 ex.ctx.request_length += total;
                 return Ok(());
@@ -785,13 +783,7 @@ async fn stream_body(
         } else {
             data
         };
-        timeout(
-            conf.proxy.send_timeout,
-            crate::net::write_flushed(&mut up.io, out),
-        )
-        .await
-        .map_err(|_| ProxyError::SendTimeout)?
-        .map_err(ProxyError::Send)?;
+        send_upstream(up, out, conf.proxy.send_timeout).await?;
     }
 }
 
