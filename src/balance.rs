@@ -45,6 +45,20 @@ struct PeerState {
     conns: u32,
 }
 
+impl PeerState {
+    /// One step of nginx's smooth weighted round robin for a candidate:
+    /// its current weight grows by its effective weight (returned, for the
+    /// total), and an effective weight lowered by failures recovers by 1.
+    fn step(&mut self, peer: &Peer) -> i64 {
+        let added = self.effective_weight;
+        self.current_weight += added;
+        if self.effective_weight < peer.weight as i64 {
+            self.effective_weight += 1;
+        }
+        added
+    }
+}
+
 /// A primary or backup set of peers.
 #[derive(Debug)]
 struct Group {
@@ -410,11 +424,7 @@ impl Pick {
                     continue;
                 }
                 let st = &mut state[i];
-                st.current_weight += st.effective_weight;
-                total += st.effective_weight;
-                if st.effective_weight < peer.weight as i64 {
-                    st.effective_weight += 1;
-                }
+                total += st.step(peer);
                 let cw = st.current_weight;
                 if best.is_none_or(|bi| cw > state[bi].current_weight) {
                     best = Some(i);
@@ -479,11 +489,7 @@ impl Pick {
                     continue;
                 }
                 let st = &mut state[i];
-                st.current_weight += st.effective_weight;
-                total += st.effective_weight;
-                if st.effective_weight < peer.weight as i64 {
-                    st.effective_weight += 1;
-                }
+                total += st.step(peer);
                 if state[i].current_weight > state[bi].current_weight {
                     bi = i;
                 }
@@ -614,11 +620,7 @@ fn smooth_pick(
             continue;
         }
         let st = &mut state[i];
-        st.current_weight += st.effective_weight;
-        total += st.effective_weight;
-        if st.effective_weight < peer.weight as i64 {
-            st.effective_weight += 1;
-        }
+        total += st.step(peer);
         if best.is_none_or(|b| state[i].current_weight > state[b].current_weight) {
             best = Some(i);
         }
@@ -635,21 +637,17 @@ fn smooth_pick(
 mod tests {
     use super::*;
     use crate::config::template::Template;
-    use std::time::Duration;
 
     fn upstream(method: BalanceMethod, weights: &[u32]) -> Arc<Balancer> {
         let peers = weights
             .iter()
             .enumerate()
             .map(|(i, w)| Peer {
-                addr: SocketAddr::from(([127, 0, 0, 1], 8081 + i as u16)),
-                name: format!("127.0.0.1:{}", 8081 + i),
                 weight: *w,
-                max_fails: 1,
-                fail_timeout: Duration::from_secs(10),
-                backup: false,
-                down: false,
-                max_conns: 0,
+                ..Peer::new(
+                    SocketAddr::from(([127, 0, 0, 1], 8081 + i as u16)),
+                    format!("127.0.0.1:{}", 8081 + i),
+                )
             })
             .collect();
         Arc::new(Balancer::new(Arc::new(Upstream {

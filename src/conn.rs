@@ -710,40 +710,34 @@ pub async fn upgrade(mut ex: Box<Exchange<'_>>, reply: Reply, upstream: Upstream
     Next::Upgrade(Box::new(Tunnel {
         upstream: io,
         upstream_leftover: buf.to_vec(),
-        lines,
-        errors: conf.error_log.clone(),
-        context,
-        conn_id: ex.ctx.conn.id,
-        head_len: out.len() as u64,
-        start: ex.ctx.start,
-        upstream_started: ex.ctx.upstream.started,
         timeouts: relay::Timeouts {
             idle: conf.proxy.read_timeout,
             client_send: conf.send_timeout,
             upstream_send: conf.proxy.send_timeout,
         },
         retired: ex.generation.retired.waiter(),
-        _slots: std::mem::take(&mut ex.slots),
-        _lease: lease,
+        end: TunnelEnd {
+            lines,
+            errors: conf.error_log.clone(),
+            context,
+            conn_id: ex.ctx.conn.id,
+            head_len: out.len() as u64,
+            start: ex.ctx.start,
+            upstream_started: ex.ctx.upstream.started,
+            _slots: std::mem::take(&mut ex.slots),
+            _lease: lease,
+        },
     }))
 }
 
-/// An upgraded connection waiting for its relay: only what its end needs.
+/// An upgraded connection waiting for its relay: the backend side, and
+/// what its end needs.
 pub struct Tunnel {
     upstream: UpstreamIo,
     upstream_leftover: Vec<u8>,
-    lines: Vec<crate::access_log::PendingLine>,
-    errors: Arc<Vec<crate::config::ErrorLogTarget>>,
-    context: Box<str>,
-    conn_id: u64,
-    head_len: u64,
-    start: Instant,
-    upstream_started: Option<Instant>,
     timeouts: relay::Timeouts,
     retired: crate::signal::StopWaiter,
-    _slots: Vec<crate::limits::Slot>,
-    /// The backend peer counts the tunnel as an active connection.
-    _lease: Option<crate::balance::Lease>,
+    end: TunnelEnd,
 }
 
 impl Tunnel {
@@ -751,42 +745,17 @@ impl Tunnel {
     /// request. It is a plain struct future (not an `async fn`) so that an
     /// idle tunnel's task holds the relay and what its end needs, once.
     pub fn run(self, client: ClientIo, client_leftover: Vec<u8>, active: Active) -> TunnelTask {
-        let Tunnel {
-            upstream,
-            upstream_leftover,
-            lines,
-            errors,
-            context,
-            conn_id,
-            head_len,
-            start,
-            upstream_started,
-            timeouts,
-            retired,
-            _slots,
-            _lease,
-        } = self;
         TunnelTask {
             relay: Relay::new(
                 client,
                 client_leftover,
-                upstream,
-                upstream_leftover,
-                timeouts,
-                retired,
+                self.upstream,
+                self.upstream_leftover,
+                self.timeouts,
+                self.retired,
             ),
-            end: Some(TunnelEnd {
-                lines,
-                errors,
-                context,
-                conn_id,
-                head_len,
-                start,
-                upstream_started,
-                _slots,
-                _lease,
-                _active: active,
-            }),
+            end: Some(self.end),
+            _active: active,
         }
     }
 }
@@ -795,6 +764,7 @@ impl Tunnel {
 pub struct TunnelTask {
     relay: Relay<ClientIo, UpstreamIo>,
     end: Option<TunnelEnd>,
+    _active: Active,
 }
 
 /// What a tunnel needs once it ends: its log lines and context.
@@ -807,8 +777,8 @@ struct TunnelEnd {
     start: Instant,
     upstream_started: Option<Instant>,
     _slots: Vec<crate::limits::Slot>,
+    /// The backend peer counts the tunnel as an active connection.
     _lease: Option<crate::balance::Lease>,
-    _active: Active,
 }
 
 impl std::future::Future for TunnelTask {

@@ -971,16 +971,7 @@ impl Finisher<'_> {
         })?;
         let peers = addrs
             .into_iter()
-            .map(|addr| Peer {
-                addr,
-                name: hostport.to_string(),
-                weight: 1,
-                max_fails: 1,
-                fail_timeout: Duration::from_secs(10),
-                backup: false,
-                down: false,
-                max_conns: 0,
-            })
+            .map(|addr| Peer::new(addr, hostport.to_string()))
             .collect();
         let index = self.upstreams.len();
         let u = Arc::new(Upstream {

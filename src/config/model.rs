@@ -846,6 +846,23 @@ pub struct Peer {
     pub max_conns: u32,
 }
 
+impl Peer {
+    /// A server with nginx's defaults (`weight=1 max_fails=1
+    /// fail_timeout=10s`, no `backup`, `down` or `max_conns`).
+    pub fn new(addr: SocketAddr, name: String) -> Peer {
+        Peer {
+            addr,
+            name,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            max_conns: 0,
+        }
+    }
+}
+
 /// How a peer is chosen.
 #[derive(Debug, Clone)]
 pub enum BalanceMethod {

@@ -313,16 +313,10 @@ fn resolve_target(ex: &mut Exchange<'_>, pass: &ProxyPass) -> Result<Target, Pro
                     let upstream = Arc::new(Upstream {
                         name: hostport.to_string(),
                         index: usize::MAX,
-                        peers: vec![crate::config::Peer {
-                            addr: SocketAddr::new(ip, port),
-                            name: hostport.to_string(),
-                            weight: 1,
-                            max_fails: 1,
-                            fail_timeout: Duration::from_secs(10),
-                            backup: false,
-                            down: false,
-                            max_conns: 0,
-                        }],
+                        peers: vec![crate::config::Peer::new(
+                            SocketAddr::new(ip, port),
+                            hostport.to_string(),
+                        )],
                         method: BalanceMethod::RoundRobin,
                         keepalive: None,
                         implicit: true,
