@@ -805,7 +805,13 @@ fn set_listen(b: &mut Builder, st: &Statement) -> Result<()> {
         match v {
             "default_server" | "default" => default_server = true,
             "ssl" => opts.ssl = true,
-            "http2" => opts.http2 = true,
+            "http2" => {
+                opts.http2 = true;
+                b.warn(
+                    &st.span,
+                    "the \"http2\" parameter is accepted, but HTTP/2 is not served yet: clients on this address speak HTTP/1.1",
+                );
+            }
             "reuseport" => opts.reuseport = true,
             "deferred" | "bind" => {}
             "proxy_protocol" | "quic" => {
