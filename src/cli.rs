@@ -272,7 +272,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
     let paths = resolve_paths(&o);
     if let Some(e) = &paths.error_log {
         // `-e` receives start-up messages (and is the default error log).
-        if let Ok(log) = ErrorLog::open(&[crate::config::ErrorLogTarget {
+        if let Ok(log) = ErrorLog::open(&[crate::log::ErrorLogTarget {
             path: e.clone(),
             level: Level::Notice,
         }]) {
@@ -306,7 +306,7 @@ fn load_config(
     if let Some(e) = paths_error_log
         && !config.main.error_log_explicit
     {
-        config.main.error_log = vec![crate::config::ErrorLogTarget {
+        config.main.error_log = vec![crate::log::ErrorLogTarget {
             path: e.to_path_buf(),
             level: Level::Error,
         }];
@@ -359,7 +359,7 @@ fn send_signal(load: &LoadOptions, sig: &str) -> ExitCode {
             eprintln!(
                 "switchyard: [error] open() \"{}\" failed {}",
                 pid_path.display(),
-                crate::config::error::os_error(&e)
+                crate::log::os_error(&e)
             );
             return ExitCode::from(1);
         }
@@ -548,7 +548,7 @@ fn serve(load: LoadOptions, paths: &Paths) -> ExitCode {
             emerg(&format!(
                 "open() \"{}\" failed {}",
                 pid_path.display(),
-                crate::config::error::os_error(&e)
+                crate::log::os_error(&e)
             ));
             handle.stop_now();
             return ExitCode::from(1);
@@ -629,7 +629,7 @@ async fn run_signals(handle: &Handle) {
             _ = usr1.recv() => {
                 log::error(Level::Notice, "signal 10 (SIGUSR1) received, reopening logs");
                 for (path, e) in log::Registry::global().reopen_all() {
-                    log::error(Level::Alert, &format!("open() \"{}\" failed {}", path.display(), crate::config::error::os_error(&e)));
+                    log::error(Level::Alert, &format!("open() \"{}\" failed {}", path.display(), crate::log::os_error(&e)));
                 }
             }
             _ = winch.recv() => {}

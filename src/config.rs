@@ -20,6 +20,7 @@ pub mod listen;
 pub mod model;
 pub mod template;
 pub mod values;
+pub mod var;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +85,7 @@ pub fn load_str(text: &str, dir: &Path) -> Result<Config, ConfigError> {
         ConfigError::global(format!(
             "mkdir \"{}\" failed {}",
             dir.display(),
-            error::os_error(&e)
+            crate::log::os_error(&e)
         ))
     })?;
     let file = dir.join("switchyard.conf");
@@ -92,7 +93,7 @@ pub fn load_str(text: &str, dir: &Path) -> Result<Config, ConfigError> {
         ConfigError::global(format!(
             "write \"{}\" failed {}",
             file.display(),
-            error::os_error(&e)
+            crate::log::os_error(&e)
         ))
     })?;
     load(&LoadOptions::new(dir, file))

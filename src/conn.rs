@@ -503,7 +503,7 @@ pub async fn respond(mut ex: Box<Exchange<'_>>, mut reply: Reply) -> Next {
                         Err(e) => {
                             ex.log(
                                 Level::Crit,
-                                &format!("read() failed {}", crate::config::error::os_error(&e)),
+                                &format!("read() failed {}", crate::log::os_error(&e)),
                                 None,
                             );
                             sent = false;
@@ -770,7 +770,7 @@ pub struct TunnelTask {
 /// What a tunnel needs once it ends: its log lines and context.
 struct TunnelEnd {
     lines: Vec<crate::access_log::PendingLine>,
-    errors: Arc<Vec<crate::config::ErrorLogTarget>>,
+    errors: Arc<Vec<crate::log::ErrorLogTarget>>,
     context: Box<str>,
     conn_id: u64,
     head_len: u64,
@@ -813,14 +813,14 @@ impl TunnelEnd {
                 Level::Error,
                 format!(
                     "recv() failed {} while proxying upgraded connection",
-                    crate::config::error::os_error(e)
+                    crate::log::os_error(e)
                 ),
             )),
             relay::End::ClientError(e) => Some((
                 Level::Info,
                 format!(
                     "recv() failed {} while proxying upgraded connection",
-                    crate::config::error::os_error(e)
+                    crate::log::os_error(e)
                 ),
             )),
             relay::End::Closed | relay::End::Shutdown => None,

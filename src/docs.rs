@@ -2,7 +2,7 @@
 //! README can never drift from what the parser accepts.
 
 use crate::config::directives::{DIRECTIVES, Support};
-use crate::vars::Builtin;
+use crate::config::var::Builtin;
 
 /// Markers around the generated directive table in the README.
 pub const BEGIN: &str =

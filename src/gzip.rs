@@ -364,15 +364,6 @@ impl Encoder {
     }
 }
 
-/// `$gzip_ratio`: uncompressed over compressed size, two decimals.
-pub fn ratio(bytes_in: u64, bytes_out: u64) -> String {
-    if bytes_out == 0 {
-        return "0.00".into();
-    }
-    let hundredths = (bytes_in as u128 * 100) / bytes_out as u128;
-    format!("{}.{:02}", hundredths / 100, hundredths % 100)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,12 +431,5 @@ mod tests {
             .read_to_string(&mut all)
             .unwrap();
         assert_eq!(all, "hello world");
-    }
-
-    #[test]
-    fn ratio_has_two_decimals() {
-        assert_eq!(ratio(1000, 300), "3.33");
-        assert_eq!(ratio(10, 20), "0.50");
-        assert_eq!(ratio(5, 0), "0.00");
     }
 }

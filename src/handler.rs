@@ -760,7 +760,7 @@ impl Exchange<'_> {
         line.push(' ');
         line.push_str(&self.ctx.request_uri);
         line.push(' ');
-        line.push_str(crate::vars::version_text(self.ctx.version));
+        line.push_str(crate::request::vars::version_text(self.ctx.version));
         line.push('"');
         if let Some(u) = upstream {
             line.push_str(", upstream: \"");

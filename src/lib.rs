@@ -33,7 +33,6 @@ pub mod server;
 pub mod signal;
 pub mod static_files;
 pub mod tls;
-pub mod vars;
 
 /// The version Switchyard reports for `$nginx_version` and `-V`: the nginx
 /// release whose proxy semantics it follows.

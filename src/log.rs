@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
-use crate::config::ErrorLogTarget;
 
 /// Log severity, nginx's eight levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,6 +83,31 @@ impl Level {
             Level::Warn => Level::Notice,
             _ => Level::Info,
         }
+    }
+}
+
+/// Where an `error_log` writes, and from which level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLogTarget {
+    /// File path, `stderr`, or `/dev/null`-like sinks.
+    pub path: PathBuf,
+    /// Minimum level written.
+    pub level: Level,
+}
+
+/// Formats an OS error the way nginx does: `(2: No such file or directory)`.
+pub fn os_error(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => {
+            let text = err.to_string();
+            // std appends " (os error N)"; nginx prints "(N: text)".
+            let text = text
+                .rsplit_once(" (os error")
+                .map(|(head, _)| head.to_string())
+                .unwrap_or(text);
+            format!("({code}: {text})")
+        }
+        None => format!("({err})"),
     }
 }
 

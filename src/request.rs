@@ -5,6 +5,8 @@
 //! regex captures, and what is learnt while proxying (upstream address,
 //! status, bytes) for the access log.
 
+pub mod vars;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ pub struct ConnInfo {
     pub tls_session: Option<crate::tls::TlsSession>,
     /// Where connection-level errors go (before a request picks a
     /// location): the error log of the address's default server.
-    pub error_log: Arc<Vec<crate::config::model::ErrorLogTarget>>,
+    pub error_log: Arc<Vec<crate::log::ErrorLogTarget>>,
 }
 
 impl ConnInfo {

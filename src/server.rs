@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::balance::Balancer;
-use crate::config::error::os_error;
+use crate::log::os_error;
 use crate::config::{Config, ListenGroup, LoadOptions};
 use crate::log::{self, ErrorLog, Level, LogFile, Registry};
 use crate::net::{self, ClientIo};

@@ -124,7 +124,7 @@ fn not_found(ex: &mut Exchange<'_>, path: &std::path::Path, e: std::io::Error) -
                 &format!(
                     "open() \"{}\" failed {}",
                     path.display(),
-                    crate::config::error::os_error(&e)
+                    crate::log::os_error(&e)
                 ),
                 None,
             );
@@ -137,7 +137,7 @@ fn not_found(ex: &mut Exchange<'_>, path: &std::path::Path, e: std::io::Error) -
                     &format!(
                         "open() \"{}\" failed {}",
                         path.display(),
-                        crate::config::error::os_error(&e)
+                        crate::log::os_error(&e)
                     ),
                     None,
                 );
@@ -181,7 +181,7 @@ async fn index(ex: &mut Exchange<'_>, uri: &str) -> Content {
                     &format!(
                         "\"{}\" is not found {}",
                         path.display(),
-                        crate::config::error::os_error(&e)
+                        crate::log::os_error(&e)
                     ),
                     None,
                 );

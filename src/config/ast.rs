@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::error::{ConfigError, Result, Span, os_error};
+use super::error::{ConfigError, Result, Span};
+use crate::log::os_error;
 use super::lexer::{End, Lexer, Word};
 
 /// How deep `include` may nest before we call it a loop.

@@ -21,8 +21,8 @@ use super::directives::{self, Args, Ctx};
 use super::error::{ConfigError, Result, Span};
 use super::model::*;
 use super::template::{Piece, Template};
-use crate::log::Level;
-use crate::vars::{self, Var};
+use crate::log::{ErrorLogTarget, Level};
+use super::var::{self, Var};
 
 /// Settings that live at http, server and location level, before merging.
 #[derive(Debug, Default, Clone)]
@@ -593,7 +593,7 @@ impl Finisher<'_> {
         if let Some(i) = self.indexed.iter().position(|v| v.name == name) {
             return Some(Var::Indexed(i));
         }
-        vars::resolve_builtin(name)
+        var::resolve_builtin(name)
     }
 
     fn finish_loc(
@@ -1233,7 +1233,7 @@ fn bind_static(src: &str) -> Template {
     let mut t = Template::parse(src).expect("static template");
     for p in &mut t.pieces {
         if let Piece::Name(n) = p {
-            *p = Piece::Var(vars::resolve_builtin(n).expect("static variable"));
+            *p = Piece::Var(var::resolve_builtin(n).expect("static variable"));
         }
     }
     t

@@ -16,7 +16,7 @@ use super::error::{ConfigError, Result};
 use super::model::*;
 use super::template::Template;
 use super::values::{parse_flag, parse_size, parse_time};
-use crate::log::Level;
+use crate::log::{ErrorLogTarget, Level};
 
 /// A set of contexts (bit flags), nginx's `NGX_*_CONF` masks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -550,7 +550,7 @@ fn set_map(b: &mut Builder, st: &Statement) -> Result<()> {
             format!("the duplicate \"{name}\" variable"),
         ));
     }
-    if crate::vars::resolve_builtin(name).is_some() {
+    if super::var::resolve_builtin(name).is_some() {
         return Err(ConfigError::at(
             &st.span,
             format!("the duplicate \"{name}\" variable"),
@@ -1818,7 +1818,7 @@ fn set_set(b: &mut Builder, st: &Statement) -> Result<()> {
         b.rewrite_ops().push(RewriteOp::SetLimitRate(value));
         return Ok(());
     }
-    if crate::vars::resolve_builtin(name).is_some() {
+    if super::var::resolve_builtin(name).is_some() {
         return Err(ConfigError::at(
             &st.span,
             format!("the duplicate \"{name}\" variable"),

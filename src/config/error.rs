@@ -78,19 +78,3 @@ impl std::error::Error for ConfigError {}
 
 /// Shorthand used throughout the config module.
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
-
-/// Formats an OS error the way nginx does: `(2: No such file or directory)`.
-pub fn os_error(err: &std::io::Error) -> String {
-    match err.raw_os_error() {
-        Some(code) => {
-            let text = err.to_string();
-            // std appends " (os error N)"; nginx prints "(N: text)".
-            let text = text
-                .rsplit_once(" (os error")
-                .map(|(head, _)| head.to_string())
-                .unwrap_or(text);
-            format!("({code}: {text})")
-        }
-        None => format!("({err})"),
-    }
-}

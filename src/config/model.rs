@@ -16,7 +16,7 @@ use regex::bytes::Regex;
 use super::ast::SourceFile;
 use super::error::{ConfigError, Span};
 use super::template::Template;
-use crate::log::Level;
+use crate::log::{ErrorLogTarget, Level};
 
 /// A loaded configuration.
 #[derive(Debug)]
@@ -65,15 +65,6 @@ pub struct Main {
     /// Whether the pid file or error log use their default place under
     /// `logs/` (whose directory is then created if missing).
     pub default_paths: bool,
-}
-
-/// Where an `error_log` writes, and from which level.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorLogTarget {
-    /// File path, `stderr`, or `/dev/null`-like sinks.
-    pub path: PathBuf,
-    /// Minimum level written.
-    pub level: Level,
 }
 
 /// The `http` block.

@@ -2,10 +2,10 @@
 //!
 //! `"$scheme://$host${uri}x"` becomes a list of literal and variable pieces.
 //! Variable names are only syntax here; the model resolves each name to a
-//! [`crate::vars::Var`] once every `map` and `set` is known, so an unknown
+//! [`Var`] once every `map` and `set` is known, so an unknown
 //! name is an error at load time rather than an empty string at run time.
 
-use crate::vars::Var;
+use super::var::Var;
 
 /// A piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]

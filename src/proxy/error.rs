@@ -7,7 +7,7 @@
 
 use std::io;
 
-use crate::config::error::os_error;
+use crate::log::os_error;
 use crate::log::Level;
 
 /// Which side a failure came from (for logs and metrics).

@@ -12,7 +12,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::config::error::os_error;
+use crate::log::os_error;
 use crate::config::{ListenGroup, ProxySsl};
 
 pub mod x509;
