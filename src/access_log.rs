@@ -11,11 +11,11 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use crate::config::template::Piece;
+use crate::config::var::{Builtin, Var};
 use crate::config::{LocConf, LogEscape, LogFormat};
 use crate::log::LogFile;
 use crate::request::RequestCtx;
 use crate::server::Generation;
-use crate::config::var::{Builtin, Var};
 
 thread_local! {
     static LINE: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };

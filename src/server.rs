@@ -26,8 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::balance::Balancer;
-use crate::log::os_error;
 use crate::config::{Config, ListenGroup, LoadOptions};
+use crate::log::os_error;
 use crate::log::{self, ErrorLog, Level, LogFile, Registry};
 use crate::net::{self, ClientIo};
 use crate::proxy::upstream::Pool;
@@ -80,7 +80,7 @@ impl Generation {
             }
             for group in &http.listens {
                 if group.opts.ssl {
-                    tls.insert(group.addr, crate::tls::acceptor(group)?);
+                    tls.insert(group.addr, acceptor(group)?);
                 }
             }
             let mut open = |path: &PathBuf| -> Result<(), String> {
@@ -144,6 +144,29 @@ impl Generation {
         }
         http.listens.iter().find(|g| g.addr == key).cloned()
     }
+}
+
+/// The TLS acceptor of a `listen ... ssl` group: one site per server of the
+/// group, names chosen as `server_name` chooses servers.
+fn acceptor(group: &Arc<ListenGroup>) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let sites: Vec<Option<crate::tls::server::Site<'_>>> = group
+        .servers
+        .iter()
+        .map(|s| {
+            s.tls.as_ref().map(|tls| crate::tls::server::Site {
+                cert: &tls.certs[0].0,
+                key: &tls.certs[0].1,
+                protocols: &tls.protocols,
+            })
+        })
+        .collect();
+    let names = group.clone();
+    crate::tls::acceptor(
+        &sites,
+        group.default_server,
+        Arc::new(move |name| names.names.find(name).map(|(i, _)| i)),
+        group.addr,
+    )
 }
 
 /// Lifecycle of the process.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{ConfigError, Result, Span};
-use crate::log::os_error;
 use super::lexer::{End, Lexer, Word};
+use crate::log::os_error;
 
 /// How deep `include` may nest before we call it a loop.
 const MAX_INCLUDE_DEPTH: usize = 32;

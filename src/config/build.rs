@@ -21,8 +21,8 @@ use super::directives::{self, Args, Ctx};
 use super::error::{ConfigError, Result, Span};
 use super::model::*;
 use super::template::{Piece, Template};
-use crate::log::{ErrorLogTarget, Level};
 use super::var::{self, Var};
+use crate::log::{ErrorLogTarget, Level};
 
 /// Settings that live at http, server and location level, before merging.
 #[derive(Debug, Default, Clone)]
@@ -74,9 +74,9 @@ pub struct LocRaw {
     pub default_type: Option<String>,
     pub types: Option<Arc<HashMap<String, String>>>,
     pub gzip: Option<bool>,
-    pub access: Option<Vec<crate::access::AccessRule>>,
-    pub realip_from: Option<Vec<crate::access::Cidr>>,
-    pub realip_header: Option<crate::access::RealIpHeader>,
+    pub access: Option<Vec<crate::config::AccessRule>>,
+    pub realip_from: Option<Vec<crate::config::Cidr>>,
+    pub realip_header: Option<crate::config::RealIpHeader>,
     pub realip_recursive: Option<bool>,
     pub gzip_types: Option<Option<Vec<String>>>,
     pub gzip_comp_level: Option<u32>,
@@ -84,7 +84,7 @@ pub struct LocRaw {
     pub gzip_http_version: Option<http::Version>,
     pub gzip_proxied: Option<u16>,
     pub gzip_vary: Option<bool>,
-    pub gzip_disable: Option<Vec<crate::gzip::Disable>>,
+    pub gzip_disable: Option<Vec<crate::config::Disable>>,
     pub limit_conn: Option<Vec<(String, u32, Span)>>,
     pub limit_conn_status: Option<StatusCode>,
     pub limit_conn_log_level: Option<Level>,
@@ -694,7 +694,17 @@ impl Finisher<'_> {
         };
         if may_use_tls {
             let span = raw.proxy_pass.as_ref().map(|(_, s)| s.clone());
-            let client = crate::tls::client_config(&ssl).map_err(|e| match &span {
+            let options = crate::tls::client::ClientOptions {
+                verify: ssl.verify,
+                trusted_certificate: ssl.trusted_certificate.as_deref(),
+                certificate: ssl
+                    .certificate
+                    .as_ref()
+                    .map(|(c, k)| (c.as_path(), k.as_path())),
+                send_sni: ssl.server_name,
+                session_reuse: ssl.session_reuse,
+            };
+            let client = crate::tls::client::config(&options).map_err(|e| match &span {
                 Some(span) => ConfigError::at(span, e),
                 None => ConfigError::at(&Span::command_line(), e),
             })?;
@@ -839,18 +849,18 @@ impl Finisher<'_> {
             types: raw.types.clone(),
             access: Arc::new(raw.access.clone().unwrap_or_default()),
             realip: raw.realip_from.as_ref().map(|from| {
-                Arc::new(crate::access::RealIp {
+                Arc::new(crate::config::RealIp {
                     from: from.clone(),
                     header: raw
                         .realip_header
                         .clone()
-                        .unwrap_or(crate::access::RealIpHeader::XRealIp),
+                        .unwrap_or(crate::config::RealIpHeader::XRealIp),
                     recursive: raw.realip_recursive.unwrap_or(false),
                 })
             }),
             gzip: {
-                let d = crate::gzip::GzipConf::default();
-                crate::gzip::GzipConf {
+                let d = crate::config::GzipConf::default();
+                crate::config::GzipConf {
                     enable: raw.gzip.unwrap_or(d.enable),
                     types: raw.gzip_types.clone().unwrap_or(d.types),
                     level: raw.gzip_comp_level.unwrap_or(d.level),

@@ -1643,9 +1643,9 @@ fn set_types(b: &mut Builder, st: &Statement) -> Result<()> {
 // Access rules and the real client address.
 
 /// An address block argument; nginx warns when host bits are set.
-fn arg_cidr(b: &mut Builder, st: &Statement) -> Result<crate::access::Cidr> {
+fn arg_cidr(b: &mut Builder, st: &Statement) -> Result<crate::config::Cidr> {
     let text = &st.args[0].value;
-    match crate::access::Cidr::parse(text) {
+    match crate::config::Cidr::parse(text) {
         Ok((cidr, low_bits)) => {
             if low_bits {
                 b.warn(
@@ -1663,7 +1663,7 @@ fn arg_cidr(b: &mut Builder, st: &Statement) -> Result<crate::access::Cidr> {
 }
 
 fn set_access_rule(b: &mut Builder, st: &Statement) -> Result<()> {
-    use crate::access::{AccessRule, Match};
+    use crate::config::{AccessRule, Match};
     let matches = if st.args[0].value == "all" {
         Match::All
     } else {
@@ -1680,7 +1680,7 @@ fn set_access_rule(b: &mut Builder, st: &Statement) -> Result<()> {
 fn set_real_ip_from(b: &mut Builder, st: &Statement) -> Result<()> {
     use std::net::ToSocketAddrs;
     let text = st.args[0].value.clone();
-    let blocks = match crate::access::Cidr::parse(&text) {
+    let blocks = match crate::config::Cidr::parse(&text) {
         Ok(_) => vec![arg_cidr(b, st)?],
         // A host name stands for the addresses it resolves to now.
         Err(_) => {
@@ -1697,7 +1697,7 @@ fn set_real_ip_from(b: &mut Builder, st: &Statement) -> Result<()> {
             addrs
                 .iter()
                 .map(|a| {
-                    crate::access::Cidr::parse(&a.ip().to_string())
+                    crate::config::Cidr::parse(&a.ip().to_string())
                         .expect("an address")
                         .0
                 })
@@ -1709,7 +1709,7 @@ fn set_real_ip_from(b: &mut Builder, st: &Statement) -> Result<()> {
 }
 
 fn set_real_ip_header(b: &mut Builder, st: &Statement) -> Result<()> {
-    use crate::access::RealIpHeader;
+    use crate::config::RealIpHeader;
     let v = st.args[0].value.as_str();
     let header = match v {
         "X-Real-IP" => RealIpHeader::XRealIp,
@@ -1765,7 +1765,7 @@ fn set_gzip_http_version(b: &mut Builder, st: &Statement) -> Result<()> {
 fn set_gzip_proxied(b: &mut Builder, st: &Statement) -> Result<()> {
     let mut flags = 0;
     for v in st.values() {
-        let Some((_, bit)) = crate::gzip::proxied::NAMES.iter().find(|(n, _)| *n == v) else {
+        let Some((_, bit)) = crate::config::proxied::NAMES.iter().find(|(n, _)| *n == v) else {
             return Err(ConfigError::at(&st.span, format!("invalid value \"{v}\"")));
         };
         flags |= bit;
@@ -1777,9 +1777,9 @@ fn set_gzip_disable(b: &mut Builder, st: &Statement) -> Result<()> {
     let mut list = Vec::new();
     for v in st.values() {
         list.push(if v == "msie6" {
-            crate::gzip::Disable::Msie6
+            crate::config::Disable::Msie6
         } else {
-            crate::gzip::Disable::Regex(b.regex(v, true, &st.span)?)
+            crate::config::Disable::Regex(b.regex(v, true, &st.span)?)
         });
     }
     // Several gzip_disable lines at one level add up.

@@ -4,6 +4,16 @@
 //! variable names bound, upstream names looked up, addresses parsed. The
 //! serving code never sees the syntax tree and never needs a default.
 
+pub mod access;
+pub mod gzip;
+pub mod proxy;
+pub mod upstream;
+
+pub use access::*;
+pub use gzip::*;
+pub use proxy::*;
+pub use upstream::*;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -434,11 +444,11 @@ pub struct LocConf {
     /// level has a `types` block (the built-in table applies).
     pub types: Option<Arc<std::collections::HashMap<String, String>>>,
     /// `gzip` and its companions.
-    pub gzip: crate::gzip::GzipConf,
+    pub gzip: crate::config::GzipConf,
     /// `allow` / `deny` rules, in order (empty: everyone).
-    pub access: Arc<Vec<crate::access::AccessRule>>,
+    pub access: Arc<Vec<crate::config::AccessRule>>,
     /// `set_real_ip_from` and companions (`None`: the peer is the client).
-    pub realip: Option<Arc<crate::access::RealIp>>,
+    pub realip: Option<Arc<crate::config::RealIp>>,
     /// `limit_conn` rules.
     pub limit_conn: Arc<Vec<LimitConn>>,
     /// `limit_conn_status` (default 503).
@@ -627,265 +637,4 @@ pub struct ConnZoneDef {
     pub size: u64,
     /// The counts (shared by every generation that defines the zone).
     pub state: Arc<crate::limits::Zone>,
-}
-
-/// The `proxy_*` family.
-#[derive(Debug)]
-pub struct ProxySettings {
-    /// `proxy_http_version` (1.0 by default, as nginx).
-    pub http_version: http::Version,
-    /// Headers sent upstream: nginx's defaults merged with
-    /// `proxy_set_header`, in the order they are sent.
-    pub headers: Arc<Vec<HeaderRule>>,
-    /// What the location said about `Upgrade`: decides the WebSocket-first
-    /// default (see [`UpgradePolicy`]).
-    pub upgrade: UpgradePolicy,
-    /// `proxy_pass_request_headers`.
-    pub pass_request_headers: bool,
-    /// `proxy_pass_request_body`.
-    pub pass_request_body: bool,
-    /// `proxy_set_body`.
-    pub set_body: Option<Template>,
-    /// Upstream response headers not passed to the client.
-    pub hide_headers: Arc<Vec<HeaderName>>,
-    /// `proxy_read_timeout`.
-    pub read_timeout: Duration,
-    /// `proxy_send_timeout`.
-    pub send_timeout: Duration,
-    /// `proxy_connect_timeout`.
-    pub connect_timeout: Duration,
-    /// `proxy_buffering`.
-    pub buffering: bool,
-    /// `proxy_request_buffering`.
-    pub request_buffering: bool,
-    /// `proxy_buffer_size`.
-    pub buffer_size: usize,
-    /// `proxy_buffers N size`.
-    pub buffers: (usize, usize),
-    /// `proxy_next_upstream` conditions.
-    pub next_upstream: NextUpstream,
-    /// `proxy_next_upstream_tries` (0 = unlimited).
-    pub next_upstream_tries: usize,
-    /// `proxy_next_upstream_timeout` (zero = unlimited).
-    pub next_upstream_timeout: Duration,
-    /// `proxy_intercept_errors`.
-    pub intercept_errors: bool,
-    /// `proxy_ignore_client_abort`.
-    pub ignore_client_abort: bool,
-    /// `proxy_redirect default|off`.
-    pub redirect: bool,
-    /// Upstream TLS.
-    pub ssl: ProxySsl,
-}
-
-/// Upstream TLS settings (`proxy_ssl_*`).
-#[derive(Debug, Clone)]
-pub struct ProxySsl {
-    /// `proxy_ssl_verify` (off by default, as nginx).
-    pub verify: bool,
-    /// `proxy_ssl_trusted_certificate`.
-    pub trusted_certificate: Option<PathBuf>,
-    /// `proxy_ssl_name` (default `$proxy_host`).
-    pub name: Option<Template>,
-    /// `proxy_ssl_server_name`: send SNI.
-    pub server_name: bool,
-    /// `proxy_ssl_verify_depth`.
-    pub verify_depth: u32,
-    /// `proxy_ssl_session_reuse`.
-    pub session_reuse: bool,
-    /// `proxy_ssl_certificate` / `_key`: client certificate.
-    pub certificate: Option<(PathBuf, PathBuf)>,
-    /// The TLS client settings above, built at load for a location that
-    /// may pass to `https://` (files read, certificates checked).
-    pub client: Option<Arc<rustls::ClientConfig>>,
-}
-
-/// When a request may be passed to the next upstream server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct NextUpstream {
-    /// `error`
-    pub error: bool,
-    /// `timeout`
-    pub timeout: bool,
-    /// `invalid_header`
-    pub invalid_header: bool,
-    /// `http_500` .. `http_504`, `http_403`, `http_404`, `http_429`
-    pub statuses: u32,
-    /// `non_idempotent`
-    pub non_idempotent: bool,
-}
-
-impl NextUpstream {
-    /// Bit for a status in `statuses`.
-    pub fn status_bit(status: u16) -> u32 {
-        match status {
-            500 => 1,
-            502 => 2,
-            503 => 4,
-            504 => 8,
-            403 => 16,
-            404 => 32,
-            429 => 64,
-            _ => 0,
-        }
-    }
-
-    /// Whether a response with `status` should be retried.
-    pub fn retries_status(&self, status: u16) -> bool {
-        let bit = Self::status_bit(status);
-        bit != 0 && self.statuses & bit != 0
-    }
-}
-
-/// One header sent upstream.
-#[derive(Debug, Clone)]
-pub struct HeaderRule {
-    /// Header name (as written, for the wire).
-    pub name: HeaderName,
-    /// Name as written in the configuration (case kept for the wire).
-    pub display: String,
-    /// Value; an empty result means the header is not sent.
-    pub value: Template,
-}
-
-/// What a location said about the `Upgrade` header, which decides how
-/// WebSocket handshakes are proxied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpgradePolicy {
-    /// No `proxy_set_header Upgrade` anywhere: WebSocket handshakes are
-    /// upgraded anyway (HTTP/1.1, `Upgrade` and `Connection: upgrade`),
-    /// Switchyard's WebSocket-first default.
-    Auto,
-    /// `proxy_set_header Upgrade <non-empty template>`: nginx semantics, the
-    /// configured headers decide.
-    Configured,
-    /// `proxy_set_header Upgrade "";`: the operator opted out; the
-    /// handshake reaches the backend as a plain request, as in nginx.
-    Disabled,
-}
-
-/// A `proxy_pass` target.
-#[derive(Debug, Clone)]
-pub enum ProxyPass {
-    /// A target fixed at load time.
-    Static(StaticTarget),
-    /// A target with variables, evaluated per request.
-    Dynamic {
-        /// The URL template.
-        url: Template,
-        /// The location prefix, for messages.
-        span: Span,
-    },
-}
-
-/// A `proxy_pass` with no variables.
-#[derive(Debug, Clone)]
-pub struct StaticTarget {
-    /// `https` upstream.
-    pub tls: bool,
-    /// The group of servers.
-    pub upstream: Arc<Upstream>,
-    /// `$proxy_host`: `host[:port]` as written (port omitted when default).
-    pub proxy_host: String,
-    /// `$proxy_port`.
-    pub proxy_port: u16,
-    /// The URI part (`proxy_pass http://b/x/` has `/x/`); `None` passes the
-    /// client's URI unchanged.
-    pub uri: Option<String>,
-    /// The location prefix the URI part replaces.
-    pub location_prefix: Option<String>,
-}
-
-/// An upstream group.
-#[derive(Debug)]
-pub struct Upstream {
-    /// The name (`upstream NAME`, or `host:port` for implicit ones).
-    pub name: String,
-    /// Index in `Http::upstreams`.
-    pub index: usize,
-    /// Peers, in configuration order (one per resolved address).
-    pub peers: Vec<Peer>,
-    /// Balancing method.
-    pub method: BalanceMethod,
-    /// `keepalive N` and friends.
-    pub keepalive: Option<Keepalive>,
-    /// Created from a `proxy_pass` URL rather than an `upstream` block.
-    pub implicit: bool,
-    /// Where it was defined.
-    pub span: Span,
-}
-
-/// One upstream server address.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// The address.
-    pub addr: SocketAddr,
-    /// The `server` argument as written (`backend1:8080`), which `hash
-    /// consistent` hashes and logs show for names.
-    pub name: String,
-    /// `weight=`.
-    pub weight: u32,
-    /// `max_fails=` (0 disables failure accounting).
-    pub max_fails: u32,
-    /// `fail_timeout=`.
-    pub fail_timeout: Duration,
-    /// `backup`.
-    pub backup: bool,
-    /// `down`.
-    pub down: bool,
-    /// `max_conns=` (0 = unlimited).
-    pub max_conns: u32,
-}
-
-impl Peer {
-    /// A server with nginx's defaults (`weight=1 max_fails=1
-    /// fail_timeout=10s`, no `backup`, `down` or `max_conns`).
-    pub fn new(addr: SocketAddr, name: String) -> Peer {
-        Peer {
-            addr,
-            name,
-            weight: 1,
-            max_fails: 1,
-            fail_timeout: Duration::from_secs(10),
-            backup: false,
-            down: false,
-            max_conns: 0,
-        }
-    }
-}
-
-/// How a peer is chosen.
-#[derive(Debug, Clone)]
-pub enum BalanceMethod {
-    /// Smooth weighted round robin (nginx's default).
-    RoundRobin,
-    /// `ip_hash`.
-    IpHash,
-    /// `hash KEY [consistent]`.
-    Hash {
-        /// The key.
-        key: Template,
-        /// Ketama-style consistent hashing.
-        consistent: bool,
-    },
-    /// `least_conn`.
-    LeastConn,
-    /// `random [two]`.
-    Random {
-        /// Power of two choices.
-        two: bool,
-    },
-}
-
-/// `keepalive` settings of an upstream.
-#[derive(Debug, Clone, Copy)]
-pub struct Keepalive {
-    /// Idle connections cached per worker.
-    pub max_cached: usize,
-    /// `keepalive_timeout` (default 60s).
-    pub timeout: Duration,
-    /// `keepalive_requests` (default 1000).
-    pub requests: u64,
-    /// `keepalive_time` (default 1h).
-    pub time: Duration,
 }

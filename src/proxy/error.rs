@@ -7,8 +7,8 @@
 
 use std::io;
 
-use crate::log::os_error;
 use crate::log::Level;
+use crate::log::os_error;
 
 /// Which side a failure came from (for logs and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -249,9 +249,7 @@ impl RequestCtx {
                 true
             }
             Builtin::GzipRatio => match self.response.gzip {
-                Some((bytes_in, bytes_out)) => {
-                    put(out, ratio(bytes_in, bytes_out).as_bytes())
-                }
+                Some((bytes_in, bytes_out)) => put(out, ratio(bytes_in, bytes_out).as_bytes()),
                 None => false,
             },
             Builtin::TimeLocal => {

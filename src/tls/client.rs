@@ -1,188 +1,30 @@
-//! TLS: terminating `listen ... ssl` with rustls (ring), choosing the
-//! certificate by SNI the way `server_name` chooses a server, and TLS to
-//! `https://` backends (`proxy_ssl_*`).
+//! TLS to `https://` backends (`proxy_ssl_*`): the rustls client
+//! configuration of a location, with nginx's (OpenSSL's) verification rules.
 
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::log::os_error;
-use crate::config::{ListenGroup, ProxySsl};
+use super::{load_certs, load_key, provider, x509};
 
-pub mod x509;
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Reads a PEM certificate chain.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        format!(
-            "cannot load certificate \"{}\": open() failed {}",
-            path.display(),
-            os_error(&e)
-        )
-    })?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(file)).collect();
-    let certs =
-        certs.map_err(|e| format!("cannot load certificate \"{}\": {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "cannot load certificate \"{}\": no PEM certificate found",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
-/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        format!(
-            "cannot load certificate key \"{}\": open() failed {}",
-            path.display(),
-            os_error(&e)
-        )
-    })?;
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("cannot load certificate key \"{}\": {e}", path.display()))?
-        .ok_or_else(|| {
-            format!(
-                "cannot load certificate key \"{}\": no PEM private key found",
-                path.display()
-            )
-        })
-}
-
-fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let chain = load_certs(cert)?;
-    let key_der = load_key(key)?;
-    let signer = provider()
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| format!("cannot load certificate key \"{}\": {e}", key.display()))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signer)))
-}
-
-/// Chooses a certificate by SNI using the listen group's server names.
-#[derive(Debug)]
-struct SniResolver {
-    group: Arc<ListenGroup>,
-    /// Certificate of each server of the group (None: server has no TLS).
-    keys: Vec<Option<Arc<CertifiedKey>>>,
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let index = hello
-            .server_name()
-            .and_then(|name| self.group.names.find(&name.to_ascii_lowercase()))
-            .map(|(i, _)| i)
-            .unwrap_or(self.group.default_server);
-        self.keys[index]
-            .clone()
-            .or_else(|| self.keys[self.group.default_server].clone())
-            .or_else(|| self.keys.iter().flatten().next().cloned())
-    }
-}
-
-/// Builds the acceptor of a `listen ... ssl` group.
-pub fn acceptor(group: &Arc<ListenGroup>) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let mut keys = Vec::new();
-    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-    for server in &group.servers {
-        match &server.tls {
-            Some(tls) => {
-                let (cert, key) = &tls.certs[0];
-                keys.push(Some(certified_key(cert, key)?));
-                for p in &tls.protocols {
-                    let v = if p == "TLSv1.3" {
-                        &rustls::version::TLS13
-                    } else {
-                        &rustls::version::TLS12
-                    };
-                    if !versions.iter().any(|x| std::ptr::eq(*x, v)) {
-                        versions.push(v);
-                    }
-                }
-            }
-            None => keys.push(None),
-        }
-    }
-    if keys.iter().all(Option::is_none) {
-        return Err(format!(
-            "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive ({})",
-            group.addr
-        ));
-    }
-    if versions.is_empty() {
-        versions = vec![&rustls::version::TLS12, &rustls::version::TLS13];
-    }
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&versions)
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver {
-            group: group.clone(),
-            keys,
-        }));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-/// What a terminated TLS connection negotiated (the `$ssl_*` variables),
-/// named as OpenSSL names it so log formats written for nginx keep their
-/// meaning.
-#[derive(Debug, Clone)]
-pub struct TlsSession {
-    /// `$ssl_server_name`: the SNI name the client sent.
-    pub server_name: Option<String>,
-    /// `$ssl_protocol`: `TLSv1.2` or `TLSv1.3`.
-    pub protocol: &'static str,
-    /// `$ssl_cipher`, e.g. `TLS_AES_128_GCM_SHA256` or
-    /// `ECDHE-RSA-AES128-GCM-SHA256`.
-    pub cipher: &'static str,
-    /// `$ssl_session_reused`: the handshake resumed a session.
-    pub resumed: bool,
-}
-
-impl TlsSession {
-    /// Reads the facts of an established server-side connection.
-    pub fn of(conn: &rustls::ServerConnection) -> TlsSession {
-        use rustls::CipherSuite as C;
-        let protocol = match conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "",
-        };
-        let cipher = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
-            Some(C::TLS13_AES_128_GCM_SHA256) => "TLS_AES_128_GCM_SHA256",
-            Some(C::TLS13_AES_256_GCM_SHA384) => "TLS_AES_256_GCM_SHA384",
-            Some(C::TLS13_CHACHA20_POLY1305_SHA256) => "TLS_CHACHA20_POLY1305_SHA256",
-            Some(C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256) => "ECDHE-ECDSA-AES128-GCM-SHA256",
-            Some(C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384) => "ECDHE-ECDSA-AES256-GCM-SHA384",
-            Some(C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256) => {
-                "ECDHE-ECDSA-CHACHA20-POLY1305"
-            }
-            Some(C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) => "ECDHE-RSA-AES128-GCM-SHA256",
-            Some(C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) => "ECDHE-RSA-AES256-GCM-SHA384",
-            Some(C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256) => "ECDHE-RSA-CHACHA20-POLY1305",
-            _ => "",
-        };
-        TlsSession {
-            server_name: conn.server_name().map(str::to_string),
-            protocol,
-            cipher,
-            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-        }
-    }
+/// What a location asks of its backend TLS connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientOptions<'a> {
+    /// `proxy_ssl_verify`: check the backend's certificate.
+    pub verify: bool,
+    /// `proxy_ssl_trusted_certificate`: the anchors (required with
+    /// `verify`).
+    pub trusted_certificate: Option<&'a Path>,
+    /// `proxy_ssl_certificate` and `proxy_ssl_certificate_key`: our client
+    /// certificate.
+    pub certificate: Option<(&'a Path, &'a Path)>,
+    /// `proxy_ssl_server_name`: send SNI.
+    pub send_sni: bool,
+    /// `proxy_ssl_session_reuse`.
+    pub session_reuse: bool,
 }
 
 /// Checks backend certificates (`proxy_ssl_verify`) as nginx (OpenSSL)
@@ -382,7 +224,7 @@ impl BackendVerifier {
 }
 
 /// Builds the client configuration for backends of a location.
-pub fn client_config(ssl: &ProxySsl) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn config(ssl: &ClientOptions<'_>) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -430,7 +272,7 @@ pub fn client_config(ssl: &ProxySsl) -> Result<Arc<rustls::ClientConfig>, String
             .map_err(|e| e.to_string())?,
         None => builder.with_no_client_auth(),
     };
-    config.enable_sni = ssl.server_name;
+    config.enable_sni = ssl.send_sni;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     if !ssl.session_reuse {
         config.resumption = rustls::client::Resumption::disabled();

@@ -1,0 +1,102 @@
+//! `upstream` groups: their peers, balancing method and keepalive cache
+//! settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::error::Span;
+use crate::config::template::Template;
+
+/// An upstream group.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The name (`upstream NAME`, or `host:port` for implicit ones).
+    pub name: String,
+    /// Index in `Http::upstreams`.
+    pub index: usize,
+    /// Peers, in configuration order (one per resolved address).
+    pub peers: Vec<Peer>,
+    /// Balancing method.
+    pub method: BalanceMethod,
+    /// `keepalive N` and friends.
+    pub keepalive: Option<Keepalive>,
+    /// Created from a `proxy_pass` URL rather than an `upstream` block.
+    pub implicit: bool,
+    /// Where it was defined.
+    pub span: Span,
+}
+
+/// One upstream server address.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The `server` argument as written (`backend1:8080`), which `hash
+    /// consistent` hashes and logs show for names.
+    pub name: String,
+    /// `weight=`.
+    pub weight: u32,
+    /// `max_fails=` (0 disables failure accounting).
+    pub max_fails: u32,
+    /// `fail_timeout=`.
+    pub fail_timeout: Duration,
+    /// `backup`.
+    pub backup: bool,
+    /// `down`.
+    pub down: bool,
+    /// `max_conns=` (0 = unlimited).
+    pub max_conns: u32,
+}
+
+impl Peer {
+    /// A server with nginx's defaults (`weight=1 max_fails=1
+    /// fail_timeout=10s`, no `backup`, `down` or `max_conns`).
+    pub fn new(addr: SocketAddr, name: String) -> Peer {
+        Peer {
+            addr,
+            name,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            max_conns: 0,
+        }
+    }
+}
+
+/// How a peer is chosen.
+#[derive(Debug, Clone)]
+pub enum BalanceMethod {
+    /// Smooth weighted round robin (nginx's default).
+    RoundRobin,
+    /// `ip_hash`.
+    IpHash,
+    /// `hash KEY [consistent]`.
+    Hash {
+        /// The key.
+        key: Template,
+        /// Ketama-style consistent hashing.
+        consistent: bool,
+    },
+    /// `least_conn`.
+    LeastConn,
+    /// `random [two]`.
+    Random {
+        /// Power of two choices.
+        two: bool,
+    },
+}
+
+/// `keepalive` settings of an upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Idle connections cached per worker.
+    pub max_cached: usize,
+    /// `keepalive_timeout` (default 60s).
+    pub timeout: Duration,
+    /// `keepalive_requests` (default 1000).
+    pub requests: u64,
+    /// `keepalive_time` (default 1h).
+    pub time: Duration,
+}

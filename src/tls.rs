@@ -1,0 +1,120 @@
+//! TLS: terminating `listen ... ssl` with rustls (ring), choosing the
+//! certificate by SNI the way `server_name` chooses a server, and TLS to
+//! `https://` backends (`proxy_ssl_*`).
+
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+use crate::log::os_error;
+
+pub mod client;
+pub mod server;
+pub mod x509;
+
+pub use server::acceptor;
+
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a PEM certificate chain.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        format!(
+            "cannot load certificate \"{}\": open() failed {}",
+            path.display(),
+            os_error(&e)
+        )
+    })?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(file)).collect();
+    let certs =
+        certs.map_err(|e| format!("cannot load certificate \"{}\": {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "cannot load certificate \"{}\": no PEM certificate found",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        format!(
+            "cannot load certificate key \"{}\": open() failed {}",
+            path.display(),
+            os_error(&e)
+        )
+    })?;
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .map_err(|e| format!("cannot load certificate key \"{}\": {e}", path.display()))?
+        .ok_or_else(|| {
+            format!(
+                "cannot load certificate key \"{}\": no PEM private key found",
+                path.display()
+            )
+        })
+}
+
+pub(crate) fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let chain = load_certs(cert)?;
+    let key_der = load_key(key)?;
+    let signer = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("cannot load certificate key \"{}\": {e}", key.display()))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signer)))
+}
+
+/// What a terminated TLS connection negotiated (the `$ssl_*` variables),
+/// named as OpenSSL names it so log formats written for nginx keep their
+/// meaning.
+#[derive(Debug, Clone)]
+pub struct TlsSession {
+    /// `$ssl_server_name`: the SNI name the client sent.
+    pub server_name: Option<String>,
+    /// `$ssl_protocol`: `TLSv1.2` or `TLSv1.3`.
+    pub protocol: &'static str,
+    /// `$ssl_cipher`, e.g. `TLS_AES_128_GCM_SHA256` or
+    /// `ECDHE-RSA-AES128-GCM-SHA256`.
+    pub cipher: &'static str,
+    /// `$ssl_session_reused`: the handshake resumed a session.
+    pub resumed: bool,
+}
+
+impl TlsSession {
+    /// Reads the facts of an established server-side connection.
+    pub fn of(conn: &rustls::ServerConnection) -> TlsSession {
+        use rustls::CipherSuite as C;
+        let protocol = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        };
+        let cipher = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
+            Some(C::TLS13_AES_128_GCM_SHA256) => "TLS_AES_128_GCM_SHA256",
+            Some(C::TLS13_AES_256_GCM_SHA384) => "TLS_AES_256_GCM_SHA384",
+            Some(C::TLS13_CHACHA20_POLY1305_SHA256) => "TLS_CHACHA20_POLY1305_SHA256",
+            Some(C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256) => "ECDHE-ECDSA-AES128-GCM-SHA256",
+            Some(C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384) => "ECDHE-ECDSA-AES256-GCM-SHA384",
+            Some(C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256) => {
+                "ECDHE-ECDSA-CHACHA20-POLY1305"
+            }
+            Some(C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) => "ECDHE-RSA-AES128-GCM-SHA256",
+            Some(C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) => "ECDHE-RSA-AES256-GCM-SHA384",
+            Some(C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256) => "ECDHE-RSA-CHACHA20-POLY1305",
+            _ => "",
+        };
+        TlsSession {
+            server_name: conn.server_name().map(str::to_string),
+            protocol,
+            cipher,
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        }
+    }
+}
