@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! text --lexer--> words --ast--> statements (includes expanded, spans kept)
-//!      --directives/build--> raw per-level settings --finish--> model::Config
+//!      --walk + directives/*--> raw per-level settings --finish--> model::Config
 //! ```
 //!
 //! `-t`, `serve` and reload all run the whole pipeline; only a fully valid
@@ -12,15 +12,17 @@
 //! nginx's ` in FILE:LINE` suffix.
 
 pub mod ast;
-pub mod build;
 pub mod directives;
 pub mod error;
+pub mod finish;
 pub mod lexer;
 pub mod listen;
 pub mod model;
+pub mod raw;
 pub mod template;
 pub mod values;
 pub mod var;
+pub mod walk;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,11 +65,11 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
         None => Vec::new(),
     };
     let stmts = parser.parse_file(&opts.conf_file)?;
-    let mut builder = build::Builder::new(opts.prefix.clone());
-    builder.walk(&params, directives::Ctx::MAIN)?;
-    builder.walk(&stmts, directives::Ctx::MAIN)?;
+    let mut builder = raw::Builder::new(opts.prefix.clone());
+    walk::walk(&mut builder, &params, directives::Ctx::MAIN)?;
+    walk::walk(&mut builder, &stmts, directives::Ctx::MAIN)?;
     let has_http = builder.main.http_seen;
-    let (main, http, warnings) = build::finish(builder, has_http)?;
+    let (main, http, warnings) = finish::finish(builder, has_http)?;
     Ok(Config {
         main,
         http: http.map(Arc::new),

@@ -1,8 +1,9 @@
 //! Documentation generated from the directive and variable tables, so the
 //! README can never drift from what the parser accepts.
 
-use crate::config::directives::{DIRECTIVES, Support};
+use crate::config::directives::Support;
 use crate::config::var::Builtin;
+use crate::config::walk;
 
 /// Markers around the generated directive table in the README.
 pub const BEGIN: &str =
@@ -68,7 +69,7 @@ pub fn directives_markdown() -> String {
     let mut out = String::new();
     out.push_str("| Directive | Contexts | Arguments | Status | Notes |\n");
     out.push_str("|---|---|---|---|---|\n");
-    let mut rows: Vec<_> = DIRECTIVES.iter().collect();
+    let mut rows: Vec<_> = walk::all().collect();
     rows.sort_by_key(|d| (d.name, d.contexts.names()));
     for d in rows {
         let args = if d.block {
@@ -100,7 +101,7 @@ pub fn directives_markdown() -> String {
 /// The directive table as plain text.
 pub fn directives_text() -> String {
     let mut out = String::new();
-    let mut rows: Vec<_> = DIRECTIVES.iter().collect();
+    let mut rows: Vec<_> = walk::all().collect();
     rows.sort_by_key(|d| d.name);
     for d in rows {
         let mark = if d.support == Support::Ignored {

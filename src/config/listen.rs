@@ -10,9 +10,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use super::build::ServerRaw;
 use super::error::{ConfigError, Result};
 use super::model::{ListenGroup, ListenOpts, Server, ServerNameIndex};
+use super::raw::ServerRaw;
 
 /// The port used when a server has no `listen` (nginx uses 80 as root and
 /// 8000 otherwise).

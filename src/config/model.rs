@@ -444,11 +444,11 @@ pub struct LocConf {
     /// level has a `types` block (the built-in table applies).
     pub types: Option<Arc<std::collections::HashMap<String, String>>>,
     /// `gzip` and its companions.
-    pub gzip: crate::config::GzipConf,
+    pub gzip: crate::config::model::GzipConf,
     /// `allow` / `deny` rules, in order (empty: everyone).
-    pub access: Arc<Vec<crate::config::AccessRule>>,
+    pub access: Arc<Vec<crate::config::model::AccessRule>>,
     /// `set_real_ip_from` and companions (`None`: the peer is the client).
-    pub realip: Option<Arc<crate::config::RealIp>>,
+    pub realip: Option<Arc<crate::config::model::RealIp>>,
     /// `limit_conn` rules.
     pub limit_conn: Arc<Vec<LimitConn>>,
     /// `limit_conn_status` (default 503).

@@ -6,6 +6,7 @@
 //! nginx reads `ms` explicitly), units may be combined in decreasing order,
 //! and sizes take `k`/`m`/`g` in either case.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Parses an nginx time value (`10`, `10s`, `500ms`, `1h 30m`, `1d`).
@@ -85,6 +86,53 @@ pub fn parse_flag(s: &str) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// Splits `host:port` / `[v6]:port` / `host`; `None` for a bad port.
+pub fn split_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let close = rest.find(']')?;
+        let host = &rest[..close];
+        let after = &rest[close + 1..];
+        if after.is_empty() {
+            return Some((host, default_port));
+        }
+        let port = after.strip_prefix(':')?.parse().ok()?;
+        return Some((host, port));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok()?)),
+        Some(_) => Some((s, default_port)),
+        None => Some((s, default_port)),
+    }
+}
+
+/// Resolves `host[:port]` to socket addresses (IPv4 first, as listed).
+/// Port 0 (an ephemeral port) is accepted only where `allow_port_zero`
+/// says so: `listen` (tests and embedded use), never for backends.
+pub fn resolve_addr(
+    s: &str,
+    default_port: u16,
+    allow_port_zero: bool,
+) -> std::result::Result<Vec<SocketAddr>, String> {
+    let (host, port) =
+        split_host_port(s, default_port).ok_or_else(|| " (invalid port)".to_string())?;
+    if port == 0 && !allow_port_zero {
+        return Err(" (invalid port)".to_string());
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    use std::net::ToSocketAddrs;
+    let mut addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!(" ({e})"))?
+        .collect();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(String::new());
+    }
+    Ok(addrs)
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ fn resolve_target(ex: &mut Exchange<'_>, pass: &ProxyPass) -> Result<Target, Pro
                 return Err(ProxyError::InvalidUrl(url.clone()));
             }
             let default_port = if tls { 443 } else { 80 };
-            let (host, port) = crate::config::build::split_host_port(hostport, default_port)
+            let (host, port) = crate::config::values::split_host_port(hostport, default_port)
                 .ok_or_else(|| ProxyError::InvalidUrl(url.clone()))?;
             let uri = match path {
                 Some(p) => p.to_string(),
@@ -704,7 +704,7 @@ async fn open(
             None => target.proxy_host.clone(),
         };
         let host =
-            crate::config::build::split_host_port(&name, 443).map_or(name.as_str(), |(h, _)| h);
+            crate::config::values::split_host_port(&name, 443).map_or(name.as_str(), |(h, _)| h);
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')

@@ -48,7 +48,7 @@ fn docs_readme_variable_list_is_current() {
 }
 #[test]
 fn docs_every_directive_is_documented() {
-    for d in switchyard::config::directives::DIRECTIVES {
+    for d in switchyard::config::walk::all() {
         assert!(!d.doc.is_empty(), "{} has no description", d.name);
     }
 }

@@ -1,0 +1,623 @@
+//! From raw levels to the model: inheritance merged, defaults applied,
+//! variable names bound, names looked up (upstreams, zones, log formats),
+//! listening addresses grouped.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use super::error::{ConfigError, Result, Span};
+use super::model::*;
+use super::raw::*;
+use super::template::{Piece, Template};
+use super::var::{self, Var};
+use crate::log::{ErrorLogTarget, Level};
+
+pub mod proxy;
+
+/// Binds variable names and looks things up while finishing.
+pub struct Finisher<'a> {
+    indexed: &'a [IndexedVar],
+    upstreams: &'a mut Vec<Arc<Upstream>>,
+    upstream_raw: &'a [UpstreamRaw],
+    log_formats: HashMap<String, Arc<LogFormat>>,
+    zones: HashMap<String, Arc<ConnZoneDef>>,
+    req_zones: HashMap<String, Arc<ReqZoneDef>>,
+    main_error_log: Vec<ErrorLogTarget>,
+    prefix: PathBuf,
+}
+
+impl Finisher<'_> {
+    /// Replaces every `Piece::Name` with a bound `Piece::Var`.
+    pub fn bind(&self, t: &mut Template, span: &Span) -> Result<()> {
+        for piece in &mut t.pieces {
+            if let Piece::Name(name) = piece {
+                let var = self
+                    .lookup_var(name)
+                    .ok_or_else(|| ConfigError::at(span, format!("unknown \"{name}\" variable")))?;
+                *piece = Piece::Var(var);
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup_var(&self, name: &str) -> Option<Var> {
+        if let Some(i) = self.indexed.iter().position(|v| v.name == name) {
+            return Some(Var::Indexed(i));
+        }
+        var::resolve_builtin(name)
+    }
+
+    fn finish_loc(
+        &mut self,
+        raw: &LocRaw,
+        loc_prefix: Option<&str>,
+        regex_loc: bool,
+    ) -> Result<LocConf> {
+        let (proxy_pass, proxy) = self.finish_proxy(raw, loc_prefix, regex_loc)?;
+
+        let access_log = self.finish_access_log(raw)?;
+        let mut add_headers = raw.add_headers.clone().unwrap_or_default();
+        for h in &mut add_headers {
+            self.bind(&mut h.value, &Span::command_line())?;
+        }
+        let mut root = raw
+            .root
+            .clone()
+            .map(|(r, s)| (r, Some(s)))
+            .unwrap_or_else(|| {
+                (
+                    Root {
+                        path: Template::literal(&self.prefix.join("html").to_string_lossy()),
+                        alias: Alias::No,
+                    },
+                    None,
+                )
+            });
+        self.bind(
+            &mut root.0.path,
+            root.1.as_ref().unwrap_or(&Span::command_line()),
+        )?;
+        let mut index = raw
+            .index
+            .clone()
+            .unwrap_or_else(|| vec![Template::literal("index.html")]);
+        for t in &mut index {
+            self.bind(t, &Span::command_line())?;
+        }
+        let mut try_files = raw.try_files.clone();
+        if let Some(tf) = &mut try_files {
+            for t in &mut tf.files {
+                self.bind(t, &Span::command_line())?;
+            }
+            if let TryFallback::Uri(t) = &mut tf.fallback {
+                self.bind(t, &Span::command_line())?;
+            }
+        }
+        let (limit_conn, limit_req) = self.finish_limits(raw)?;
+        let mut error_pages = raw.error_pages.clone().unwrap_or_default();
+        for p in &mut error_pages {
+            self.bind(&mut p.uri, &Span::command_line())?;
+        }
+
+        Ok(LocConf {
+            proxy_pass,
+            proxy,
+            send_timeout: raw.send_timeout.unwrap_or(Duration::from_secs(60)),
+            keepalive_timeout: raw.keepalive_timeout.unwrap_or(Duration::from_secs(75)),
+            keepalive_requests: raw.keepalive_requests.unwrap_or(1000),
+            client_max_body_size: raw.client_max_body_size.unwrap_or(1024 * 1024),
+            client_body_timeout: raw.client_body_timeout.unwrap_or(Duration::from_secs(60)),
+            client_body_buffer_size: raw.client_body_buffer_size.unwrap_or(16 * 1024),
+            client_body_temp_path: raw.client_body_temp_path.clone(),
+            client_header_timeout: raw.client_header_timeout.unwrap_or(Duration::from_secs(60)),
+            access_log: Arc::new(access_log),
+            error_log: Arc::new(
+                raw.error_log
+                    .clone()
+                    .unwrap_or_else(|| self.main_error_log.clone()),
+            ),
+            add_headers: Arc::new(add_headers),
+            expires: raw.expires,
+            root: root.0,
+            index,
+            try_files,
+            default_type: raw
+                .default_type
+                .clone()
+                .unwrap_or_else(|| "text/plain".into()),
+            types: raw.types.clone(),
+            access: Arc::new(raw.access.clone().unwrap_or_default()),
+            realip: raw.realip_from.as_ref().map(|from| {
+                Arc::new(crate::config::model::RealIp {
+                    from: from.clone(),
+                    header: raw
+                        .realip_header
+                        .clone()
+                        .unwrap_or(crate::config::model::RealIpHeader::XRealIp),
+                    recursive: raw.realip_recursive.unwrap_or(false),
+                })
+            }),
+            gzip: {
+                let d = crate::config::model::GzipConf::default();
+                crate::config::model::GzipConf {
+                    enable: raw.gzip.unwrap_or(d.enable),
+                    types: raw.gzip_types.clone().unwrap_or(d.types),
+                    level: raw.gzip_comp_level.unwrap_or(d.level),
+                    min_length: raw.gzip_min_length.unwrap_or(d.min_length),
+                    http_version: raw.gzip_http_version.unwrap_or(d.http_version),
+                    proxied: raw.gzip_proxied.unwrap_or(d.proxied),
+                    vary: raw.gzip_vary.unwrap_or(d.vary),
+                    disable: raw.gzip_disable.clone().unwrap_or(d.disable),
+                }
+            },
+            limit_conn: Arc::new(limit_conn),
+            limit_req: Arc::new(limit_req),
+            limit_req_status: raw
+                .limit_req_status
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            limit_req_log_level: raw.limit_req_log_level.unwrap_or(Level::Error),
+            limit_req_dry_run: raw.limit_req_dry_run.unwrap_or(false),
+            limit_conn_status: raw
+                .limit_conn_status
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            limit_conn_log_level: raw.limit_conn_log_level.unwrap_or(Level::Error),
+            log_not_found: raw.log_not_found.unwrap_or(true),
+            server_tokens: raw.server_tokens.unwrap_or(true),
+            error_pages: Arc::new(error_pages),
+            limit_rate: raw.limit_rate.unwrap_or(0),
+            limit_rate_after: raw.limit_rate_after.unwrap_or(0),
+            internal: raw.internal,
+        })
+    }
+
+    /// The location's `access_log` targets, formats looked up (nginx's
+    /// default: `logs/access.log` in `combined`).
+    fn finish_access_log(&mut self, raw: &LocRaw) -> Result<Vec<AccessLogTarget>> {
+        let mut access_log = Vec::new();
+        for a in raw.access_log.clone().unwrap_or_else(|| {
+            vec![AccessLogRaw {
+                path: self.prefix.join("logs/access.log"),
+                format: "combined".into(),
+                condition: None,
+                span: Span::command_line(),
+            }]
+        }) {
+            let format = self.log_formats.get(&a.format).cloned().ok_or_else(|| {
+                ConfigError::at(&a.span, format!("unknown log format \"{}\"", a.format))
+            })?;
+            let condition = match a.condition {
+                Some(mut t) => {
+                    self.bind(&mut t, &a.span)?;
+                    Some(t)
+                }
+                None => None,
+            };
+            access_log.push(AccessLogTarget {
+                path: a.path,
+                format,
+                condition,
+            });
+        }
+
+        Ok(access_log)
+    }
+
+    /// The location's `limit_conn` and `limit_req` rules, zones looked up.
+    fn finish_limits(&mut self, raw: &LocRaw) -> Result<(Vec<LimitConn>, Vec<LimitReq>)> {
+        let mut limit_conn = Vec::new();
+        for (zone, max, span) in raw.limit_conn.clone().unwrap_or_default() {
+            let zone = self.zones.get(&zone).cloned().ok_or_else(|| {
+                ConfigError::at(&span, format!("unknown limit_conn_zone \"{zone}\""))
+            })?;
+            limit_conn.push(LimitConn { zone, max });
+        }
+        let mut limit_req = Vec::new();
+        for (zone, burst, delay, span) in raw.limit_req.clone().unwrap_or_default() {
+            let zone = self.req_zones.get(&zone).cloned().ok_or_else(|| {
+                ConfigError::at(&span, format!("unknown limit_req_zone \"{zone}\""))
+            })?;
+            limit_req.push(LimitReq { zone, burst, delay });
+        }
+        Ok((limit_conn, limit_req))
+    }
+
+    /// Log formats and `limit_*_zone`s, keys bound, by name.
+    fn named_definitions(&mut self, http_raw: &HttpRaw) -> Result<()> {
+        for (name, (template, escape, span)) in &http_raw.log_formats {
+            let mut t = template.clone();
+            self.bind(&mut t, span)?;
+            self.log_formats.insert(
+                name.clone(),
+                Arc::new(LogFormat {
+                    name: name.clone(),
+                    template: t,
+                    escape: *escape,
+                }),
+            );
+        }
+        for (name, key, size, span) in &http_raw.conn_zones {
+            let mut key = key.clone();
+            self.bind(&mut key, span)?;
+            self.zones.insert(
+                name.clone(),
+                Arc::new(ConnZoneDef {
+                    name: name.clone(),
+                    key,
+                    size: *size,
+                    state: crate::limits::zone(name, *size),
+                }),
+            );
+        }
+
+        for (name, key, size, rate, span) in &http_raw.req_zones {
+            let mut key = key.clone();
+            self.bind(&mut key, span)?;
+            self.req_zones.insert(
+                name.clone(),
+                Arc::new(ReqZoneDef {
+                    name: name.clone(),
+                    key,
+                    rate: *rate,
+                    state: crate::limits::rate_zone(name, *size),
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// The explicit `upstream` groups, first, so `proxy_pass` finds them.
+    fn upstream_blocks(&mut self) -> Result<()> {
+        for (i, u) in self.upstream_raw.iter().enumerate() {
+            let method = match &u.method {
+                Some(BalanceMethod::Hash { key, consistent }) => {
+                    let mut key = key.clone();
+                    self.bind(&mut key, &u.span)?;
+                    BalanceMethod::Hash {
+                        key,
+                        consistent: *consistent,
+                    }
+                }
+                Some(m) => m.clone(),
+                None => BalanceMethod::RoundRobin,
+            };
+            if u.peers.is_empty() {
+                return Err(ConfigError::at(
+                    &u.span,
+                    format!("no servers are inside upstream \"{}\"", u.name),
+                ));
+            }
+            self.upstreams.push(Arc::new(Upstream {
+                name: u.name.clone(),
+                index: i,
+                peers: u.peers.clone(),
+                method,
+                keepalive: u.keepalive.map(|max_cached| Keepalive {
+                    max_cached,
+                    timeout: u.keepalive_timeout.unwrap_or(Duration::from_secs(60)),
+                    requests: u.keepalive_requests.unwrap_or(1000),
+                    time: u.keepalive_time.unwrap_or(Duration::from_secs(3600)),
+                }),
+                implicit: false,
+                span: u.span.clone(),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Finishes the walk: binds names, merges levels, builds the model.
+pub fn finish(mut b: Builder, has_http: bool) -> Result<(Main, Option<Http>, Vec<ConfigError>)> {
+    let main = finish_main(&b);
+    if !has_http {
+        return Ok((main, None, b.warnings));
+    }
+    let mut http_raw = std::mem::take(&mut b.http);
+
+    let mut log_formats = HashMap::new();
+    log_formats.insert(
+        "combined".to_string(),
+        Arc::new(LogFormat {
+            name: "combined".into(),
+            template: bind_static(
+                "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"",
+            ),
+            escape: LogEscape::Default,
+        }),
+    );
+    let mut finisher_upstreams: Vec<Arc<Upstream>> = Vec::new();
+    let indexed = b.indexed.clone();
+    let mut f = Finisher {
+        indexed: &indexed,
+        upstreams: &mut finisher_upstreams,
+        upstream_raw: &http_raw.upstreams,
+        log_formats: HashMap::new(),
+        zones: HashMap::new(),
+        req_zones: HashMap::new(),
+        main_error_log: main.error_log.clone(),
+        prefix: b.prefix.clone(),
+    };
+    f.log_formats = log_formats;
+    f.named_definitions(&http_raw)?;
+    f.upstream_blocks()?;
+    let maps = finish_maps(&f, std::mem::take(&mut http_raw.maps))?;
+
+    // Servers and locations, merging http -> server -> location.
+    let http_loc = http_raw.loc.clone();
+    let mut servers = Vec::new();
+    for (index, mut s) in std::mem::take(&mut http_raw.servers)
+        .into_iter()
+        .enumerate()
+    {
+        merge(&mut s.loc, &http_loc);
+        let span = s.span.clone().unwrap_or_else(Span::command_line);
+        let conf = Arc::new(f.finish_loc(&s.loc, None, false)?);
+        let locations = finish_locations(&mut f, std::mem::take(&mut s.locations), &s.loc, true)?;
+        let mut rewrite = std::mem::take(&mut s.rewrite);
+        bind_rewrite(&f, &mut rewrite, &span)?;
+        let tls = finish_tls(&s, &span)?;
+        let mut names: Vec<String> = s.names.iter().map(|(n, _)| n.clone()).collect();
+        if names.is_empty() {
+            names.push(String::new());
+        }
+        servers.push((
+            Arc::new(Server {
+                index,
+                names,
+                name_regexes: s.name_regexes.clone(),
+                conf,
+                rewrite,
+                locations,
+                tls,
+                span,
+            }),
+            s,
+        ));
+    }
+    let listens = super::listen::group(&servers)?;
+    let any_access_log = servers
+        .iter()
+        .any(|(s, _)| !s.conf.access_log.is_empty() || any_location_logs(&s.locations));
+    let upstreams = std::mem::take(f.upstreams);
+    let conn_zones = f.zones.values().cloned().collect();
+    drop(f);
+    let http = Http {
+        servers: servers.into_iter().map(|(s, _)| s).collect(),
+        listens,
+        upstreams,
+        maps,
+        indexed,
+        conn_zones,
+        any_access_log,
+    };
+    Ok((main, Some(http), b.warnings))
+}
+
+fn any_location_logs(locs: &Locations) -> bool {
+    locs.prefix
+        .iter()
+        .chain(locs.regex.iter())
+        .chain(locs.named.values())
+        .any(|l| !l.conf.access_log.is_empty() || any_location_logs(&l.children))
+}
+
+fn bind_static(src: &str) -> Template {
+    let mut t = Template::parse(src).expect("static template");
+    for p in &mut t.pieces {
+        if let Piece::Name(n) = p {
+            *p = Piece::Var(var::resolve_builtin(n).expect("static variable"));
+        }
+    }
+    t
+}
+
+fn bind_rewrite(f: &Finisher<'_>, ops: &mut [RewriteOp], span: &Span) -> Result<()> {
+    for op in ops {
+        match op {
+            RewriteOp::Set { value, .. } | RewriteOp::SetLimitRate(value) => f.bind(value, span)?,
+            RewriteOp::Return(r) => {
+                if let Some(t) = &mut r.text {
+                    f.bind(t, span)?;
+                }
+            }
+            RewriteOp::Rewrite { replacement, .. } => f.bind(replacement, span)?,
+            RewriteOp::Break => {}
+            RewriteOp::If { cond, ops } => {
+                match cond {
+                    Condition::Value(t) => f.bind(t, span)?,
+                    Condition::Compare { left, right, .. } => {
+                        f.bind(left, span)?;
+                        f.bind(right, span)?;
+                    }
+                    Condition::Match { left, .. } => f.bind(left, span)?,
+                    Condition::File { path, .. } => f.bind(path, span)?,
+                }
+                bind_rewrite(f, ops, span)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn finish_tls(s: &ServerRaw, span: &Span) -> Result<Option<Arc<TlsServer>>> {
+    let needs_tls = s.listens.iter().any(|l| l.opts.ssl);
+    if s.certs.is_empty() {
+        if needs_tls {
+            let lspan = s
+                .listens
+                .iter()
+                .find(|l| l.opts.ssl)
+                .map(|l| l.span.clone())
+                .unwrap_or_else(|| span.clone());
+            return Err(ConfigError::at(
+                &lspan,
+                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+            ));
+        }
+        return Ok(None);
+    }
+    if s.keys.len() != s.certs.len() {
+        let (_, cspan) = &s.certs[0];
+        return Err(ConfigError::at(
+            cspan,
+            format!(
+                "no \"ssl_certificate_key\" is defined for certificate \"{}\"",
+                s.certs[s.keys.len().min(s.certs.len() - 1)].0.display()
+            ),
+        ));
+    }
+    Ok(Some(Arc::new(TlsServer {
+        certs: s
+            .certs
+            .iter()
+            .zip(s.keys.iter())
+            .map(|((c, _), (k, _))| (c.clone(), k.clone()))
+            .collect(),
+        protocols: s
+            .ssl_protocols
+            .clone()
+            .unwrap_or_else(|| vec!["TLSv1.2".into(), "TLSv1.3".into()]),
+        ciphers: s.ssl_ciphers.clone(),
+        span: s.certs[0].1.clone(),
+    })))
+}
+
+fn finish_locations(
+    f: &mut Finisher<'_>,
+    raws: Vec<LocationRaw>,
+    parent: &LocRaw,
+    top: bool,
+) -> Result<Locations> {
+    let mut out = Locations::default();
+    for mut raw in raws {
+        merge(&mut raw.loc, parent);
+        let span = raw.span.clone().unwrap_or_else(Span::command_line);
+        let (matcher, prefix, regex_like) = match raw.modifier.as_str() {
+            "=" => (
+                LocationMatch::Exact(raw.path.clone()),
+                Some(raw.path.clone()),
+                false,
+            ),
+            "^~" => (
+                LocationMatch::PrefixNoRegex(raw.path.clone()),
+                Some(raw.path.clone()),
+                false,
+            ),
+            "~" | "~*" => (
+                LocationMatch::Regex(raw.regex.clone().expect("regex compiled at parse")),
+                None,
+                true,
+            ),
+            "@" => {
+                if !top {
+                    return Err(ConfigError::at(
+                        &span,
+                        format!(
+                            "named location \"@{}\" can be on the server level only",
+                            raw.path
+                        ),
+                    ));
+                }
+                (LocationMatch::Named(raw.path.clone()), None, true)
+            }
+            _ => (
+                LocationMatch::Prefix(raw.path.clone()),
+                Some(raw.path.clone()),
+                false,
+            ),
+        };
+        let conf = Arc::new(f.finish_loc(&raw.loc, prefix.as_deref(), regex_like)?);
+        let children = finish_locations(f, std::mem::take(&mut raw.children), &raw.loc, false)?;
+        let mut rewrite = std::mem::take(&mut raw.rewrite);
+        bind_rewrite(f, &mut rewrite, &span)?;
+        let loc = Arc::new(Location {
+            matcher,
+            conf,
+            rewrite,
+            children,
+            span: span.clone(),
+        });
+        match &loc.matcher {
+            LocationMatch::Regex(_) => out.regex.push(loc),
+            LocationMatch::Named(name) => {
+                if out.named.insert(name.clone(), loc.clone()).is_some() {
+                    return Err(ConfigError::at(
+                        &span,
+                        format!("duplicate location \"@{name}\""),
+                    ));
+                }
+            }
+            _ => {
+                let dup = out.prefix.iter().any(|other| {
+                    other.path() == loc.path()
+                        && matches!(other.matcher, LocationMatch::Exact(_))
+                            == matches!(loc.matcher, LocationMatch::Exact(_))
+                });
+                if dup {
+                    return Err(ConfigError::at(
+                        &span,
+                        format!("duplicate location \"{}\"", loc.path().unwrap_or("")),
+                    ));
+                }
+                out.prefix.push(loc);
+            }
+        }
+    }
+    // Longest first, so the first match is the longest (stable: equal
+    // lengths keep configuration order).
+    out.prefix
+        .sort_by_key(|l| std::cmp::Reverse(l.path().map_or(0, str::len)));
+    Ok(out)
+}
+
+fn finish_main(b: &Builder) -> Main {
+    let m = &b.main;
+    Main {
+        daemon: m.daemon.unwrap_or(true),
+        pid: m
+            .pid
+            .clone()
+            .unwrap_or_else(|| b.prefix.join("logs/switchyard.pid")),
+        error_log: m.error_log.clone().unwrap_or_else(|| {
+            vec![ErrorLogTarget {
+                path: b.prefix.join("logs/error.log"),
+                level: Level::Error,
+            }]
+        }),
+        worker_processes: m.worker_processes.unwrap_or(1),
+        worker_connections: m.worker_connections.unwrap_or(512),
+        worker_rlimit_nofile: m.worker_rlimit_nofile,
+        worker_shutdown_timeout: m.worker_shutdown_timeout,
+        user: m.user.clone(),
+        error_log_explicit: m.error_log.is_some(),
+        default_paths: m.error_log.is_none() || m.pid.is_none(),
+    }
+}
+
+/// The `map`s, their templates bound.
+fn finish_maps(f: &Finisher<'_>, raw: Vec<MapRaw>) -> Result<Vec<MapDef>> {
+    let mut maps = Vec::new();
+    for m in raw {
+        let mut def = m.def;
+        f.bind(&mut def.source, &m.span)?;
+        f.bind(&mut def.default, &m.span)?;
+        for t in def.exact.values_mut() {
+            f.bind(t, &m.span)?;
+        }
+        for (_, t) in def
+            .wildcard_head
+            .iter_mut()
+            .chain(def.wildcard_tail.iter_mut())
+        {
+            f.bind(t, &m.span)?;
+        }
+        for (_, t) in &mut def.regexes {
+            f.bind(t, &m.span)?;
+        }
+        maps.push(def);
+    }
+    Ok(maps)
+}

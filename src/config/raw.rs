@@ -1,0 +1,515 @@
+//! Raw per-level settings, before inheritance is merged, and the builder
+//! that directive setters fill.
+//!
+//! Raw settings use `Option` for "not set at this level" (nginx's UNSET
+//! sentinel): a setter that finds `Some` reports "is duplicate", and merging
+//! is `child.or(parent)`, with the default applied once at the end
+//! ([`super::finish`]).
+
+#![allow(missing_docs)] // raw mirrors of the documented fields in `model`
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode};
+
+use super::error::{ConfigError, Result, Span};
+use super::model::*;
+use super::template::Template;
+use crate::log::{ErrorLogTarget, Level};
+
+/// A set of contexts (bit flags), nginx's `NGX_*_CONF` masks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ctx(pub(in crate::config) u16);
+
+impl Ctx {
+    /// Top level of the main file.
+    pub const MAIN: Ctx = Ctx(1);
+    /// `events { }`
+    pub const EVENTS: Ctx = Ctx(2);
+    /// `http { }`
+    pub const HTTP: Ctx = Ctx(4);
+    /// `server { }`
+    pub const SERVER: Ctx = Ctx(8);
+    /// `location { }`
+    pub const LOCATION: Ctx = Ctx(16);
+    /// `upstream { }`
+    pub const UPSTREAM: Ctx = Ctx(32);
+    /// `if (...) { }` in a server or location.
+    pub const IF: Ctx = Ctx(64);
+    /// http, server and location.
+    pub const HSL: Ctx = Ctx(4 | 8 | 16);
+    /// http and server.
+    pub const HS: Ctx = Ctx(4 | 8);
+    /// server and location.
+    pub const SL: Ctx = Ctx(8 | 16);
+
+    /// Whether `self` includes context `other`.
+    pub fn contains(self, other: Ctx) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Names for documentation, e.g. `http, server, location`.
+    pub fn names(self) -> String {
+        let all = [
+            (Ctx::MAIN, "main"),
+            (Ctx::EVENTS, "events"),
+            (Ctx::HTTP, "http"),
+            (Ctx::SERVER, "server"),
+            (Ctx::LOCATION, "location"),
+            (Ctx::UPSTREAM, "upstream"),
+            (Ctx::IF, "if"),
+        ];
+        all.iter()
+            .filter(|(c, _)| self.contains(*c))
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Settings that live at http, server and location level, before merging.
+#[derive(Debug, Default, Clone)]
+pub struct LocRaw {
+    pub proxy_pass: Option<(String, Span)>,
+    pub http_version: Option<http::Version>,
+    pub set_headers: Option<Vec<(String, Template, Span)>>,
+    pub hide_headers: Option<Vec<HeaderName>>,
+    pub pass_headers: Option<Vec<HeaderName>>,
+    pub pass_request_headers: Option<bool>,
+    pub pass_request_body: Option<bool>,
+    pub set_body: Option<Template>,
+    pub read_timeout: Option<Duration>,
+    pub send_timeout_upstream: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    pub buffering: Option<bool>,
+    pub request_buffering: Option<bool>,
+    pub buffer_size: Option<usize>,
+    pub buffers: Option<(usize, usize)>,
+    pub next_upstream: Option<NextUpstream>,
+    pub next_upstream_tries: Option<usize>,
+    pub next_upstream_timeout: Option<Duration>,
+    pub intercept_errors: Option<bool>,
+    pub ignore_client_abort: Option<bool>,
+    pub redirect: Option<bool>,
+    pub ssl_verify: Option<bool>,
+    pub ssl_trusted_certificate: Option<PathBuf>,
+    pub ssl_name: Option<Template>,
+    pub ssl_server_name: Option<bool>,
+    pub ssl_verify_depth: Option<u32>,
+    pub ssl_session_reuse: Option<bool>,
+    pub ssl_certificate: Option<PathBuf>,
+    pub ssl_certificate_key: Option<PathBuf>,
+    pub send_timeout: Option<Duration>,
+    pub keepalive_timeout: Option<Duration>,
+    pub keepalive_requests: Option<u64>,
+    pub client_max_body_size: Option<u64>,
+    pub client_body_timeout: Option<Duration>,
+    pub client_body_buffer_size: Option<u64>,
+    pub client_body_temp_path: Option<PathBuf>,
+    pub client_header_timeout: Option<Duration>,
+    pub access_log: Option<Vec<AccessLogRaw>>,
+    pub error_log: Option<Vec<ErrorLogTarget>>,
+    pub add_headers: Option<Vec<AddHeader>>,
+    pub expires: Option<Expires>,
+    pub root: Option<(Root, Span)>,
+    pub index: Option<Vec<Template>>,
+    pub try_files: Option<TryFiles>,
+    pub default_type: Option<String>,
+    pub types: Option<Arc<HashMap<String, String>>>,
+    pub gzip: Option<bool>,
+    pub access: Option<Vec<crate::config::model::AccessRule>>,
+    pub realip_from: Option<Vec<crate::config::model::Cidr>>,
+    pub realip_header: Option<crate::config::model::RealIpHeader>,
+    pub realip_recursive: Option<bool>,
+    pub gzip_types: Option<Option<Vec<String>>>,
+    pub gzip_comp_level: Option<u32>,
+    pub gzip_min_length: Option<u64>,
+    pub gzip_http_version: Option<http::Version>,
+    pub gzip_proxied: Option<u16>,
+    pub gzip_vary: Option<bool>,
+    pub gzip_disable: Option<Vec<crate::config::model::Disable>>,
+    pub limit_conn: Option<Vec<(String, u32, Span)>>,
+    pub limit_conn_status: Option<StatusCode>,
+    pub limit_conn_log_level: Option<Level>,
+    /// `limit_req zone= burst= delay=`: zone, burst and delay in
+    /// thousandths, where.
+    pub limit_req: Option<Vec<(String, u64, u64, Span)>>,
+    pub limit_req_status: Option<StatusCode>,
+    pub limit_req_log_level: Option<Level>,
+    pub limit_req_dry_run: Option<bool>,
+    pub log_not_found: Option<bool>,
+    pub server_tokens: Option<bool>,
+    pub error_pages: Option<Vec<ErrorPage>>,
+    pub limit_rate: Option<u64>,
+    pub limit_rate_after: Option<u64>,
+    pub internal: bool,
+}
+
+/// An `access_log` before its format name is looked up.
+#[derive(Debug, Clone)]
+pub struct AccessLogRaw {
+    pub path: PathBuf,
+    pub format: String,
+    pub condition: Option<Template>,
+    pub span: Span,
+}
+
+#[derive(Debug, Default)]
+pub struct LocationRaw {
+    pub modifier: String,
+    pub path: String,
+    pub regex: Option<Arc<CompiledRegex>>,
+    pub loc: LocRaw,
+    pub rewrite: Vec<RewriteOp>,
+    pub children: Vec<LocationRaw>,
+    pub span: Option<Span>,
+}
+
+#[derive(Debug)]
+pub struct ListenRaw {
+    pub addrs: Vec<SocketAddr>,
+    pub default_server: bool,
+    pub opts: ListenOpts,
+    pub span: Span,
+}
+
+#[derive(Debug, Default)]
+pub struct ServerRaw {
+    pub listens: Vec<ListenRaw>,
+    pub names: Vec<(String, Span)>,
+    pub name_regexes: Vec<Arc<CompiledRegex>>,
+    pub loc: LocRaw,
+    pub rewrite: Vec<RewriteOp>,
+    pub locations: Vec<LocationRaw>,
+    pub certs: Vec<(PathBuf, Span)>,
+    pub keys: Vec<(PathBuf, Span)>,
+    pub ssl_protocols: Option<Vec<String>>,
+    pub ssl_ciphers: Option<String>,
+    pub span: Option<Span>,
+}
+
+#[derive(Debug)]
+pub struct UpstreamRaw {
+    pub name: String,
+    pub peers: Vec<Peer>,
+    pub method: Option<BalanceMethod>,
+    pub keepalive: Option<usize>,
+    pub keepalive_timeout: Option<Duration>,
+    pub keepalive_requests: Option<u64>,
+    pub keepalive_time: Option<Duration>,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct MapRaw {
+    pub def: MapDef,
+    pub output: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Default)]
+pub struct HttpRaw {
+    pub loc: LocRaw,
+    pub servers: Vec<ServerRaw>,
+    pub upstreams: Vec<UpstreamRaw>,
+    pub maps: Vec<MapRaw>,
+    pub log_formats: HashMap<String, (Template, LogEscape, Span)>,
+    pub conn_zones: Vec<(String, Template, u64, Span)>,
+    /// `limit_req_zone`: name, key, size, rate (thousandths of a request
+    /// per second), where.
+    pub req_zones: Vec<(String, Template, u64, u64, Span)>,
+}
+
+#[derive(Debug, Default)]
+pub struct MainRaw {
+    pub daemon: Option<bool>,
+    pub master_process: Option<bool>,
+    pub pid: Option<PathBuf>,
+    pub error_log: Option<Vec<ErrorLogTarget>>,
+    pub worker_processes: Option<usize>,
+    pub worker_connections: Option<usize>,
+    pub worker_rlimit_nofile: Option<u64>,
+    pub worker_shutdown_timeout: Option<Duration>,
+    pub user: Option<(String, Option<String>)>,
+    pub events_seen: bool,
+    pub http_seen: bool,
+}
+
+/// The settings read so far, and where the walker is: the current server,
+/// location path, upstream and `if` blocks. Directive setters fill it; the
+/// walker ([`super::walk`]) moves it in and out of blocks.
+pub struct Builder {
+    pub main: MainRaw,
+    pub http: HttpRaw,
+    /// Directory relative paths (pid, logs, root) resolve against.
+    pub prefix: PathBuf,
+    /// Innermost context.
+    pub ctx: Ctx,
+    /// Current server index.
+    server: Option<usize>,
+    /// Path of location indices within the current server.
+    loc_path: Vec<usize>,
+    /// Current upstream index.
+    upstream: Option<usize>,
+    /// Indexed variable names and kinds, in slot order.
+    pub indexed: Vec<IndexedVar>,
+    /// The `if` blocks being read (innermost last): condition and body.
+    pub if_stack: Vec<(Condition, Vec<RewriteOp>)>,
+    /// Non-fatal findings.
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Builder {
+    /// A walker resolving relative paths against `prefix`.
+    pub fn new(prefix: PathBuf) -> Builder {
+        Builder {
+            main: MainRaw::default(),
+            http: HttpRaw::default(),
+            prefix,
+            ctx: Ctx::MAIN,
+            server: None,
+            loc_path: Vec::new(),
+            upstream: None,
+            indexed: Vec::new(),
+            if_stack: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Resolves a path against the prefix (absolute paths stay).
+    pub fn full_path(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() || p == "stderr" {
+            path.to_path_buf()
+        } else {
+            self.prefix.join(path)
+        }
+    }
+
+    /// The raw settings of the innermost http/server/location level.
+    pub fn loc(&mut self) -> &mut LocRaw {
+        match self.server {
+            None => &mut self.http.loc,
+            Some(s) => {
+                let server = &mut self.http.servers[s];
+                if self.loc_path.is_empty() {
+                    return &mut server.loc;
+                }
+                &mut location_at(&mut server.locations, &self.loc_path).loc
+            }
+        }
+    }
+
+    /// The innermost location (panics outside a location: directive table
+    /// contexts guarantee we are in one).
+    pub fn location(&mut self) -> &mut LocationRaw {
+        let s = self.server.expect("location directive outside server");
+        location_at(&mut self.http.servers[s].locations, &self.loc_path)
+    }
+
+    /// The current server.
+    pub fn server(&mut self) -> &mut ServerRaw {
+        let s = self.server.expect("server directive outside server");
+        &mut self.http.servers[s]
+    }
+
+    /// The current upstream.
+    pub fn upstream(&mut self) -> &mut UpstreamRaw {
+        let u = self.upstream.expect("upstream directive outside upstream");
+        &mut self.http.upstreams[u]
+    }
+
+    /// The rewrite script of the innermost server or location.
+    pub fn rewrite_ops(&mut self) -> &mut Vec<RewriteOp> {
+        if !self.if_stack.is_empty() {
+            return &mut self.if_stack.last_mut().expect("checked non-empty").1;
+        }
+        if self.loc_path.is_empty() {
+            &mut self.server().rewrite
+        } else {
+            &mut self.location().rewrite
+        }
+    }
+
+    /// Opens a new `server` level.
+    pub fn open_server(&mut self, span: &Span) {
+        self.http.servers.push(ServerRaw {
+            span: Some(span.clone()),
+            ..ServerRaw::default()
+        });
+        self.server = Some(self.http.servers.len() - 1);
+    }
+
+    /// Closes the current `server` level.
+    pub fn close_server(&mut self) {
+        self.server = None;
+    }
+
+    /// Opens a new `location` level inside the current server or location.
+    pub fn open_location(&mut self, loc: LocationRaw) {
+        let s = self.server.expect("location outside server");
+        let siblings = if self.loc_path.is_empty() {
+            &mut self.http.servers[s].locations
+        } else {
+            &mut location_at(&mut self.http.servers[s].locations, &self.loc_path).children
+        };
+        siblings.push(loc);
+        let index = siblings.len() - 1;
+        self.loc_path.push(index);
+    }
+
+    /// Closes the innermost `location` level.
+    pub fn close_location(&mut self) {
+        self.loc_path.pop();
+    }
+
+    /// Opens a new `upstream` block.
+    pub fn open_upstream(&mut self, ups: UpstreamRaw) {
+        self.http.upstreams.push(ups);
+        self.upstream = Some(self.http.upstreams.len() - 1);
+    }
+
+    /// Closes the current `upstream` block.
+    pub fn close_upstream(&mut self) {
+        self.upstream = None;
+    }
+
+    /// Declares (or finds) an indexed variable. `kind` of an existing
+    /// variable is kept: `set` may assign a map's output, as in nginx.
+    pub fn declare(&mut self, name: &str, kind: IndexedKind) -> usize {
+        if let Some(i) = self.indexed.iter().position(|v| v.name == name) {
+            return i;
+        }
+        self.indexed.push(IndexedVar {
+            name: name.to_string(),
+            kind,
+        });
+        self.indexed.len() - 1
+    }
+
+    /// Compiles a regex; named groups become indexed variables.
+    pub fn regex(
+        &mut self,
+        source: &str,
+        caseless: bool,
+        span: &Span,
+    ) -> Result<Arc<CompiledRegex>> {
+        let regex = regex::bytes::RegexBuilder::new(source)
+            .case_insensitive(caseless)
+            .build()
+            .map_err(|e| {
+                let detail = e.to_string();
+                let last = detail.lines().last().unwrap_or("invalid").trim();
+                ConfigError::at(span, format!("\"{source}\" is not a valid regex: {last}"))
+            })?;
+        let mut named = Vec::new();
+        for (i, name) in regex.capture_names().enumerate() {
+            if let Some(name) = name {
+                let slot = self.declare(name, IndexedKind::Assigned);
+                named.push((i, slot));
+            }
+        }
+        Ok(Arc::new(CompiledRegex {
+            regex,
+            source: source.to_string(),
+            named,
+        }))
+    }
+
+    /// Records a no-op with a warning (used for directives that only tune
+    /// nginx internals).
+    pub fn warn(&mut self, span: &Span, message: impl Into<String>) {
+        self.warnings.push(ConfigError::at(span, message));
+    }
+}
+
+fn location_at<'a>(mut locs: &'a mut Vec<LocationRaw>, path: &[usize]) -> &'a mut LocationRaw {
+    let (last, init) = path.split_last().expect("empty location path");
+    for &i in init {
+        locs = &mut locs[i].children;
+    }
+    &mut locs[*last]
+}
+
+/// Inherits every unset field of `child` from `parent`.
+pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
+    macro_rules! inherit {
+        ($($field:ident),* $(,)?) => {
+            $( if child.$field.is_none() { child.$field = parent.$field.clone(); } )*
+        };
+    }
+    inherit!(
+        http_version,
+        set_headers,
+        hide_headers,
+        pass_headers,
+        pass_request_headers,
+        pass_request_body,
+        set_body,
+        read_timeout,
+        send_timeout_upstream,
+        connect_timeout,
+        buffering,
+        request_buffering,
+        buffer_size,
+        buffers,
+        next_upstream,
+        next_upstream_tries,
+        next_upstream_timeout,
+        intercept_errors,
+        ignore_client_abort,
+        redirect,
+        ssl_verify,
+        ssl_trusted_certificate,
+        ssl_name,
+        ssl_server_name,
+        ssl_verify_depth,
+        ssl_session_reuse,
+        ssl_certificate,
+        ssl_certificate_key,
+        send_timeout,
+        keepalive_timeout,
+        keepalive_requests,
+        client_max_body_size,
+        client_body_timeout,
+        client_body_buffer_size,
+        client_body_temp_path,
+        client_header_timeout,
+        access_log,
+        error_log,
+        add_headers,
+        expires,
+        root,
+        index,
+        default_type,
+        types,
+        gzip,
+        access,
+        realip_from,
+        realip_header,
+        realip_recursive,
+        gzip_types,
+        gzip_comp_level,
+        gzip_min_length,
+        gzip_http_version,
+        gzip_proxied,
+        gzip_vary,
+        gzip_disable,
+        limit_conn,
+        limit_conn_status,
+        limit_conn_log_level,
+        limit_req,
+        limit_req_status,
+        limit_req_log_level,
+        limit_req_dry_run,
+        log_not_found,
+        server_tokens,
+        error_pages,
+        limit_rate,
+        limit_rate_after,
+    );
+}

@@ -1,0 +1,163 @@
+//! The walker: applies statements to the [`Builder`] in nginx's order
+//! (`ngx_conf_handler`): name, context, terminator, arity, then the
+//! directive's setter; for blocks of directives it opens the level, walks
+//! the block's statements in the inner context and closes the level.
+//!
+//! The rows come from every family's table under [`super::directives`];
+//! this is the only place that looks them up and the only place that
+//! recurses into blocks.
+
+use super::ast::Statement;
+use super::directives::{
+    Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, core, gzip, limits, log, map, proxy,
+    rewrite, server, ssl, static_files, upstream,
+};
+use super::error::{ConfigError, Result};
+use super::raw::Builder;
+
+/// Every family's table.
+const TABLES: &[&[Directive]] = &[
+    core::DIRECTIVES,
+    log::DIRECTIVES,
+    server::DIRECTIVES,
+    ssl::DIRECTIVES,
+    upstream::DIRECTIVES,
+    map::DIRECTIVES,
+    proxy::DIRECTIVES,
+    static_files::DIRECTIVES,
+    limits::DIRECTIVES,
+    access::DIRECTIVES,
+    gzip::DIRECTIVES,
+    rewrite::DIRECTIVES,
+];
+
+/// Every directive Switchyard knows, family by family.
+pub fn all() -> impl Iterator<Item = &'static Directive> {
+    TABLES.iter().flat_map(|t| t.iter())
+}
+
+/// Finds the row for `name` usable in `ctx` (some names exist in two
+/// contexts with different meanings, e.g. `keepalive_timeout` in `http`
+/// and in `upstream`); falls back to any row with that name so the caller
+/// can report "not allowed here".
+pub fn lookup_in(name: &str, ctx: Ctx) -> Option<&'static Directive> {
+    let mut any = None;
+    for d in all().filter(|d| d.name == name) {
+        if d.contexts.contains(ctx) {
+            return Some(d);
+        }
+        any = Some(d);
+    }
+    any
+}
+
+/// Applies statements in context `ctx`.
+pub fn walk(b: &mut Builder, stmts: &[Statement], ctx: Ctx) -> Result<()> {
+    let saved = b.ctx;
+    b.ctx = ctx;
+    for st in stmts {
+        apply(b, st)?;
+    }
+    b.ctx = saved;
+    Ok(())
+}
+
+/// Checks one statement against its row and applies it.
+fn apply(b: &mut Builder, st: &Statement) -> Result<()> {
+    let Some(d) = lookup_in(&st.name, b.ctx) else {
+        let why = NOT_IMPLEMENTED
+            .iter()
+            .find(|(n, _)| *n == st.name)
+            .map(|(_, module)| format!(" ({module} is not implemented by switchyard)"))
+            .unwrap_or_default();
+        return Err(ConfigError::at(
+            &st.span,
+            format!("unknown directive \"{}\"{why}", st.name),
+        ));
+    };
+    if b.ctx == Ctx::IF && !d.contexts.contains(Ctx::IF) {
+        return Err(ConfigError::at(
+            &st.span,
+            format!(
+                "\"{}\" directive is not supported inside \"if\" by switchyard (only return, rewrite, set, break and if)",
+                st.name
+            ),
+        ));
+    }
+    if !d.contexts.contains(b.ctx) {
+        return Err(ConfigError::at(
+            &st.span,
+            format!("\"{}\" directive is not allowed here", st.name),
+        ));
+    }
+    if !d.block && st.block.is_some() {
+        return Err(ConfigError::at(
+            &st.span,
+            format!("directive \"{}\" is not terminated by \";\"", st.name),
+        ));
+    }
+    if d.block && st.block.is_none() {
+        return Err(ConfigError::at(
+            &st.span,
+            format!("directive \"{}\" has no opening \"{{\"", st.name),
+        ));
+    }
+    if !d.args.accepts(st.args.len()) {
+        return Err(ConfigError::at(
+            &st.span,
+            format!("invalid number of arguments in \"{}\" directive", st.name),
+        ));
+    }
+    if let Args::Flag = d.args
+        && super::values::parse_flag(&st.args[0].value).is_none()
+    {
+        return Err(ConfigError::at(
+            &st.span,
+            format!(
+                "invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+                st.args[0].value, st.name
+            ),
+        ));
+    }
+    if d.support == Support::Ignored {
+        b.warnings.push(ConfigError::at(
+            &st.span,
+            format!(
+                "\"{}\" directive is accepted but has no effect in switchyard",
+                st.name
+            ),
+        ));
+    }
+    (d.set)(b, st)?;
+    if let Some(inner) = d.body {
+        walk(b, st.block.as_deref().unwrap_or(&[]), inner.ctx)?;
+        (inner.leave)(b, st)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_have_unique_name_context_pairs() {
+        let rows: Vec<&Directive> = all().collect();
+        for (i, a) in rows.iter().enumerate() {
+            for b in &rows[i + 1..] {
+                assert!(
+                    !(a.name == b.name && a.contexts.contains(b.contexts)),
+                    "{} appears twice for one context",
+                    a.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn directives_lookup_by_context() {
+        assert!(lookup_in("keepalive_timeout", Ctx::UPSTREAM).is_some());
+        assert!(lookup_in("proxy_pass", Ctx::HTTP).is_some());
+        assert!(lookup_in("proxy_pas", Ctx::LOCATION).is_none());
+    }
+}
