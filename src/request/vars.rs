@@ -103,13 +103,72 @@ impl RequestCtx {
     }
 
     fn builtin_into(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
+        use Builtin as B;
+        match b {
+            B::RemoteAddr
+            | B::RemotePort
+            | B::RealipRemoteAddr
+            | B::RealipRemotePort
+            | B::BinaryRemoteAddr
+            | B::ServerAddr
+            | B::ServerPort
+            | B::Scheme
+            | B::Https
+            | B::Connection
+            | B::ConnectionRequests
+            | B::SslServerName
+            | B::SslProtocol
+            | B::SslCipher
+            | B::SslSessionReused => self.connection_var(b, out),
+            B::Host
+            | B::HttpHost
+            | B::RemoteUser
+            | B::ServerName
+            | B::ServerProtocol
+            | B::Request
+            | B::RequestUri
+            | B::Uri
+            | B::DocumentUri
+            | B::Args
+            | B::QueryString
+            | B::IsArgs
+            | B::RequestMethod
+            | B::RequestLength
+            | B::RequestTime
+            | B::ContentLength
+            | B::ContentType
+            | B::Cookie
+            | B::RequestId
+            | B::DocumentRoot
+            | B::RealpathRoot
+            | B::RequestFilename => self.request_var(b, out),
+            B::ProxyHost
+            | B::ProxyPort
+            | B::ProxyAddXForwardedFor
+            | B::UpstreamAddr
+            | B::UpstreamStatus
+            | B::UpstreamConnectTime
+            | B::UpstreamHeaderTime
+            | B::UpstreamResponseTime => self.upstream_var(b, out),
+            B::Status
+            | B::BytesSent
+            | B::BodyBytesSent
+            | B::GzipRatio
+            | B::LimitRate
+            | B::LimitReqStatus => self.response_var(b, out),
+            B::TimeLocal | B::TimeIso8601 | B::Msec | B::NginxVersion | B::Hostname | B::Pid => {
+                self.process_var(b, out)
+            }
+        }
+    }
+
+    /// The client connection: addresses, ports, TLS, counters.
+    fn connection_var(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
         let put = |out: &mut Vec<u8>, s: &[u8]| {
             out.extend_from_slice(s);
             true
         };
         match b {
-            Builtin::Host => put(out, self.host.as_bytes()),
-            Builtin::HttpHost => self.header_into(&http::header::HOST, out),
             Builtin::RemoteAddr => {
                 write_ip(out, self.remote.ip());
                 true
@@ -143,7 +202,6 @@ impl RequestCtx {
                 }
                 true
             }
-            Builtin::RemoteUser => false,
             Builtin::ServerAddr => {
                 write_ip(out, self.conn.local.ip());
                 true
@@ -152,10 +210,48 @@ impl RequestCtx {
                 let _ = write!(out, "{}", self.conn.local.port());
                 true
             }
-            Builtin::ServerName => put(out, self.server.primary_name().as_bytes()),
-            Builtin::ServerProtocol => put(out, version_text(self.version).as_bytes()),
             Builtin::Scheme => put(out, if self.conn.tls { b"https" } else { b"http" }),
             Builtin::Https => put(out, if self.conn.tls { b"on" } else { b"" }),
+            Builtin::Connection => {
+                let _ = write!(out, "{}", self.conn.id);
+                true
+            }
+            Builtin::ConnectionRequests => {
+                let _ = write!(out, "{}", self.connection_requests);
+                true
+            }
+            Builtin::SslServerName => match &self.conn.tls_session {
+                Some(t) => put(out, t.server_name.as_deref().unwrap_or("").as_bytes()),
+                None => false,
+            },
+            Builtin::SslProtocol => match &self.conn.tls_session {
+                Some(t) => put(out, t.protocol.as_bytes()),
+                None => false,
+            },
+            Builtin::SslCipher => match &self.conn.tls_session {
+                Some(t) => put(out, t.cipher.as_bytes()),
+                None => false,
+            },
+            Builtin::SslSessionReused => match &self.conn.tls_session {
+                Some(t) => put(out, if t.resumed { b"r" } else { b"." }),
+                None => false,
+            },
+            _ => unreachable!("{b:?} is not a connection variable"),
+        }
+    }
+
+    /// The request: its line, URI, arguments and headers.
+    fn request_var(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
+        let put = |out: &mut Vec<u8>, s: &[u8]| {
+            out.extend_from_slice(s);
+            true
+        };
+        match b {
+            Builtin::Host => put(out, self.host.as_bytes()),
+            Builtin::HttpHost => self.header_into(&http::header::HOST, out),
+            Builtin::RemoteUser => false,
+            Builtin::ServerName => put(out, self.server.primary_name().as_bytes()),
+            Builtin::ServerProtocol => put(out, version_text(self.version).as_bytes()),
             Builtin::Request => {
                 let _ = write!(
                     out,
@@ -185,6 +281,34 @@ impl RequestCtx {
             }
             Builtin::ContentLength => self.header_into(&http::header::CONTENT_LENGTH, out),
             Builtin::ContentType => self.header_into(&http::header::CONTENT_TYPE, out),
+            Builtin::DocumentRoot | Builtin::RealpathRoot => match self.document_root() {
+                Some(root) => put(out, root.as_os_str().as_encoded_bytes()),
+                None => false,
+            },
+            Builtin::RequestFilename => match self.document_root() {
+                Some(root) => {
+                    out.extend_from_slice(root.as_os_str().as_encoded_bytes());
+                    out.extend_from_slice(self.uri.as_bytes());
+                    true
+                }
+                None => false,
+            },
+            Builtin::RequestId => {
+                let _ = write!(out, "{:032x}", self.request_id());
+                true
+            }
+            Builtin::Cookie => self.header_into(&http::header::COOKIE, out),
+            _ => unreachable!("{b:?} is not a request variable"),
+        }
+    }
+
+    /// What proxying learnt: the backend chosen, its statuses and timings.
+    fn upstream_var(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
+        let put = |out: &mut Vec<u8>, s: &[u8]| {
+            out.extend_from_slice(s);
+            true
+        };
+        match b {
             Builtin::ProxyHost => match &self.upstream.proxy_host {
                 Some(h) => put(out, h.as_bytes()),
                 None => false,
@@ -236,6 +360,17 @@ impl RequestCtx {
                     None => false,
                 }
             }
+            _ => unreachable!("{b:?} is not a upstream variable"),
+        }
+    }
+
+    /// The response and the limits applied to it.
+    fn response_var(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
+        let put = |out: &mut Vec<u8>, s: &[u8]| {
+            out.extend_from_slice(s);
+            true
+        };
+        match b {
             Builtin::Status => {
                 let _ = write!(out, "{:03}", self.response.status);
                 true
@@ -252,6 +387,25 @@ impl RequestCtx {
                 Some((bytes_in, bytes_out)) => put(out, ratio(bytes_in, bytes_out).as_bytes()),
                 None => false,
             },
+            Builtin::LimitRate => {
+                let _ = write!(out, "{}", self.effective_limit_rate());
+                true
+            }
+            Builtin::LimitReqStatus => match self.limit_req_status {
+                Some(status) => put(out, status.as_bytes()),
+                None => false,
+            },
+            _ => unreachable!("{b:?} is not a response variable"),
+        }
+    }
+
+    /// The process and the clock.
+    fn process_var(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
+        let put = |out: &mut Vec<u8>, s: &[u8]| {
+            out.extend_from_slice(s);
+            true
+        };
+        match b {
             Builtin::TimeLocal => {
                 crate::log::time::with_local(|t| out.extend_from_slice(t.local.as_bytes()));
                 true
@@ -267,61 +421,13 @@ impl RequestCtx {
                 let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
                 true
             }
-            Builtin::Connection => {
-                let _ = write!(out, "{}", self.conn.id);
-                true
-            }
-            Builtin::ConnectionRequests => {
-                let _ = write!(out, "{}", self.connection_requests);
-                true
-            }
             Builtin::NginxVersion => put(out, crate::NGINX_COMPAT_VERSION.as_bytes()),
             Builtin::Hostname => put(out, crate::log::hostname().as_bytes()),
             Builtin::Pid => {
                 let _ = write!(out, "{}", std::process::id());
                 true
             }
-            Builtin::DocumentRoot | Builtin::RealpathRoot => match self.document_root() {
-                Some(root) => put(out, root.as_os_str().as_encoded_bytes()),
-                None => false,
-            },
-            Builtin::RequestFilename => match self.document_root() {
-                Some(root) => {
-                    out.extend_from_slice(root.as_os_str().as_encoded_bytes());
-                    out.extend_from_slice(self.uri.as_bytes());
-                    true
-                }
-                None => false,
-            },
-            Builtin::RequestId => {
-                let _ = write!(out, "{:032x}", self.request_id());
-                true
-            }
-            Builtin::Cookie => self.header_into(&http::header::COOKIE, out),
-            Builtin::LimitRate => {
-                let _ = write!(out, "{}", self.effective_limit_rate());
-                true
-            }
-            Builtin::SslServerName => match &self.conn.tls_session {
-                Some(t) => put(out, t.server_name.as_deref().unwrap_or("").as_bytes()),
-                None => false,
-            },
-            Builtin::SslProtocol => match &self.conn.tls_session {
-                Some(t) => put(out, t.protocol.as_bytes()),
-                None => false,
-            },
-            Builtin::SslCipher => match &self.conn.tls_session {
-                Some(t) => put(out, t.cipher.as_bytes()),
-                None => false,
-            },
-            Builtin::SslSessionReused => match &self.conn.tls_session {
-                Some(t) => put(out, if t.resumed { b"r" } else { b"." }),
-                None => false,
-            },
-            Builtin::LimitReqStatus => match self.limit_req_status {
-                Some(status) => put(out, status.as_bytes()),
-                None => false,
-            },
+            _ => unreachable!("{b:?} is not a process variable"),
         }
     }
 
