@@ -15,7 +15,7 @@ use crate::config::var::{Builtin, Var};
 use crate::config::{LocConf, LogEscape, LogFormat};
 use crate::log::LogFile;
 use crate::request::RequestCtx;
-use crate::server::Generation;
+use crate::state::Generation;
 
 thread_local! {
     static LINE: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };

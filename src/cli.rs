@@ -316,9 +316,9 @@ fn load_config(
 
 fn test_config(load: &LoadOptions, o: &Options) -> ExitCode {
     let file = load.conf_file.display().to_string();
-    let result = config::load(load)
-        .map_err(|e| e.to_string())
-        .and_then(|c| server::Generation::build(std::sync::Arc::new(c)).map(|g| g.config.clone()));
+    let result = config::load(load).map_err(|e| e.to_string()).and_then(|c| {
+        crate::state::Generation::build(std::sync::Arc::new(c)).map(|g| g.config.clone())
+    });
     match result {
         Ok(config) => {
             if !o.quiet {

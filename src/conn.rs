@@ -26,10 +26,10 @@ use crate::http1::{Headers, RequestHead, write};
 use crate::log::Level;
 use crate::net::{ClientIo, UpstreamIo};
 use crate::proxy::relay::{self, Relay};
-use crate::proxy::upstream::UpstreamConn;
 use crate::request::ConnInfo;
 use crate::response::{Body, Reply, http_date, server_token};
-use crate::server::{Active, RunState, Shared};
+use crate::state::{Active, RunState, Shared};
+use crate::upstream::UpstreamConn;
 
 /// Longest request head accepted (nginx's `large_client_header_buffers 4
 /// 8k` allows about this much).

@@ -27,7 +27,7 @@ use crate::proxy::{self, Proxied};
 use crate::request::{RequestCtx, ResponseInfo, UpstreamInfo};
 use crate::response::Reply;
 use crate::route::{self, Found};
-use crate::server::{Generation, Shared};
+use crate::state::{Generation, Shared};
 use crate::static_files::{self, Content};
 
 /// Internal redirects allowed per request before nginx's "rewrite or

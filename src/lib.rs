@@ -31,8 +31,10 @@ pub mod response;
 pub mod route;
 pub mod server;
 pub mod signal;
+pub mod state;
 pub mod static_files;
 pub mod tls;
+pub mod upstream;
 
 /// The version Switchyard reports for `$nginx_version` and `-V`: the nginx
 /// release whose proxy semantics it follows.

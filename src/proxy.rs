@@ -2,15 +2,12 @@
 //!
 //! - [`forward`]: builds the upstream request, picks peers, retries per
 //!   `proxy_next_upstream`, filters the response.
-//! - [`upstream`]: connections, TLS, the `keepalive` cache, response bodies.
 //! - [`relay`]: the byte relay of upgraded (WebSocket) connections.
 //! - [`error`]: failures, their statuses and log lines.
 
 pub mod error;
 pub mod forward;
 pub mod relay;
-pub mod upstream;
 
 pub use error::ProxyError;
 pub use forward::{Proxied, forward};
-pub use upstream::UpstreamBody;

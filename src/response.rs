@@ -11,8 +11,8 @@ use crate::http1::headers::HeaderValue;
 
 use crate::config::{Expires, LocConf};
 use crate::http1::Headers;
-use crate::proxy::UpstreamBody;
 use crate::request::RequestCtx;
+use crate::upstream::UpstreamBody;
 
 /// A response to send.
 pub struct Reply {

@@ -1,11 +1,5 @@
-//! The running server: listening sockets, accept loops, configuration
-//! generations, reload and shutdown.
-//!
-//! A *generation* is one loaded configuration with everything built from
-//! it (balancer state, keepalive caches, TLS acceptors, open log files). It
-//! is swapped atomically on reload; every request takes the current one,
-//! so a reload never drops a connection: requests in flight and upgraded
-//! tunnels finish on the generation they started with.
+//! The running server: listening sockets, accept loops, reload and
+//! shutdown. What the connections share lives in [`crate::state`].
 //!
 //! Shutdown follows nginx's signals: `QUIT` stops accepting, closes idle
 //! keep-alive connections and waits for the rest (tunnels included) up to
@@ -13,227 +7,24 @@
 //! (a configuration that fails to load is logged and the old one keeps
 //! serving); `USR1` reopens log files.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
-use crate::balance::Balancer;
 use crate::config::{Config, ListenGroup, LoadOptions};
-use crate::log::os_error;
-use crate::log::{self, ErrorLog, Level, LogFile, Registry};
+use crate::log::{self, ErrorLog, Level, os_error};
 use crate::net::{self, ClientIo};
-use crate::proxy::upstream::Pool;
 use crate::request::ConnInfo;
-
-/// Per-upstream runtime state.
-#[derive(Debug)]
-pub struct UpstreamRuntime {
-    /// Peer choice and failure accounting.
-    pub balancer: Arc<Balancer>,
-    /// The `keepalive` cache.
-    pub pool: Option<Arc<Pool>>,
-}
-
-/// One configuration and what was built from it.
-pub struct Generation {
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// Upstream state by `Upstream::index`.
-    pub upstreams: Vec<UpstreamRuntime>,
-    /// TLS acceptors by listen address.
-    pub tls: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
-    /// Open access log files by path.
-    pub access_logs: HashMap<PathBuf, Arc<LogFile>>,
-    /// Fires when this generation was replaced by a reload and its
-    /// `worker_shutdown_timeout` has passed, or on a final stop: its
-    /// tunnels close then.
-    pub retired: crate::signal::StopSignal,
-}
-
-impl std::fmt::Debug for Generation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generation").finish_non_exhaustive()
-    }
-}
-
-impl Generation {
-    /// Builds a generation; fails like nginx's `-t` would (unreadable
-    /// certificates, log files that cannot be opened).
-    pub fn build(config: Arc<Config>) -> Result<Generation, String> {
-        let mut upstreams = Vec::new();
-        let mut tls = HashMap::new();
-        let mut access_logs = HashMap::new();
-        if let Some(http) = &config.http {
-            for u in &http.upstreams {
-                upstreams.push(UpstreamRuntime {
-                    balancer: Arc::new(Balancer::new(u.clone())),
-                    pool: u.keepalive.map(|k| Arc::new(Pool::new(k))),
-                });
-            }
-            for group in &http.listens {
-                if group.opts.ssl {
-                    tls.insert(group.addr, acceptor(group)?);
-                }
-            }
-            let mut open = |path: &PathBuf| -> Result<(), String> {
-                if !access_logs.contains_key(path) {
-                    let f = Registry::global().get(path).map_err(|e| {
-                        format!("open() \"{}\" failed {}", path.display(), os_error(&e))
-                    })?;
-                    access_logs.insert(path.clone(), f);
-                }
-                Ok(())
-            };
-            for server in &http.servers {
-                for t in server.conf.access_log.iter() {
-                    open(&t.path)?;
-                }
-                for t in server.conf.error_log.iter() {
-                    Registry::global().get(&t.path).map_err(|e| {
-                        format!("open() \"{}\" failed {}", t.path.display(), os_error(&e))
-                    })?;
-                }
-                let mut stack: Vec<&crate::config::Locations> = vec![&server.locations];
-                while let Some(locs) = stack.pop() {
-                    for l in locs
-                        .prefix
-                        .iter()
-                        .chain(locs.regex.iter())
-                        .chain(locs.named.values())
-                    {
-                        for t in l.conf.access_log.iter() {
-                            open(&t.path)?;
-                        }
-                        for t in l.conf.error_log.iter() {
-                            Registry::global().get(&t.path).map_err(|e| {
-                                format!("open() \"{}\" failed {}", t.path.display(), os_error(&e))
-                            })?;
-                        }
-                        stack.push(&l.children);
-                    }
-                }
-            }
-        }
-        Ok(Generation {
-            config,
-            upstreams,
-            tls,
-            access_logs,
-            retired: crate::signal::StopSignal::new(),
-        })
-    }
-
-    /// The listen group a connection accepted on `key` with local address
-    /// `local` belongs to: the specific address if configured, else the
-    /// wildcard it arrived on.
-    pub fn group(&self, key: SocketAddr, local: SocketAddr) -> Option<Arc<ListenGroup>> {
-        let http = self.config.http.as_ref()?;
-        if key.ip().is_unspecified() {
-            let specific = SocketAddr::new(local.ip(), key.port());
-            if let Some(g) = http.listens.iter().find(|g| g.addr == specific) {
-                return Some(g.clone());
-            }
-        }
-        http.listens.iter().find(|g| g.addr == key).cloned()
-    }
-}
-
-/// The TLS acceptor of a `listen ... ssl` group: one site per server of the
-/// group, names chosen as `server_name` chooses servers.
-fn acceptor(group: &Arc<ListenGroup>) -> Result<tokio_rustls::TlsAcceptor, String> {
-    let sites: Vec<Option<crate::tls::server::Site<'_>>> = group
-        .servers
-        .iter()
-        .map(|s| {
-            s.tls.as_ref().map(|tls| crate::tls::server::Site {
-                cert: &tls.certs[0].0,
-                key: &tls.certs[0].1,
-                protocols: &tls.protocols,
-            })
-        })
-        .collect();
-    let names = group.clone();
-    crate::tls::acceptor(
-        &sites,
-        group.default_server,
-        Arc::new(move |name| names.names.find(name).map(|(i, _)| i)),
-        group.addr,
-    )
-}
-
-/// Lifecycle of the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    /// Serving.
-    Running,
-    /// Graceful stop: no new connections; idle ones close; the rest finish.
-    Draining,
-    /// Everything closes now.
-    Stopping,
-}
-
-/// State shared by every task of the server.
-pub struct Shared {
-    /// The current generation.
-    pub generation: ArcSwap<Generation>,
-    /// Where the configuration was read from (for reload); `None` for
-    /// in-process servers given a configuration directly.
-    load: std::sync::Mutex<Option<LoadOptions>>,
-    next_conn: AtomicU64,
-    /// Lifecycle, observed by every connection.
-    pub state: watch::Sender<RunState>,
-    slots: Arc<Semaphore>,
-    active: AtomicUsize,
-    idle: Notify,
-    listeners: std::sync::Mutex<Vec<Listening>>,
-    /// The retirement signal of every generation that may still have
-    /// tunnels, to close them all on a final stop. Signals are kept, not
-    /// generations: a tunnel holds only its waiter, so a replaced
-    /// generation may be gone while its tunnels live on.
-    retirements: std::sync::Mutex<Vec<crate::signal::StopSignal>>,
-    /// The runtimes that accept and serve connections.
-    workers: Vec<tokio::runtime::Handle>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
-    }
-}
+use crate::state::{Generation, Shared};
 
 struct Listening {
     key: SocketAddr,
     local: SocketAddr,
     stop: watch::Sender<bool>,
-}
-
-/// Keeps the active-connection count while a connection (or tunnel) lives.
-pub struct Active {
-    shared: Arc<Shared>,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Active {
-    /// The server this connection belongs to.
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        if self.shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.idle.notify_waiters();
-        }
-    }
 }
 
 /// A listening socket bound before the runtime starts.
@@ -268,6 +59,9 @@ pub fn bind_all(config: &Config) -> Result<Vec<Bound>, String> {
 pub struct Handle {
     /// Shared state.
     pub shared: Arc<Shared>,
+    /// The listening sockets and their accept loops. A std mutex: locked
+    /// only when the server starts, reloads or stops.
+    listeners: Arc<std::sync::Mutex<Vec<Listening>>>,
 }
 
 impl Handle {
@@ -297,31 +91,21 @@ impl Handle {
             .saturating_mul(config.main.worker_processes)
             .max(1);
         let generation = Arc::new(Generation::build(Arc::new(config))?);
-        let (state, _) = watch::channel(RunState::Running);
-        let shared = Arc::new(Shared {
-            retirements: std::sync::Mutex::new(vec![generation.retired.clone()]),
-            generation: ArcSwap::new(generation),
-            load: std::sync::Mutex::new(load),
-            next_conn: AtomicU64::new(1),
-            state,
-            slots: Arc::new(Semaphore::new(max)),
-            active: AtomicUsize::new(0),
-            idle: Notify::new(),
-            listeners: std::sync::Mutex::new(Vec::new()),
-            workers,
-        });
+        let handle = Handle {
+            shared: Shared::new(generation, load, workers, max),
+            listeners: Arc::new(std::sync::Mutex::new(Vec::new())),
+        };
         for b in bound {
-            shared
+            handle
                 .listen(b)
                 .map_err(|e| format!("listen() failed {}", os_error(&e)))?;
         }
-        Ok(Handle { shared })
+        Ok(handle)
     }
 
     /// Actual bound addresses by configured address.
     pub fn local_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
-        self.shared
-            .listeners
+        self.listeners
             .lock()
             .expect("listeners")
             .iter()
@@ -329,47 +113,20 @@ impl Handle {
             .collect()
     }
 
-    /// Reloads from the files the configuration came from.
-    pub fn reload(&self) -> Result<(), String> {
-        self.shared.reload()
-    }
-
-    /// Applies a new configuration (tests, embedded use).
-    pub fn apply(&self, config: Config) -> Result<(), String> {
-        self.shared.apply(config)
-    }
-
-    /// Graceful stop; resolves when every connection has finished.
-    pub async fn graceful_stop(&self) {
-        self.shared.graceful_stop().await
-    }
-
-    /// Fast stop: everything closes now.
-    pub fn stop_now(&self) {
-        self.shared.stop_listeners();
-        self.shared.stopping();
-    }
-
-    /// Connections (client and tunnels) currently open.
-    pub fn active(&self) -> usize {
-        self.shared.active.load(Ordering::Acquire)
-    }
-}
-
-impl Shared {
-    fn listen(self: &Arc<Self>, b: Bound) -> io::Result<()> {
+    fn listen(&self, b: Bound) -> io::Result<()> {
         let local = b.listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         // Each worker gets its own descriptor for the socket, registered in
         // its own event loop; the kernel hands each connection to one of
         // them.
-        let mut sockets = Vec::with_capacity(self.workers.len());
-        for _ in 1..self.workers.len() {
+        let workers = &self.shared.workers;
+        let mut sockets = Vec::with_capacity(workers.len());
+        for _ in 1..workers.len() {
             sockets.push(b.listener.try_clone()?);
         }
         sockets.push(b.listener);
-        for (worker, socket) in self.workers.iter().zip(sockets) {
-            let shared = self.clone();
+        for (worker, socket) in workers.iter().zip(sockets) {
+            let shared = self.shared.clone();
             let stop_rx = stop_rx.clone();
             let key = b.key;
             worker.spawn(async move {
@@ -390,27 +147,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Counts a connection; `None` when `worker_connections` are exhausted.
-    pub fn enter(self: &Arc<Self>, with_permit: bool) -> Option<Active> {
-        let permit = if with_permit {
-            Some(self.slots.clone().try_acquire_owned().ok()?)
-        } else {
-            None
-        };
-        self.active.fetch_add(1, Ordering::AcqRel);
-        Some(Active {
-            shared: self.clone(),
-            _permit: permit,
-        })
-    }
-
-    /// The next connection number.
-    pub fn next_conn_id(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn reload(self: &Arc<Self>) -> Result<(), String> {
-        let opts = self.load.lock().expect("load options").clone();
+    /// Reloads from the files the configuration came from.
+    pub fn reload(&self) -> Result<(), String> {
+        let opts = self.shared.load.lock().expect("load options").clone();
         let Some(opts) = opts else {
             return Err("nothing to reload from".into());
         };
@@ -420,7 +159,7 @@ impl Shared {
 
     /// Validates and switches to `config`: new addresses are bound first;
     /// if anything fails the old generation keeps serving.
-    pub fn apply(self: &Arc<Self>, config: Config) -> Result<(), String> {
+    pub fn apply(&self, config: Config) -> Result<(), String> {
         let generation = Generation::build(Arc::new(config))?;
         let error_log = ErrorLog::open(&generation.config.main.error_log).map_err(|e| {
             let path = generation
@@ -463,22 +202,7 @@ impl Shared {
             }
         }
         error_log.install();
-        let generation = Arc::new(generation);
-        {
-            let mut list = self.retirements.lock().expect("retirements");
-            list.retain(crate::signal::StopSignal::in_use);
-            list.push(generation.retired.clone());
-        }
-        let old = self.generation.swap(generation);
-        // Connections keep the configuration they started with; only an
-        // explicit worker_shutdown_timeout bounds how long they may
-        // outlive it (nginx closes old workers' connections then).
-        if let Some(t) = old.config.main.worker_shutdown_timeout {
-            tokio::spawn(async move {
-                tokio::time::sleep(t).await;
-                old.retired.trigger();
-            });
-        }
+        self.shared.replace(Arc::new(generation));
         for b in fresh {
             self.listen(b).map_err(|e| e.to_string())?;
         }
@@ -493,51 +217,26 @@ impl Shared {
         Ok(())
     }
 
-    /// Final stop: connections and every tunnel of every generation close.
-    fn stopping(&self) {
-        let _ = self.state.send(RunState::Stopping);
-        for retired in self.retirements.lock().expect("retirements").iter() {
-            retired.trigger();
-        }
+    /// Graceful stop; resolves when every connection has finished.
+    pub async fn graceful_stop(&self) {
+        self.stop_listeners();
+        self.shared.drain().await;
+    }
+
+    /// Fast stop: everything closes now.
+    pub fn stop_now(&self) {
+        self.stop_listeners();
+        self.shared.stopping();
+    }
+
+    /// Connections (client and tunnels) currently open.
+    pub fn active(&self) -> usize {
+        self.shared.active()
     }
 
     fn stop_listeners(&self) {
         for l in self.listeners.lock().expect("listeners").drain(..) {
             let _ = l.stop.send(true);
-        }
-    }
-
-    async fn graceful_stop(self: &Arc<Self>) {
-        self.stop_listeners();
-        let _ = self.state.send(RunState::Draining);
-        let timeout = self.generation.load().config.main.worker_shutdown_timeout;
-        let drained = async {
-            loop {
-                let notified = self.idle.notified();
-                if self.active.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        match timeout {
-            Some(t) => {
-                if tokio::time::timeout(t, drained).await.is_err() {
-                    self.stopping();
-                    // Give closing tasks a moment to log and exit.
-                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                        loop {
-                            let notified = self.idle.notified();
-                            if self.active.load(Ordering::Acquire) == 0 {
-                                return;
-                            }
-                            notified.await;
-                        }
-                    })
-                    .await;
-                }
-            }
-            None => drained.await,
         }
     }
 }

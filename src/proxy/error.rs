@@ -190,3 +190,12 @@ impl std::fmt::Display for ProxyError {
 }
 
 impl std::error::Error for ProxyError {}
+
+impl From<crate::upstream::ConnectError> for ProxyError {
+    fn from(e: crate::upstream::ConnectError) -> Self {
+        match e {
+            crate::upstream::ConnectError::TimedOut => ProxyError::ConnectTimeout,
+            crate::upstream::ConnectError::Failed(e) => ProxyError::Connect(e),
+        }
+    }
+}

@@ -26,7 +26,6 @@ use crate::http1::headers::HeaderValue;
 use tokio::time::{Instant, timeout};
 
 use super::error::{ProxyError, Side};
-use super::upstream::{self, Pool, UpstreamBody, UpstreamConn};
 use crate::balance::{Balancer, NoPeer};
 use crate::config::{BalanceMethod, ProxyPass, UpgradePolicy, Upstream};
 use crate::handler::Exchange;
@@ -37,6 +36,7 @@ use crate::http1::{Headers, write};
 use crate::log::Level;
 use crate::net::{ClientIo, UpstreamIo};
 use crate::response::{Body, Reply};
+use crate::upstream::{self, Pool, UpstreamBody, UpstreamConn};
 
 /// What proxying produced.
 pub enum Proxied {

@@ -10,7 +10,6 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use super::error::ProxyError;
 use crate::config::Keepalive;
 use crate::http1::BodyReader;
 use crate::http1::parse::BodyKind;
@@ -35,11 +34,20 @@ pub struct UpstreamConn {
     pub lease: Option<crate::balance::Lease>,
 }
 
+/// Why a connection to a backend could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// `proxy_connect_timeout` passed.
+    TimedOut,
+    /// The connection failed (refused, unreachable...).
+    Failed(io::Error),
+}
+
 /// Opens a TCP connection within `limit`.
-pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ProxyError> {
+pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ConnectError> {
     match timeout(limit, TcpStream::connect(addr)).await {
-        Err(_) => Err(ProxyError::ConnectTimeout),
-        Ok(Err(e)) => Err(ProxyError::Connect(e)),
+        Err(_) => Err(ConnectError::TimedOut),
+        Ok(Err(e)) => Err(ConnectError::Failed(e)),
         Ok(Ok(s)) => {
             // Small messages are the point of a WebSocket: never delay them.
             let _ = s.set_nodelay(true);

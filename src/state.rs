@@ -1,0 +1,326 @@
+//! Server state below the connections: the configuration *generations*
+//! and what every task shares (lifecycle, connection counts, worker
+//! runtimes).
+//!
+//! A generation is one loaded configuration with everything built from it
+//! (balancer state, keepalive caches, TLS acceptors, open log files). It is
+//! swapped atomically on reload; every request takes the current one, so a
+//! reload never drops a connection: requests in flight and upgraded tunnels
+//! finish on the generation they started with.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::balance::Balancer;
+use crate::config::{Config, ListenGroup, LoadOptions};
+use crate::log::{LogFile, Registry, os_error};
+use crate::upstream::Pool;
+
+/// Per-upstream runtime state.
+#[derive(Debug)]
+pub struct UpstreamRuntime {
+    /// Peer choice and failure accounting.
+    pub balancer: Arc<Balancer>,
+    /// The `keepalive` cache.
+    pub pool: Option<Arc<Pool>>,
+}
+
+/// One configuration and what was built from it.
+pub struct Generation {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Upstream state by `Upstream::index`.
+    pub upstreams: Vec<UpstreamRuntime>,
+    /// TLS acceptors by listen address.
+    pub tls: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
+    /// Open access log files by path.
+    pub access_logs: HashMap<PathBuf, Arc<LogFile>>,
+    /// Fires when this generation was replaced by a reload and its
+    /// `worker_shutdown_timeout` has passed, or on a final stop: its
+    /// tunnels close then.
+    pub retired: crate::signal::StopSignal,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation").finish_non_exhaustive()
+    }
+}
+
+impl Generation {
+    /// Builds a generation; fails like nginx's `-t` would (unreadable
+    /// certificates, log files that cannot be opened).
+    pub fn build(config: Arc<Config>) -> Result<Generation, String> {
+        let mut upstreams = Vec::new();
+        let mut tls = HashMap::new();
+        let mut access_logs = HashMap::new();
+        if let Some(http) = &config.http {
+            for u in &http.upstreams {
+                upstreams.push(UpstreamRuntime {
+                    balancer: Arc::new(Balancer::new(u.clone())),
+                    pool: u.keepalive.map(|k| Arc::new(Pool::new(k))),
+                });
+            }
+            for group in &http.listens {
+                if group.opts.ssl {
+                    tls.insert(group.addr, acceptor(group)?);
+                }
+            }
+            let mut open = |path: &PathBuf| -> Result<(), String> {
+                if !access_logs.contains_key(path) {
+                    let f = Registry::global().get(path).map_err(|e| {
+                        format!("open() \"{}\" failed {}", path.display(), os_error(&e))
+                    })?;
+                    access_logs.insert(path.clone(), f);
+                }
+                Ok(())
+            };
+            for server in &http.servers {
+                for t in server.conf.access_log.iter() {
+                    open(&t.path)?;
+                }
+                for t in server.conf.error_log.iter() {
+                    Registry::global().get(&t.path).map_err(|e| {
+                        format!("open() \"{}\" failed {}", t.path.display(), os_error(&e))
+                    })?;
+                }
+                let mut stack: Vec<&crate::config::Locations> = vec![&server.locations];
+                while let Some(locs) = stack.pop() {
+                    for l in locs
+                        .prefix
+                        .iter()
+                        .chain(locs.regex.iter())
+                        .chain(locs.named.values())
+                    {
+                        for t in l.conf.access_log.iter() {
+                            open(&t.path)?;
+                        }
+                        for t in l.conf.error_log.iter() {
+                            Registry::global().get(&t.path).map_err(|e| {
+                                format!("open() \"{}\" failed {}", t.path.display(), os_error(&e))
+                            })?;
+                        }
+                        stack.push(&l.children);
+                    }
+                }
+            }
+        }
+        Ok(Generation {
+            config,
+            upstreams,
+            tls,
+            access_logs,
+            retired: crate::signal::StopSignal::new(),
+        })
+    }
+
+    /// The listen group a connection accepted on `key` with local address
+    /// `local` belongs to: the specific address if configured, else the
+    /// wildcard it arrived on.
+    pub fn group(&self, key: SocketAddr, local: SocketAddr) -> Option<Arc<ListenGroup>> {
+        let http = self.config.http.as_ref()?;
+        if key.ip().is_unspecified() {
+            let specific = SocketAddr::new(local.ip(), key.port());
+            if let Some(g) = http.listens.iter().find(|g| g.addr == specific) {
+                return Some(g.clone());
+            }
+        }
+        http.listens.iter().find(|g| g.addr == key).cloned()
+    }
+}
+
+/// The TLS acceptor of a `listen ... ssl` group: one site per server of the
+/// group, names chosen as `server_name` chooses servers.
+fn acceptor(group: &Arc<ListenGroup>) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let sites: Vec<Option<crate::tls::server::Site<'_>>> = group
+        .servers
+        .iter()
+        .map(|s| {
+            s.tls.as_ref().map(|tls| crate::tls::server::Site {
+                cert: &tls.certs[0].0,
+                key: &tls.certs[0].1,
+                protocols: &tls.protocols,
+            })
+        })
+        .collect();
+    let names = group.clone();
+    crate::tls::acceptor(
+        &sites,
+        group.default_server,
+        Arc::new(move |name| names.names.find(name).map(|(i, _)| i)),
+        group.addr,
+    )
+}
+
+/// Lifecycle of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Serving.
+    Running,
+    /// Graceful stop: no new connections; idle ones close; the rest finish.
+    Draining,
+    /// Everything closes now.
+    Stopping,
+}
+
+/// State shared by every task of the server.
+pub struct Shared {
+    /// The current generation.
+    pub generation: ArcSwap<Generation>,
+    /// Where the configuration was read from (for reload); `None` for
+    /// in-process servers given a configuration directly. A std mutex: it
+    /// is locked only by a reload, never by connections.
+    pub load: std::sync::Mutex<Option<LoadOptions>>,
+    next_conn: AtomicU64,
+    /// Lifecycle, observed by every connection.
+    pub state: watch::Sender<RunState>,
+    slots: Arc<Semaphore>,
+    active: AtomicUsize,
+    idle: Notify,
+    /// The retirement signal of every generation that may still have
+    /// tunnels, to close them all on a final stop. Signals are kept, not
+    /// generations: a tunnel holds only its waiter, so a replaced
+    /// generation may be gone while its tunnels live on.
+    /// A std mutex: locked only on reload and final stop, never by
+    /// connections.
+    retirements: std::sync::Mutex<Vec<crate::signal::StopSignal>>,
+    /// The runtimes that accept and serve connections.
+    pub workers: Vec<tokio::runtime::Handle>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// Keeps the active-connection count while a connection (or tunnel) lives.
+pub struct Active {
+    shared: Arc<Shared>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Active {
+    /// The server this connection belongs to.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if self.shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.idle.notify_waiters();
+        }
+    }
+}
+
+impl Shared {
+    /// State for serving `generation` with at most `max_connections` client
+    /// connections at once, on `workers`.
+    pub fn new(
+        generation: Arc<Generation>,
+        load: Option<LoadOptions>,
+        workers: Vec<tokio::runtime::Handle>,
+        max_connections: usize,
+    ) -> Arc<Shared> {
+        let (state, _) = watch::channel(RunState::Running);
+        Arc::new(Shared {
+            retirements: std::sync::Mutex::new(vec![generation.retired.clone()]),
+            generation: ArcSwap::new(generation),
+            load: std::sync::Mutex::new(load),
+            next_conn: AtomicU64::new(1),
+            state,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            workers,
+        })
+    }
+
+    /// Counts a connection; `None` when `worker_connections` are exhausted.
+    pub fn enter(self: &Arc<Self>, with_permit: bool) -> Option<Active> {
+        let permit = if with_permit {
+            Some(self.slots.clone().try_acquire_owned().ok()?)
+        } else {
+            None
+        };
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Some(Active {
+            shared: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// The next connection number.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections (client and tunnels) currently open.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Makes `generation` the current one. Connections keep the
+    /// configuration they started with; only an explicit
+    /// `worker_shutdown_timeout` of the old one bounds how long they may
+    /// outlive it (nginx closes old workers' connections then).
+    pub fn replace(&self, generation: Arc<Generation>) {
+        {
+            let mut list = self.retirements.lock().expect("retirements");
+            list.retain(crate::signal::StopSignal::in_use);
+            list.push(generation.retired.clone());
+        }
+        let old = self.generation.swap(generation);
+        if let Some(t) = old.config.main.worker_shutdown_timeout {
+            tokio::spawn(async move {
+                tokio::time::sleep(t).await;
+                old.retired.trigger();
+            });
+        }
+    }
+
+    /// Final stop: connections and every tunnel of every generation close.
+    pub fn stopping(&self) {
+        let _ = self.state.send(RunState::Stopping);
+        for retired in self.retirements.lock().expect("retirements").iter() {
+            retired.trigger();
+        }
+    }
+
+    /// Resolves when no connection (nor tunnel) is open.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Graceful stop of connections: idle ones close, the rest finish,
+    /// bounded by `worker_shutdown_timeout` (then everything closes, with a
+    /// moment for closing tasks to log and exit).
+    pub async fn drain(&self) {
+        let _ = self.state.send(RunState::Draining);
+        let timeout = self.generation.load().config.main.worker_shutdown_timeout;
+        match timeout {
+            Some(t) => {
+                if tokio::time::timeout(t, self.drained()).await.is_err() {
+                    self.stopping();
+                    let _ = tokio::time::timeout(Duration::from_millis(500), self.drained()).await;
+                }
+            }
+            None => self.drained().await,
+        }
+    }
+}
