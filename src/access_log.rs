@@ -13,16 +13,15 @@ use std::sync::Arc;
 use crate::config::template::Piece;
 use crate::config::var::{Builtin, Var};
 use crate::config::{LocConf, LogEscape, LogFormat};
-use crate::log::LogFile;
+use crate::log::{LogFile, LogFiles};
 use crate::request::RequestCtx;
-use crate::state::Generation;
 
 thread_local! {
     static LINE: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Writes the access log lines of a finished request.
-pub fn write(ctx: &mut RequestCtx, conf: &LocConf, generation: &Generation) {
+pub fn write(ctx: &mut RequestCtx, conf: &LocConf, files: &LogFiles) {
     if conf.access_log.is_empty() {
         return;
     }
@@ -38,7 +37,7 @@ pub fn write(ctx: &mut RequestCtx, conf: &LocConf, generation: &Generation) {
             line.clear();
             render(ctx, &target.format, line, value);
             line.push(b'\n');
-            if let Some(file) = generation.access_logs.get(&target.path) {
+            if let Some(file) = files.get(&target.path) {
                 file.write_line(line);
             }
         }
@@ -144,11 +143,7 @@ pub struct Totals {
 
 /// Renders the access lines of an upgraded request, leaving markers for
 /// the values of its end.
-pub fn prerender(
-    ctx: &mut RequestCtx,
-    conf: &LocConf,
-    generation: &Generation,
-) -> Vec<PendingLine> {
+pub fn prerender(ctx: &mut RequestCtx, conf: &LocConf, files: &LogFiles) -> Vec<PendingLine> {
     let mut out = Vec::new();
     for target in conf.access_log.iter() {
         if let Some(cond) = &target.condition {
@@ -157,7 +152,7 @@ pub fn prerender(
                 continue;
             }
         }
-        let Some(file) = generation.access_logs.get(&target.path) else {
+        let Some(file) = files.get(&target.path) else {
             continue;
         };
         let mut pieces = Vec::new();

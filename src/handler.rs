@@ -13,53 +13,35 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, Version};
 use tokio::time::Instant;
 
-use crate::config::{Condition, FileTest, LocConf, Location, RewriteFlag, RewriteOp, Server};
-use crate::conn::{ClientConn, Next};
-use crate::http1::parse::{BodyKind, FramingError, request_body_kind};
-use crate::http1::{BodyReader, RequestHead};
+use crate::config::Location;
+use crate::exchange::{Downstream, Exchange, Refusal};
+use crate::http1::RequestHead;
 use crate::limits;
 use crate::log::Level;
+use crate::proxy::tunnel::Tunnel;
 use crate::proxy::{self, Proxied};
 use crate::request::{RequestCtx, ResponseInfo, UpstreamInfo};
 use crate::response::Reply;
+use crate::rewrite::Flow;
 use crate::route::{self, Found};
-use crate::state::{Generation, Shared};
+use crate::state::Shared;
 use crate::static_files::{self, Content};
 
 /// Internal redirects allowed per request before nginx's "rewrite or
 /// internal redirection cycle" error.
 const MAX_REDIRECTS: usize = 10;
 
-/// A request being handled.
-pub struct Exchange<'a> {
-    /// Server state.
-    pub shared: &'a Arc<Shared>,
-    /// The generation serving this request.
-    pub generation: Arc<Generation>,
-    /// The client connection.
-    pub conn: &'a mut ClientConn,
-    /// Variables' view of the request.
-    pub ctx: RequestCtx,
-    /// The request body, not yet read.
-    pub body: BodyReader,
-    /// The client asked for keep-alive (and nothing forbids it so far).
-    pub keepalive: bool,
-    /// Settings of the location (or server) handling the request.
-    pub conf: Arc<LocConf>,
-    /// `limit_conn` slots held until the request (or its tunnel) ends.
-    pub slots: Vec<limits::Slot>,
-    /// The URI was changed by an internal redirect (proxying then sends
-    /// the new `$uri`, not the original request target).
-    pub uri_changed: bool,
-    /// The URI was changed by `rewrite` (proxying then ignores the URI part
-    /// of `proxy_pass`, as nginx).
-    pub rewritten: bool,
-    /// A named location to continue in (`error_page ... @name`).
-    pub next_named: Option<Arc<Location>>,
+/// What the connection does after a request.
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close.
+    Close,
+    /// Become a tunnel.
+    Upgrade(Box<Tunnel>),
 }
 
 enum Action {
@@ -67,26 +49,19 @@ enum Action {
     Proxy,
 }
 
-/// How a rewrite script ended.
-enum Flow {
-    /// Ran to the end.
-    Next,
-    /// `break` (or `rewrite ... break`): stay in this location.
-    Break,
-    /// `rewrite ... last`: search locations again.
-    Last,
-    /// `return` or a redirecting `rewrite`.
-    Reply(Reply),
-}
-
 /// Handles one request on `conn`.
-pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHead) -> Next {
+pub async fn handle<D: Downstream>(
+    shared: &Arc<Shared>,
+    down: &mut D,
+    head: RequestHead,
+    framing: Result<(), Refusal>,
+) -> Next {
     let start = Instant::now();
     let generation = shared.generation.load_full();
     let Some(http) = generation.config.http.clone() else {
         return Next::Close;
     };
-    let Some(group) = generation.group(conn.key, conn.info.local) else {
+    let Some(group) = generation.group(down.listen_key(), down.info().local) else {
         return Next::Close;
     };
     let default_server = group.servers[group.default_server].clone();
@@ -133,9 +108,8 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
             bad.or(Some("client sent invalid request")),
         ),
     };
-    let body_kind = request_body_kind(&head);
     let ctx = RequestCtx {
-        conn: conn.info.clone(),
+        conn: down.info().clone(),
         http: http.clone(),
         server: server.clone(),
         location: None,
@@ -158,9 +132,9 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         response: ResponseInfo::default(),
         start,
         request_length: head.len as u64,
-        connection_requests: conn.requests,
+        connection_requests: down.requests(),
         limit_rate: None,
-        remote: conn.info.remote,
+        remote: down.info().remote,
         realip_peer: None,
         limit_req_status: None,
     };
@@ -169,8 +143,7 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
     let mut ex = Box::new(Exchange {
         shared,
         generation,
-        conn,
-        body: BodyReader::new(BodyKind::None),
+        down,
         keepalive,
         conf: server.conf.clone(),
         slots: Vec::new(),
@@ -187,22 +160,10 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
         let tokens = ex.conf.server_tokens;
         return ex.finish(Reply::error(400, tokens)).await;
     }
-    match body_kind {
-        Ok(kind) => ex.body = BodyReader::new(kind),
-        Err(FramingError::Bad(why)) => {
-            ex.log(Level::Info, why, None);
-            let tokens = ex.conf.server_tokens;
-            return ex.finish(Reply::error(400, tokens)).await;
-        }
-        Err(FramingError::UnknownCoding) => {
-            ex.log(
-                Level::Info,
-                "client sent unknown \"Transfer-Encoding\"",
-                None,
-            );
-            let tokens = ex.conf.server_tokens;
-            return ex.finish(Reply::error(501, tokens)).await;
-        }
+    if let Err(refusal) = framing {
+        ex.log(Level::Info, refusal.why, None);
+        let tokens = ex.conf.server_tokens;
+        return ex.finish(Reply::error(refusal.status, tokens)).await;
     }
     // TRACE would echo the request, credentials included, back to whoever
     // can make a browser send one; nginx refuses it and so does this.
@@ -215,7 +176,7 @@ pub async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHe
     ex.run().await
 }
 
-impl Exchange<'_> {
+impl<D: Downstream> Exchange<'_, D> {
     async fn run(mut self: Box<Self>) -> Next {
         // (original status, `=code` override) once an error_page redirect
         // happened; nginx applies error_page once per request.
@@ -228,14 +189,23 @@ impl Exchange<'_> {
                 Action::Proxy => match Box::pin(proxy::forward(&mut self)).await {
                     Ok(Proxied::Reply(reply)) => reply,
                     Ok(Proxied::Upgrade(reply, upstream)) => {
-                        return Box::pin(crate::conn::upgrade(self, reply, upstream)).await;
+                        return match Box::pin(proxy::tunnel::accept(&mut self, reply, upstream))
+                            .await
+                        {
+                            Some(tunnel) => Next::Upgrade(tunnel),
+                            None => Next::Close,
+                        };
                     }
                     Err(e) => {
                         let status = e.status();
                         if status == 499 {
                             self.ctx.response.status = 499;
                             self.keepalive = false;
-                            crate::access_log::write(&mut self.ctx, &self.conf, &self.generation);
+                            crate::access_log::write(
+                                &mut self.ctx,
+                                &self.conf,
+                                &self.generation.access_logs,
+                            );
                             return Next::Close;
                         }
                         let mut reply = Reply::error(status, self.conf.server_tokens);
@@ -416,171 +386,6 @@ impl Exchange<'_> {
         Action::Reply(Reply::error(500, self.conf.server_tokens))
     }
 
-    /// Runs a rewrite script (`set`, `return`, `if`, `break`, `rewrite`).
-    fn rewrite(&mut self, ops: &[RewriteOp]) -> Flow {
-        for op in ops {
-            match op {
-                RewriteOp::Set { slot, value } => {
-                    let v = self.ctx.render(value);
-                    self.ctx.assign(*slot, v);
-                }
-                RewriteOp::SetLimitRate(value) => {
-                    let v = self.ctx.render_string(value);
-                    self.ctx.limit_rate = Some(crate::config::values::parse_size(&v).unwrap_or(0));
-                }
-                RewriteOp::Return(r) => {
-                    let text = r.text.as_ref().map(|t| self.ctx.render(t));
-                    return Flow::Reply(self.return_reply(r.status, text));
-                }
-                RewriteOp::Break => return Flow::Break,
-                RewriteOp::If { cond, ops } => {
-                    if self.test(cond) {
-                        match self.rewrite(ops) {
-                            Flow::Next => {}
-                            other => return other,
-                        }
-                    }
-                }
-                RewriteOp::Rewrite {
-                    regex,
-                    replacement,
-                    flag,
-                } => {
-                    let uri = self.ctx.uri.clone();
-                    if !self.ctx.regex_match(regex, uri.as_bytes()) {
-                        continue;
-                    }
-                    let new = self.ctx.render_string(replacement);
-                    if let Some(flow) = self.apply_rewrite(new, *flag) {
-                        return flow;
-                    }
-                }
-            }
-        }
-        Flow::Next
-    }
-
-    /// Applies a matched `rewrite`; `Some` when it ends the script.
-    fn apply_rewrite(&mut self, new: String, flag: RewriteFlag) -> Option<Flow> {
-        let tokens = self.conf.server_tokens;
-        // A trailing `?` drops the old arguments; otherwise new arguments
-        // come first and the old ones are appended.
-        let (target, keep_args) = match new.strip_suffix('?') {
-            Some(t) => (t.to_string(), false),
-            None => (new, true),
-        };
-        let (path, new_args) = match target.split_once('?') {
-            Some((p, a)) => (p.to_string(), Some(a.to_string())),
-            None => (target, None),
-        };
-        let args = match (new_args, keep_args.then(|| self.ctx.args.clone()).flatten()) {
-            (Some(n), Some(old)) => Some(format!("{n}&{old}")),
-            (Some(n), None) => Some(n),
-            (None, old) => old,
-        };
-        let absolute = path.starts_with("http://") || path.starts_with("https://");
-        if absolute || matches!(flag, RewriteFlag::Redirect | RewriteFlag::Permanent) {
-            let mut url = if absolute {
-                path
-            } else {
-                self.absolute_url(&path)
-            };
-            if let Some(a) = &args {
-                url.push('?');
-                url.push_str(a);
-            }
-            let status = if flag == RewriteFlag::Permanent {
-                301
-            } else {
-                302
-            };
-            return Some(Flow::Reply(Reply::redirect(status, url.as_bytes(), tokens)));
-        }
-        self.ctx.uri = path;
-        self.ctx.args = args;
-        self.uri_changed = true;
-        self.rewritten = true;
-        match flag {
-            RewriteFlag::Last => Some(Flow::Last),
-            RewriteFlag::Break => Some(Flow::Break),
-            _ => None,
-        }
-    }
-
-    /// Evaluates an `if` condition.
-    fn test(&mut self, cond: &Condition) -> bool {
-        match cond {
-            Condition::Value(t) => {
-                let v = self.ctx.render(t);
-                !(v.is_empty() || v == b"0")
-            }
-            Condition::Compare {
-                left,
-                right,
-                negate,
-            } => {
-                let l = self.ctx.render(left);
-                let r = self.ctx.render(right);
-                (l == r) != *negate
-            }
-            Condition::Match {
-                left,
-                regex,
-                negate,
-            } => {
-                let l = self.ctx.render(left);
-                self.ctx.regex_match(regex, &l) != *negate
-            }
-            Condition::File { path, test, negate } => {
-                let p = self.ctx.render_string(path);
-                let meta = std::fs::metadata(&p);
-                let holds = match test {
-                    FileTest::File => meta.is_ok_and(|m| m.is_file()),
-                    FileTest::Dir => meta.is_ok_and(|m| m.is_dir()),
-                    FileTest::Exists => meta.is_ok(),
-                    FileTest::Exec => {
-                        use std::os::unix::fs::PermissionsExt;
-                        meta.is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                    }
-                };
-                holds != *negate
-            }
-        }
-    }
-
-    fn return_reply(&mut self, status: u16, text: Option<Vec<u8>>) -> Reply {
-        let tokens = self.conf.server_tokens;
-        match (status, text) {
-            (444, _) => Reply::empty(444),
-            (301 | 302 | 303 | 307 | 308, Some(url)) => {
-                let url = String::from_utf8_lossy(&url).into_owned();
-                let url = if url.starts_with('/') {
-                    self.absolute_url(&url)
-                } else {
-                    url
-                };
-                Reply::redirect(status, url.as_bytes(), tokens)
-            }
-            (_, Some(body)) => Reply::text(status, Bytes::from(body), &self.conf.default_type),
-            (s, None) if s >= 300 => Reply::error(s, tokens),
-            (s, None) => Reply::empty(s),
-        }
-    }
-
-    /// `scheme://host[:port]` + `path`, as nginx builds redirects
-    /// (`absolute_redirect on`, `server_name_in_redirect off`).
-    pub fn absolute_url(&self, path: &str) -> String {
-        let scheme = if self.ctx.conn.tls { "https" } else { "http" };
-        let port = self.ctx.conn.local.port();
-        let default = if self.ctx.conn.tls { 443 } else { 80 };
-        let host = &self.ctx.host;
-        if port == default {
-            format!("{scheme}://{host}{path}")
-        } else {
-            format!("{scheme}://{host}:{port}{path}")
-        }
-    }
-
     /// Replaces the client address with the one trusted proxies report,
     /// once per request (`set_real_ip_from`, `real_ip_header`).
     fn realip(&mut self) {
@@ -733,48 +538,6 @@ impl Exchange<'_> {
         None
     }
 
-    /// Writes a line to the location's error log with nginx's request
-    /// context (`, client: ..., server: ..., request: "...", upstream:
-    /// "...", host: "..."`).
-    pub fn log(&self, level: Level, message: &str, upstream: Option<&str>) {
-        let targets = &self.conf.error_log;
-        if !targets.iter().any(|t| level <= t.level) {
-            return;
-        }
-        let mut line = String::with_capacity(message.len() + 128);
-        line.push_str(message);
-        line.push_str(&self.context(upstream));
-        crate::log::error_to(targets, level, self.ctx.conn.id, &line);
-    }
-
-    /// nginx's request context for error lines: `, client: ..., server:
-    /// ..., request: "...", upstream: "...", host: "..."`.
-    pub fn context(&self, upstream: Option<&str>) -> String {
-        let mut line = String::with_capacity(128);
-        line.push_str(", client: ");
-        line.push_str(&self.ctx.remote.ip().to_string());
-        line.push_str(", server: ");
-        line.push_str(self.ctx.server.primary_name());
-        line.push_str(", request: \"");
-        line.push_str(self.ctx.method.as_str());
-        line.push(' ');
-        line.push_str(&self.ctx.request_uri);
-        line.push(' ');
-        line.push_str(crate::request::vars::version_text(self.ctx.version));
-        line.push('"');
-        if let Some(u) = upstream {
-            line.push_str(", upstream: \"");
-            line.push_str(u);
-            line.push('"');
-        }
-        if let Some(h) = self.ctx.headers.get(&http::header::HOST) {
-            line.push_str(", host: \"");
-            line.push_str(&String::from_utf8_lossy(h.as_bytes()));
-            line.push('"');
-        }
-        line
-    }
-
     /// Applies header filters, writes the response, logs it.
     pub async fn finish(mut self: Box<Self>, mut reply: Reply) -> Next {
         let conf = self.conf.clone();
@@ -784,30 +547,23 @@ impl Exchange<'_> {
         // lingering read). A client waiting for `100 Continue` may never
         // send the body once it has a final answer, so that connection
         // closes too; so does one that closes anyway.
-        if !self.body.is_done() {
+        if !self.down.body_done() {
             let expects_continue = self
                 .ctx
                 .headers
                 .has_token(&http::header::EXPECT, "100-continue");
             let drained = self.keepalive
                 && !expects_continue
-                && crate::conn::discard_body(self.conn, &mut self.body, conf.client_body_timeout)
-                    .await;
+                && self.down.discard_body(conf.client_body_timeout).await;
             if !drained {
                 self.keepalive = false;
-                self.conn.linger = true;
+                self.down.linger();
             }
         }
-        Box::pin(crate::conn::respond(self, reply)).await
-    }
-
-    /// The server handling the request.
-    pub fn server(&self) -> &Arc<Server> {
-        &self.ctx.server
-    }
-
-    /// Whether the request is `HEAD`.
-    pub fn is_head(&self) -> bool {
-        self.ctx.method == Method::HEAD
+        if Box::pin(crate::response::send::respond(&mut self, reply)).await {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
     }
 }

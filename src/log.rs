@@ -177,6 +177,9 @@ impl LogFile {
     }
 }
 
+/// Open log files by path (a configuration generation's access logs).
+pub type LogFiles = HashMap<PathBuf, Arc<LogFile>>;
+
 /// Open log files by path, shared by every configuration generation.
 #[derive(Debug, Default)]
 pub struct Registry {

@@ -2,6 +2,8 @@
 //! filters applied on the way out (`Server`, `Date`, `add_header`,
 //! `expires`).
 
+pub mod send;
+
 use std::fmt::Write as _;
 
 use bytes::Bytes;

@@ -336,9 +336,9 @@ async fn connection(
         drop(generation);
         ClientIo::Tcp(stream)
     };
-    crate::conn::serve(
+    crate::client::h1::serve(
         shared,
-        crate::conn::ClientConn::new(
+        crate::client::h1::ClientConn::new(
             io,
             Arc::new(info),
             key,

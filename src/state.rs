@@ -20,7 +20,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::balance::Balancer;
 use crate::config::{Config, ListenGroup, LoadOptions};
-use crate::log::{LogFile, Registry, os_error};
+use crate::log::{LogFiles, Registry, os_error};
 use crate::upstream::Pool;
 
 /// Per-upstream runtime state.
@@ -41,7 +41,7 @@ pub struct Generation {
     /// TLS acceptors by listen address.
     pub tls: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
     /// Open access log files by path.
-    pub access_logs: HashMap<PathBuf, Arc<LogFile>>,
+    pub access_logs: LogFiles,
     /// Fires when this generation was replaced by a reload and its
     /// `worker_shutdown_timeout` has passed, or on a final stop: its
     /// tunnels close then.

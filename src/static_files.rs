@@ -11,7 +11,7 @@ use http::Method;
 use crate::http1::headers::HeaderValue;
 
 use crate::config::{Alias, LocConf, TryFallback};
-use crate::handler::Exchange;
+use crate::exchange::{Downstream, Exchange};
 use crate::log::Level;
 use crate::response::{Body, Reply};
 
@@ -28,7 +28,7 @@ pub enum Content {
 /// Maps a URI to a file path with `root` or `alias`. `whole` appends the
 /// whole URI to a regex location's alias (a `try_files` name, or a URI
 /// that `try_files` chose), as nginx does.
-fn map_uri(ex: &mut Exchange<'_>, uri: &str, whole: bool) -> PathBuf {
+fn map_uri<D: Downstream>(ex: &mut Exchange<'_, D>, uri: &str, whole: bool) -> PathBuf {
     let conf = ex.conf.clone();
     let base = String::from_utf8_lossy(&ex.ctx.render(&conf.root.path)).into_owned();
     match &conf.root.alias {
@@ -43,7 +43,7 @@ fn map_uri(ex: &mut Exchange<'_>, uri: &str, whole: bool) -> PathBuf {
 }
 
 /// The content phase for locations that do not proxy.
-pub async fn content(ex: &mut Exchange<'_>) -> Content {
+pub async fn content<D: Downstream>(ex: &mut Exchange<'_, D>) -> Content {
     let conf = ex.conf.clone();
     let mut whole = false;
     if let Some(tf) = &conf.try_files {
@@ -115,7 +115,11 @@ pub async fn content(ex: &mut Exchange<'_>) -> Content {
     }
 }
 
-fn not_found(ex: &mut Exchange<'_>, path: &std::path::Path, e: std::io::Error) -> Content {
+fn not_found<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
+    path: &std::path::Path,
+    e: std::io::Error,
+) -> Content {
     let tokens = ex.conf.server_tokens;
     match e.kind() {
         std::io::ErrorKind::PermissionDenied => {
@@ -147,7 +151,7 @@ fn not_found(ex: &mut Exchange<'_>, path: &std::path::Path, e: std::io::Error) -
     }
 }
 
-async fn index(ex: &mut Exchange<'_>, uri: &str) -> Content {
+async fn index<D: Downstream>(ex: &mut Exchange<'_, D>, uri: &str) -> Content {
     let conf = ex.conf.clone();
     let dir = map_uri(ex, uri, false);
     let mut last_err = None;
@@ -191,7 +195,7 @@ async fn index(ex: &mut Exchange<'_>, uri: &str) -> Content {
     }
 }
 
-async fn serve_file(ex: &mut Exchange<'_>, path: PathBuf) -> Content {
+async fn serve_file<D: Downstream>(ex: &mut Exchange<'_, D>, path: PathBuf) -> Content {
     let conf = ex.conf.clone();
     // Opened without blocking (a FIFO would otherwise wait for a writer),
     // then checked through the open descriptor: what is served is what

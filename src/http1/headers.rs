@@ -97,6 +97,11 @@ impl Headers {
         }
     }
 
+    /// Makes room for `n` more headers.
+    pub fn reserve(&mut self, n: usize) {
+        self.list.reserve(n);
+    }
+
     /// Appends a header, spelling its name as `raw`.
     pub fn append_raw(&mut self, raw: impl Into<Bytes>, name: HeaderName, value: HeaderValue) {
         self.list.push(Header {

@@ -26,15 +26,16 @@ use crate::http1::headers::HeaderValue;
 use tokio::time::{Instant, timeout};
 
 use super::error::{ProxyError, Side};
+use super::request_body::{ReqBody, prepare_body, send_spooled, stream_body};
 use crate::balance::{Balancer, NoPeer};
 use crate::config::{BalanceMethod, ProxyPass, UpgradePolicy, Upstream};
-use crate::handler::Exchange;
-use crate::http1::body::{self, BodyReader, encode_chunk};
+use crate::exchange::{Downstream, Exchange};
+use crate::http1::body::{self};
 use crate::http1::headers::has_token;
 use crate::http1::parse::{BodyKind, ResponseHead, parse_response, response_body_kind};
 use crate::http1::{Headers, write};
 use crate::log::Level;
-use crate::net::{ClientIo, UpstreamIo};
+use crate::net::UpstreamIo;
 use crate::response::{Body, Reply};
 use crate::upstream::{self, Pool, UpstreamBody, UpstreamConn};
 
@@ -60,19 +61,8 @@ struct Target {
     redirect: Option<(String, String)>,
 }
 
-enum ReqBody {
-    None,
-    /// Read completely, in memory.
-    Buffered(Bytes),
-    /// Read completely, into an (already unlinked) temporary file of this
-    /// length.
-    Spooled(tokio::fs::File, u64),
-    /// Copied from the client while it is sent.
-    Stream(BodyKind),
-}
-
 /// Forwards the request of `ex` to its `proxy_pass` target.
-pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
+pub async fn forward<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<Proxied, ProxyError> {
     let conf = ex.conf.clone();
     let p = &conf.proxy;
     let pass = conf
@@ -220,13 +210,16 @@ pub async fn forward(ex: &mut Exchange<'_>) -> Result<Proxied, ProxyError> {
 }
 
 /// Logs an error raised before any backend was contacted.
-fn logged(ex: &Exchange<'_>, e: ProxyError) -> ProxyError {
+fn logged<D: Downstream>(ex: &Exchange<'_, D>, e: ProxyError) -> ProxyError {
     ex.log(e.level(), &e.message(), None);
     e
 }
 
 /// Finds the upstream group and URI for `pass`.
-fn resolve_target(ex: &mut Exchange<'_>, pass: &ProxyPass) -> Result<Target, ProxyError> {
+fn resolve_target<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
+    pass: &ProxyPass,
+) -> Result<Target, ProxyError> {
     match pass {
         ProxyPass::Static(t) => {
             let rt = &ex.generation.upstreams[t.upstream.index];
@@ -347,7 +340,7 @@ fn append_args(s: &mut String, args: Option<&str>) {
 
 /// The URI to send when `proxy_pass` has no URI part: the client's own
 /// (`$request_uri`), unless an internal redirect changed it.
-fn client_uri(ex: &Exchange<'_>) -> String {
+fn client_uri<D: Downstream>(ex: &Exchange<'_, D>) -> String {
     if ex.uri_changed {
         let mut s = crate::route::escape_uri(&ex.ctx.uri);
         append_args(&mut s, ex.ctx.args.as_deref());
@@ -356,191 +349,10 @@ fn client_uri(ex: &Exchange<'_>) -> String {
     ex.ctx.request_uri.clone()
 }
 
-/// Reads (or prepares to stream) the client's body.
-async fn prepare_body(ex: &mut Exchange<'_>, version: Version) -> Result<ReqBody, ProxyError> {
-    let conf = ex.conf.clone();
-    if let Some(t) = &conf.proxy.set_body {
-        let b = ex.ctx.render(t);
-        return Ok(ReqBody::Buffered(Bytes::from(b)));
-    }
-    let kind = ex.body.kind();
-    let limit = conf.client_max_body_size;
-    if kind == BodyKind::None {
-        return Ok(ReqBody::None);
-    }
-    if let BodyKind::Length(n) = kind
-        && limit > 0
-        && n > limit
-    {
-        ex.keepalive = false;
-        return Err(ProxyError::BodyTooLarge(n));
-    }
-    if !conf.proxy.pass_request_body {
-        return Ok(ReqBody::None);
-    }
-    // nginx reads the whole body first (so a failed attempt can be
-    // retried on another server) unless `proxy_request_buffering off`; a
-    // chunked body for an HTTP/1.0 backend must be read to learn its
-    // length.
-    let buffer = match kind {
-        BodyKind::Length(_) => conf.proxy.request_buffering,
-        _ => conf.proxy.request_buffering || version == Version::HTTP_10,
-    };
-    send_continue(ex).await;
-    if !buffer {
-        return Ok(ReqBody::Stream(kind));
-    }
-    let read = read_body(ex).await;
-    if read.is_err() {
-        ex.keepalive = false;
-    }
-    read
-}
-
-/// Reads the whole client body: in memory up to `client_body_buffer_size`,
-/// in an unlinked temporary file beyond, as nginx does, so memory per
-/// request stays bounded whatever `client_max_body_size` allows.
-/// `client_body_timeout` bounds each read, not the whole body.
-async fn read_body(ex: &mut Exchange<'_>) -> Result<ReqBody, ProxyError> {
-    use tokio::io::AsyncWriteExt;
-    let conf = ex.conf.clone();
-    let limit = conf.client_max_body_size;
-    let mut memory = BytesMut::new();
-    let mut spool: Option<tokio::fs::File> = None;
-    let mut total: u64 = 0;
-    loop {
-        let Some(chunk) = next_body_chunk(ex, conf.client_body_timeout).await? else {
-            break;
-        };
-        total += chunk.len() as u64;
-        if limit > 0 && total > limit {
-            return Err(ProxyError::BodyTooLarge(total));
-        }
-        if let Some(file) = &mut spool {
-            file.write_all(&chunk).await.map_err(ProxyError::BodyFile)?;
-            continue;
-        }
-        if total > conf.client_body_buffer_size {
-            let mut file = temp_file(conf.client_body_temp_path.as_deref()).await?;
-            ex.log(
-                Level::Warn,
-                "a client request body is buffered to a temporary file",
-                None,
-            );
-            file.write_all(&memory)
-                .await
-                .map_err(ProxyError::BodyFile)?;
-            file.write_all(&chunk).await.map_err(ProxyError::BodyFile)?;
-            memory = BytesMut::new();
-            spool = Some(file);
-            continue;
-        }
-        if memory.is_empty() && ex.body.is_done() {
-            // The whole body in one piece: keep it without a copy.
-            ex.ctx.request_length += total;
-            return Ok(ReqBody::Buffered(chunk));
-        }
-        memory.extend_from_slice(&chunk);
-    }
-    ex.ctx.request_length += total;
-    Ok(match spool {
-        Some(mut file) => {
-            file.flush().await.map_err(ProxyError::BodyFile)?;
-            ReqBody::Spooled(file, total)
-        }
-        None => ReqBody::Buffered(memory.freeze()),
-    })
-}
-
-/// Creates a temporary file for a request body in `dir` (the system's
-/// temporary directory when unset), unlinked at once so nothing is left
-/// behind whatever happens to the request or the process.
-async fn temp_file(dir: Option<&std::path::Path>) -> Result<tokio::fs::File, ProxyError> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = dir.join(format!("switchyard-body-{}-{n}", std::process::id()));
-    let mut options = tokio::fs::OpenOptions::new();
-    options.read(true).write(true).create_new(true).mode(0o600);
-    let file = match options.open(&path).await {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| ProxyError::BodyTemp(dir.display().to_string(), e))?;
-            options.open(&path).await
-        }
-        other => other,
-    }
-    .map_err(|e| ProxyError::BodyTemp(path.display().to_string(), e))?;
-    let _ = tokio::fs::remove_file(&path).await;
-    Ok(file)
-}
-
-/// The next piece of the client's body (`None` at its end), within
-/// `client_body_timeout` for this read.
-async fn next_body_chunk(
-    ex: &mut Exchange<'_>,
-    limit: Duration,
-) -> Result<Option<Bytes>, ProxyError> {
-    let conn = &mut *ex.conn;
-    match timeout(limit, ex.body.next(&mut conn.io, &mut conn.buf)).await {
-        Err(_) => Err(ProxyError::ClientBodyTimeout),
-        Ok(Err(e)) => Err(ProxyError::ClientBody(e)),
-        Ok(Ok(next)) => Ok(next),
-    }
-}
-
-/// Writes request bytes to the backend within `proxy_send_timeout`.
-async fn send_upstream(
-    up: &mut UpstreamConn,
-    data: &[u8],
-    limit: Duration,
-) -> Result<(), ProxyError> {
-    timeout(limit, crate::net::write_flushed(&mut up.io, data))
-        .await
-        .map_err(|_| ProxyError::SendTimeout)?
-        .map_err(ProxyError::Send)
-}
-
-/// Sends a spooled body, from its start (each attempt sends it again).
-async fn send_spooled(
-    file: &tokio::fs::File,
-    up: &mut UpstreamConn,
-    limit: Duration,
-) -> Result<(), ProxyError> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = file.try_clone().await.map_err(ProxyError::BodyFile)?;
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(ProxyError::BodyFile)?;
-    let mut block = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut block).await.map_err(ProxyError::BodyFile)?;
-        if n == 0 {
-            return Ok(());
-        }
-        send_upstream(up, &block[..n], limit).await?;
-    }
-}
-
-/// `Expect: 100-continue`: tell the client to send its body.
-async fn send_continue(ex: &mut Exchange<'_>) {
-    if ex.ctx.version == Version::HTTP_11
-        && ex.conn.buf.is_empty()
-        && ex
-            .ctx
-            .headers
-            .get(&http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-    {
-        let _ = crate::net::write_flushed(&mut ex.conn.io, b"HTTP/1.1 100 Continue\r\n\r\n").await;
-    }
-}
-
 /// The request head sent upstream, and whether the connection may be
 /// reused afterwards (we did not send `Connection: close`).
-fn build_head(
-    ex: &mut Exchange<'_>,
+fn build_head<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
     target: &Target,
     version: Version,
     ws_first: bool,
@@ -629,8 +441,8 @@ impl From<ProxyError> for AttemptError {
 }
 
 /// One try: connect (or reuse), send, read the response head.
-async fn attempt(
-    ex: &mut Exchange<'_>,
+async fn attempt<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
     target: &Target,
     addr: SocketAddr,
     head: &[u8],
@@ -688,8 +500,8 @@ async fn attempt(
 }
 
 /// Opens a new connection to `addr` (TLS for `https://`).
-async fn open(
-    ex: &mut Exchange<'_>,
+async fn open<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
     target: &Target,
     addr: SocketAddr,
 ) -> Result<UpstreamConn, ProxyError> {
@@ -736,55 +548,10 @@ async fn open(
     })
 }
 
-/// Copies a body that was not buffered from the client to the backend.
-async fn stream_body(
-    ex: &mut Exchange<'_>,
-    up: &mut UpstreamConn,
-    kind: BodyKind,
-) -> Result<(), ProxyError> {
-    let conf = ex.conf.clone();
-    let limit = conf.client_max_body_size;
-    let mut total: u64 = 0;
-    let chunked = !matches!(kind, BodyKind::Length(_));
-    let mut frame = Vec::new();
-    loop {
-        let next = match next_body_chunk(ex, conf.client_body_timeout).await {
-            Ok(next) => next,
-            Err(e) => {
-                ex.keepalive = false;
-                return Err(e);
-            }
-        };
-        let data: &[u8] = match &next {
-            Some(d) => d,
-            None => {
-                if chunked {
-                    send_upstream(up, body::LAST_CHUNK, conf.proxy.send_timeout).await?;
-                }
-                ex.ctx.request_length += total;
-                return Ok(());
-            }
-        };
-        total += data.len() as u64;
-        if limit > 0 && total > limit {
-            ex.keepalive = false;
-            return Err(ProxyError::BodyTooLarge(total));
-        }
-        let out: &[u8] = if chunked {
-            frame.clear();
-            encode_chunk(&mut frame, data);
-            &frame
-        } else {
-            data
-        };
-        send_upstream(up, out, conf.proxy.send_timeout).await?;
-    }
-}
-
 /// Reads the response head, skipping interim `1xx` (but not `101`), and
 /// watching for the client going away meanwhile (nginx's 499).
-async fn read_head(
-    ex: &mut Exchange<'_>,
+async fn read_head<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
     up: &mut UpstreamConn,
     limit: Duration,
     ignore_abort: bool,
@@ -807,7 +574,7 @@ async fn read_head(
         }
         let read = tokio::select! {
             r = tokio::time::timeout_at(deadline, body::fill(&mut up.io, &mut up.buf)) => r,
-            _ = client_gone(&ex.conn.io), if !ignore_abort => return Err(ProxyError::ClientClosed),
+            _ = ex.down.client_gone(), if !ignore_abort => return Err(ProxyError::ClientClosed),
         };
         match read {
             Err(_) => return Err(ProxyError::ReadTimeout),
@@ -815,21 +582,6 @@ async fn read_head(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(ProxyError::Recv(e)),
         }
-    }
-}
-
-/// Resolves when the client has closed its connection. Pipelined data
-/// means the client is still there: then this never resolves.
-async fn client_gone(io: &ClientIo) {
-    match io {
-        ClientIo::Tcp(s) => {
-            let mut b = [0u8; 1];
-            match s.peek(&mut b).await {
-                Ok(0) | Err(_) => {}
-                Ok(_) => std::future::pending::<()>().await,
-            }
-        }
-        ClientIo::Tls(_) => std::future::pending::<()>().await,
     }
 }
 
@@ -848,8 +600,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-fn finish_response(
-    ex: &mut Exchange<'_>,
+fn finish_response<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
     target: &Target,
     resp: ResponseHead,
     conn: UpstreamConn,
@@ -938,15 +690,4 @@ fn finish_response(
         ))),
     };
     Ok(Proxied::Reply(reply))
-}
-
-/// Reads and discards a body (used for the client body of requests whose
-/// handler did not need it).
-pub async fn drain(
-    reader: &mut BodyReader,
-    io: &mut ClientIo,
-    buf: &mut BytesMut,
-) -> std::io::Result<()> {
-    while reader.next(io, buf).await?.is_some() {}
-    Ok(())
 }

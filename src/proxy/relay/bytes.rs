@@ -1,0 +1,765 @@
+//! The byte relay: the hot path of the product. It is frame-transparent
+//! and built so an idle tunnel costs as little as possible:
+//!
+//! * **No buffer is held while idle.** Each read borrows the worker
+//!   thread's scratch buffer for the duration of one `poll`, and writes it
+//!   straight to the other socket. `tokio`'s `poll_read` returns `Pending`
+//!   without a syscall when the socket is not readable, so waiting costs
+//!   nothing but the registration.
+//! * **One read and one write per message**, no copy in between: the
+//!   scratch buffer is the write source. Only when the destination cannot
+//!   take everything (backpressure) are the remaining bytes copied into a
+//!   spill buffer from a per-thread pool, and the source is not read again
+//!   until that spill is flushed. That keeps memory bounded at one spill
+//!   per direction.
+//! * **No extra `read` after a short read**: tokio clears readiness when a
+//!   read returns less than asked (edge-triggered epoll), so the next poll
+//!   waits for a new edge instead of issuing a read that would return
+//!   `EAGAIN`.
+//! * **No per-message timer work.** The idle deadline is checked lazily:
+//!   activity only records `Instant::now()`; the single timer is re-armed
+//!   when it fires early (nginx's lazy timer idea).
+//!
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio::io::{Interest, ReadBuf};
+use tokio::time::Sleep;
+
+use super::{End, Outcome, Timeouts, Transport};
+use crate::signal::StopWaiter;
+
+/// Size of the per-thread scratch buffer each read goes through: 256 KiB
+/// lets a bulk transfer move a socket buffer's worth per syscall pair.
+pub const SCRATCH_SIZE: usize = 256 * 1024;
+
+/// Spill buffers kept per thread for reuse (each at most `SCRATCH_SIZE`).
+const SPILL_POOL_MAX: usize = 32;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
+    static SPILLS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn spill_from(bytes: &[u8]) -> Vec<u8> {
+    let mut v = SPILLS
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(SCRATCH_SIZE));
+    v.clear();
+    v.extend_from_slice(bytes);
+    v
+}
+
+fn spill_release(mut v: Vec<u8>) {
+    if v.capacity() > SCRATCH_SIZE * 2 {
+        return;
+    }
+    v.clear();
+    SPILLS.with(|p| {
+        let mut pool = p.borrow_mut();
+        if pool.len() < SPILL_POOL_MAX {
+            pool.push(v);
+        }
+    });
+}
+
+/// `Timeouts` in milliseconds: 12 bytes per tunnel instead of 48.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    idle_ms: u32,
+    client_ms: u32,
+    upstream_ms: u32,
+}
+
+impl Limits {
+    fn ms(d: Duration) -> u32 {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+    }
+
+    fn d(ms: u32) -> Duration {
+        Duration::from_millis(ms as u64)
+    }
+}
+
+impl From<Timeouts> for Limits {
+    fn from(t: Timeouts) -> Limits {
+        Limits {
+            idle_ms: Self::ms(t.idle),
+            client_ms: Self::ms(t.client_send),
+            upstream_ms: Self::ms(t.upstream_send),
+        }
+    }
+}
+
+/// One direction of the tunnel. Idle, it is two words: everything about
+/// backpressure lives behind one pointer that exists only while bytes wait.
+#[derive(Debug, Default)]
+struct Half {
+    /// Bytes read but not yet written (backpressure, or leftovers from the
+    /// handshake).
+    spill: Option<Box<Spill>>,
+    /// The splice pipe of a bulk transfer in progress.
+    pipe: Option<Box<Pipe>>,
+    /// Bytes written to the destination.
+    written: u64,
+    /// The source reached end-of-stream.
+    eof: bool,
+    /// End-of-stream was propagated to the destination.
+    done: bool,
+    /// Bytes went into a destination that buffers writes (TLS) and have
+    /// not been flushed yet.
+    unflushed: bool,
+}
+
+/// A kernel pipe that carries a bulk transfer socket to socket with
+/// splice(2): page references move, the bytes are never copied through
+/// user space. Created when a read fills the whole scratch buffer, dropped
+/// as soon as the direction goes idle (so idle tunnels hold no pipe).
+#[derive(Debug)]
+struct Pipe {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+    capacity: usize,
+    buffered: usize,
+    /// When the destination last took bytes from (or the source last put
+    /// bytes into) the pipe: with bytes buffered, the start of a blocked
+    /// write (`*send_timeout`).
+    since: Instant,
+}
+
+/// Pipe size asked for (the kernel may grant less).
+const PIPE_SIZE: usize = 1024 * 1024;
+
+impl Pipe {
+    fn new() -> Option<Box<Pipe>> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok()?;
+        let capacity = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
+            .or_else(|_| fcntl(&write, FcntlArg::F_GETPIPE_SZ))
+            .ok()? as usize;
+        Some(Box::new(Pipe {
+            read,
+            write,
+            capacity,
+            buffered: 0,
+            since: Instant::now(),
+        }))
+    }
+}
+
+/// Bytes moved with splice(2), for tests to prove the path is taken.
+#[cfg(test)]
+static SPLICED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn splice_flags() -> nix::fcntl::SpliceFFlags {
+    nix::fcntl::SpliceFFlags::SPLICE_F_MOVE | nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK
+}
+
+/// Bytes waiting for a blocked destination.
+#[derive(Debug)]
+struct Spill {
+    buf: Vec<u8>,
+    pos: usize,
+    /// When the destination stopped taking bytes (`*send_timeout`).
+    since: Instant,
+}
+
+/// Which side an I/O error came from.
+enum Side {
+    Src(io::Error),
+    Dst(io::Error),
+}
+
+impl Half {
+    fn with_leftover(bytes: Vec<u8>) -> Half {
+        Half {
+            spill: (!bytes.is_empty()).then(|| {
+                Box::new(Spill {
+                    buf: bytes,
+                    pos: 0,
+                    since: Instant::now(),
+                })
+            }),
+            ..Half::default()
+        }
+    }
+
+    /// When the destination stopped taking this direction's bytes, if
+    /// bytes are waiting for it.
+    fn blocked_since(&self) -> Option<Instant> {
+        match (&self.spill, &self.pipe) {
+            (Some(s), _) => Some(s.since),
+            (None, Some(p)) if p.buffered > 0 => Some(p.since),
+            _ => None,
+        }
+    }
+
+    /// Moves bytes from `src` to `dst` until one of them would block.
+    /// Returns `Ready(Ok(()))` once end-of-stream has been propagated.
+    fn poll_copy<S, D>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+        dst: &mut D,
+        activity: &mut bool,
+        other_done: bool,
+    ) -> Poll<Result<(), Side>>
+    where
+        S: Transport,
+        D: Transport,
+    {
+        loop {
+            if let Some(spill) = &mut self.spill {
+                while spill.pos < spill.buf.len() {
+                    match Pin::new(&mut *dst).poll_write(cx, &spill.buf[spill.pos..]) {
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(Side::Dst(io::ErrorKind::WriteZero.into())));
+                        }
+                        Poll::Ready(Ok(n)) => {
+                            // `*send_timeout` bounds each blocked write, not
+                            // the whole backlog: progress restarts it.
+                            spill.since = Instant::now();
+                            spill.pos += n;
+                            self.written += n as u64;
+                            self.unflushed = dst.buffers_writes();
+                            *activity = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Dst(e))),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                if let Some(spill) = self.spill.take() {
+                    spill_release(spill.buf);
+                }
+            }
+            if self.pipe.is_some() && !self.eof {
+                match self.poll_splice(cx, src, dst, activity) {
+                    Poll::Ready(Ok(())) => continue,
+                    other => return other,
+                }
+            }
+            if self.eof {
+                // When the other direction has finished too, both sockets
+                // are about to be closed, and close() sends the FIN: skip
+                // the shutdown() syscall.
+                if !self.done && (!other_done || dst.needs_final_shutdown()) {
+                    // Flushing is a no-op for TCP; TLS needs it before
+                    // close_notify.
+                    ready!(Pin::new(&mut *dst).poll_flush(cx)).map_err(Side::Dst)?;
+                    match ready!(Pin::new(&mut *dst).poll_shutdown(cx)) {
+                        Ok(()) => {}
+                        // The peer may already be gone; the other direction
+                        // will notice.
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                        Err(e) => return Poll::Ready(Err(Side::Dst(e))),
+                    }
+                }
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            let step = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut rb = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut *src).poll_read(cx, &mut rb) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Src(e))),
+                    Poll::Ready(Ok(())) => {}
+                }
+                let n = rb.filled().len();
+                if n == 0 {
+                    self.eof = true;
+                    return Poll::Ready(Ok(()));
+                }
+                *activity = true;
+                let mut off = 0;
+                while off < n {
+                    match Pin::new(&mut *dst).poll_write(cx, &scratch[off..n]) {
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(Side::Dst(io::ErrorKind::WriteZero.into())));
+                        }
+                        Poll::Ready(Ok(w)) => off += w,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Dst(e))),
+                        Poll::Pending => break,
+                    }
+                }
+                self.written += off as u64;
+                if off > 0 && dst.buffers_writes() {
+                    self.unflushed = true;
+                }
+                if n == scratch.len() && src.tcp().is_some() && dst.tcp().is_some() {
+                    // A full buffer: a bulk transfer. Continue it with
+                    // splice(2).
+                    self.pipe = Pipe::new();
+                }
+                if off < n {
+                    self.spill = Some(Box::new(Spill {
+                        buf: spill_from(&scratch[off..n]),
+                        pos: 0,
+                        since: Instant::now(),
+                    }));
+                }
+                Poll::Ready(Ok(()))
+            });
+            match step {
+                Poll::Pending => {
+                    // The source has nothing more for now: what a TLS
+                    // destination holds must go out (it would otherwise
+                    // wait for the next message in this direction).
+                    if self.unflushed {
+                        match Pin::new(&mut *dst).poll_flush(cx) {
+                            Poll::Ready(Ok(())) => self.unflushed = false,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Dst(e))),
+                            Poll::Pending => {}
+                        }
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+    }
+}
+
+impl Half {
+    /// One step of a spliced transfer: drain the pipe into `dst`, then
+    /// refill it from `src`. `Ready(Ok)` means progress (or the pipe was
+    /// dropped because the source went idle): call again.
+    fn poll_splice<S: Transport, D: Transport>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+        dst: &mut D,
+        activity: &mut bool,
+    ) -> Poll<Result<(), Side>> {
+        let (Some(s), Some(d)) = (src.tcp(), dst.tcp()) else {
+            self.pipe = None;
+            return Poll::Ready(Ok(()));
+        };
+        let pipe = self.pipe.as_mut().expect("splice mode has a pipe");
+        while pipe.buffered > 0 {
+            ready!(d.poll_write_ready(cx)).map_err(Side::Dst)?;
+            let moved = d.try_io(Interest::WRITABLE, || {
+                nix::fcntl::splice(&pipe.read, None, d, None, pipe.buffered, splice_flags())
+                    .map_err(io::Error::from)
+            });
+            match moved {
+                Ok(0) => return Poll::Ready(Err(Side::Dst(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => {
+                    pipe.buffered -= n;
+                    pipe.since = Instant::now();
+                    self.written += n as u64;
+                    *activity = true;
+                    #[cfg(test)]
+                    SPLICED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(Side::Dst(e))),
+            }
+        }
+        ready!(s.poll_read_ready(cx)).map_err(Side::Src)?;
+        let capacity = pipe.capacity;
+        let filled = s.try_io(Interest::READABLE, || {
+            nix::fcntl::splice(s, None, &pipe.write, None, capacity, splice_flags())
+                .map_err(io::Error::from)
+        });
+        match filled {
+            Ok(0) => {
+                self.eof = true;
+                self.pipe = None;
+            }
+            Ok(n) => {
+                pipe.buffered = n;
+                pipe.since = Instant::now();
+                *activity = true;
+            }
+            // Idle (the pipe is empty here): back to ordinary reads, which
+            // wait without holding anything.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.pipe = None,
+            Err(e) => return Poll::Ready(Err(Side::Src(e))),
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A tunnel between a client stream and a backend stream.
+pub struct Relay<C, U> {
+    client: C,
+    upstream: U,
+    /// Client to backend.
+    up: Half,
+    /// Backend to client.
+    down: Half,
+    limits: Limits,
+    last_activity: Instant,
+    timer: Pin<Box<Sleep>>,
+    stop: StopWaiter,
+}
+
+impl<C: Transport, U: Transport> Relay<C, U> {
+    /// Joins `client` and `upstream`. `client_leftover` are bytes the client
+    /// sent after its request head (pipelined frames) and go to the backend
+    /// first; `upstream_leftover` are bytes the backend sent after its 101.
+    /// The tunnel also ends when `stop` fires.
+    pub fn new(
+        client: C,
+        client_leftover: Vec<u8>,
+        upstream: U,
+        upstream_leftover: Vec<u8>,
+        timeouts: Timeouts,
+        stop: StopWaiter,
+    ) -> Self {
+        let now = Instant::now();
+        Relay {
+            client,
+            upstream,
+            up: Half::with_leftover(client_leftover),
+            down: Half::with_leftover(upstream_leftover),
+            limits: Limits::from(timeouts),
+            last_activity: now,
+            timer: Box::pin(tokio::time::sleep(timeouts.idle)),
+            stop,
+        }
+    }
+
+    fn outcome(&mut self, end: End) -> Outcome {
+        for half in [&mut self.up, &mut self.down] {
+            if let Some(spill) = half.spill.take() {
+                spill_release(spill.buf);
+            }
+        }
+        Outcome {
+            to_client: self.down.written,
+            to_upstream: self.up.written,
+            end,
+        }
+    }
+
+    /// The earliest instant at which some limit is reached.
+    fn deadline(&self) -> (Instant, End) {
+        let mut best = (
+            self.last_activity + Limits::d(self.limits.idle_ms),
+            End::IdleTimeout,
+        );
+        if let Some(t) = self.down.blocked_since() {
+            let d = t + Limits::d(self.limits.client_ms);
+            if d < best.0 {
+                best = (d, End::ClientSendTimeout);
+            }
+        }
+        if let Some(t) = self.up.blocked_since() {
+            let d = t + Limits::d(self.limits.upstream_ms);
+            if d < best.0 {
+                best = (d, End::UpstreamSendTimeout);
+            }
+        }
+        best
+    }
+}
+
+impl<C: Transport, U: Transport> Future for Relay<C, U> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.get_mut();
+        let mut activity = false;
+
+        let up = this.up.poll_copy(
+            cx,
+            &mut this.client,
+            &mut this.upstream,
+            &mut activity,
+            this.down.done,
+        );
+        if let Poll::Ready(Err(side)) = up {
+            let end = match side {
+                Side::Src(e) => End::ClientError(e),
+                Side::Dst(e) => End::UpstreamError(e),
+            };
+            return Poll::Ready(this.outcome(end));
+        }
+        let down = this.down.poll_copy(
+            cx,
+            &mut this.upstream,
+            &mut this.client,
+            &mut activity,
+            this.up.done,
+        );
+        if let Poll::Ready(Err(side)) = down {
+            let end = match side {
+                Side::Src(e) => End::UpstreamError(e),
+                Side::Dst(e) => End::ClientError(e),
+            };
+            return Poll::Ready(this.outcome(end));
+        }
+        if up.is_ready() && down.is_ready() {
+            return Poll::Ready(this.outcome(End::Closed));
+        }
+        if activity {
+            this.last_activity = Instant::now();
+        }
+        if this.stop.poll_stopped(cx) {
+            return Poll::Ready(this.outcome(End::Shutdown));
+        }
+        // A blocked write has its own, usually shorter, limit: the timer
+        // must fire by then. (Only while blocked; idle tunnels skip this.)
+        if this.up.blocked_since().is_some() || this.down.blocked_since().is_some() {
+            let (deadline, _) = this.deadline();
+            if deadline < this.timer.deadline() {
+                this.timer.as_mut().reset(deadline);
+            }
+        }
+        // Lazy timer: only when it fires do we look at the real deadline.
+        while this.timer.as_mut().poll(cx).is_ready() {
+            let (deadline, why) = this.deadline();
+            if deadline <= Instant::now() {
+                return Poll::Ready(this.outcome(why));
+            }
+            this.timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    fn timeouts(secs: u64) -> Timeouts {
+        Timeouts {
+            idle: Duration::from_secs(secs),
+            client_send: Duration::from_secs(secs),
+            upstream_send: Duration::from_secs(secs),
+        }
+    }
+
+    #[tokio::test]
+    async fn relay_moves_bytes_both_ways_with_leftovers_first() {
+        let (client, mut client_peer) = duplex(64);
+        let (upstream, mut upstream_peer) = duplex(64);
+        let relay = tokio::spawn(Relay::new(
+            client,
+            b"early".to_vec(),
+            upstream,
+            b"hello".to_vec(),
+            timeouts(5),
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        let mut buf = [0u8; 5];
+        upstream_peer.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"early");
+        client_peer.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+        client_peer.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        upstream_peer.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        // Half-close: client EOF reaches the backend, which can still answer.
+        client_peer.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        upstream_peer.write_all(b"bye").await.unwrap();
+        upstream_peer.shutdown().await.unwrap();
+        assert_eq!(upstream_peer.read_to_end(&mut rest).await.unwrap(), 0);
+        client_peer.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"bye");
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+        assert_eq!(out.to_client, 8);
+        assert_eq!(out.to_upstream, 9);
+    }
+
+    #[tokio::test]
+    async fn relay_handles_backpressure_without_losing_bytes() {
+        // Tiny pipes force partial writes and spills.
+        let (client, mut client_peer) = duplex(7);
+        let (upstream, mut upstream_peer) = duplex(5);
+        let relay = tokio::spawn(Relay::new(
+            client,
+            Vec::new(),
+            upstream,
+            Vec::new(),
+            timeouts(5),
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let expect = data.clone();
+        let writer = tokio::spawn(async move {
+            client_peer.write_all(&data).await.unwrap();
+            client_peer.shutdown().await.unwrap();
+            client_peer
+        });
+        let mut got = Vec::new();
+        upstream_peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, expect);
+        upstream_peer.shutdown().await.unwrap();
+        drop(writer.await.unwrap());
+        let out = relay.await.unwrap();
+        assert_eq!(out.to_upstream, 100_000);
+    }
+
+    /// A relay whose backend side is a tiny pipe (it fills after 8 bytes),
+    /// with `upstream_send` as `proxy_send_timeout` and long other limits.
+    fn with_narrow_backend(
+        upstream_send: Duration,
+    ) -> (
+        tokio::io::DuplexStream,
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<Outcome>,
+    ) {
+        let (client, client_peer) = duplex(1 << 16);
+        let (upstream, upstream_peer) = duplex(8);
+        let relay = tokio::spawn(Relay::new(
+            client,
+            Vec::new(),
+            upstream,
+            Vec::new(),
+            Timeouts {
+                upstream_send,
+                ..timeouts(30)
+            },
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        (client_peer, upstream_peer, relay)
+    }
+
+    /// A backend that stops reading is cut after `proxy_send_timeout`, not
+    /// after the (much longer) idle timeout.
+    #[tokio::test]
+    async fn relay_cuts_a_blocked_write_at_its_send_timeout() {
+        let (mut client_peer, _upstream_peer, relay) =
+            with_narrow_backend(Duration::from_millis(200));
+        client_peer.write_all(&[7u8; 1000]).await.unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(5), relay)
+            .await
+            .expect("blocked write outlived proxy_send_timeout")
+            .unwrap();
+        assert!(matches!(out.end, End::UpstreamSendTimeout), "{:?}", out.end);
+    }
+
+    /// A slow reader that keeps taking bytes is not a blocked write: the
+    /// send timeout restarts with each bit of progress.
+    #[tokio::test]
+    async fn relay_keeps_a_slow_but_steady_reader() {
+        let (mut client_peer, mut upstream_peer, relay) =
+            with_narrow_backend(Duration::from_millis(300));
+        client_peer.write_all(&[7u8; 160]).await.unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 8];
+        while got < 160 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            got += upstream_peer.read(&mut buf).await.unwrap();
+        }
+        assert!(!relay.is_finished(), "a steady reader was cut");
+        client_peer.shutdown().await.unwrap();
+        upstream_peer.shutdown().await.unwrap();
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+        assert_eq!(out.to_upstream, 160);
+    }
+
+    /// Over real TCP sockets, a large transfer switches to splice(2);
+    /// every byte must arrive, in order, in both directions.
+    #[tokio::test]
+    async fn relay_splices_bulk_transfers_exactly() {
+        use crate::net::{ClientIo, UpstreamIo};
+        use tokio::net::{TcpListener, TcpStream};
+        async fn pair() -> (TcpStream, TcpStream) {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (b, _) = l.accept().await.unwrap();
+            (a, b)
+        }
+        let (mut client_peer, client) = pair().await;
+        let (upstream, mut upstream_peer) = pair().await;
+        let relay = tokio::spawn(Relay::new(
+            ClientIo::Tcp(client),
+            Vec::new(),
+            UpstreamIo::Tcp(upstream),
+            Vec::new(),
+            timeouts(30),
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        let data: Vec<u8> = (0..20_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        let expect = data.clone();
+        // The backend echoes everything back.
+        let echo = tokio::spawn(async move {
+            let (mut r, mut w) = upstream_peer.split();
+            tokio::io::copy(&mut r, &mut w).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let (mut r, mut w) = client_peer.split();
+        let writer = async {
+            w.write_all(&data).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let reader = async {
+            r.read_to_end(&mut got).await.unwrap();
+        };
+        tokio::join!(writer, reader);
+        assert!(got == expect, "spliced bytes differ");
+        assert!(
+            SPLICED.load(std::sync::atomic::Ordering::Relaxed) > 1_000_000,
+            "the splice path was not taken"
+        );
+        echo.await.unwrap();
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+        assert_eq!(out.to_upstream, 20_000_000);
+        assert_eq!(out.to_client, 20_000_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn relay_cuts_idle_tunnels_and_activity_extends_them() {
+        let (client, mut client_peer) = duplex(64);
+        let (upstream, mut upstream_peer) = duplex(64);
+        let relay = tokio::spawn(Relay::new(
+            client,
+            Vec::new(),
+            upstream,
+            Vec::new(),
+            timeouts(10),
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        client_peer.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        upstream_peer.read_exact(&mut b).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(
+            !relay.is_finished(),
+            "activity in one direction keeps the tunnel"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, End::IdleTimeout), "{:?}", out.end);
+    }
+
+    #[tokio::test]
+    async fn relay_ends_on_shutdown_signal() {
+        let (client, _client_peer) = duplex(64);
+        let (upstream, _upstream_peer) = duplex(64);
+        let signal = crate::signal::StopSignal::new();
+        let relay = tokio::spawn(Relay::new(
+            client,
+            Vec::new(),
+            upstream,
+            Vec::new(),
+            timeouts(60),
+            signal.waiter(),
+        ));
+        signal.trigger();
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, End::Shutdown));
+    }
+}

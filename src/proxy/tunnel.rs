@@ -1,0 +1,192 @@
+//! Tunnels: an upgraded connection from its `101` to its end.
+//!
+//! [`accept`] answers the client and renders everything the end of the
+//! tunnel needs (the access log lines, the error context), so the request's
+//! memory is freed while the tunnel lives. [`Tunnel::run`] is the task that
+//! relays until both sides are done, then logs.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::relay::{self, Relay};
+use crate::exchange::{Downstream, Exchange};
+use crate::log::Level;
+use crate::net::{ClientIo, UpstreamIo};
+use crate::response::Reply;
+use crate::response::send::{flush, own_headers};
+use crate::state::Active;
+use crate::upstream::UpstreamConn;
+
+/// Accepts the upgrade on the client side (HTTP/1.1: the `101`), then
+/// prepares the tunnel. `None` when the client could not be told; the
+/// request is logged then.
+pub async fn accept<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
+    reply: Reply,
+    upstream: UpstreamConn,
+) -> Option<Box<Tunnel>> {
+    let conf = ex.conf.clone();
+    let started = ex.down.start_upgrade(
+        reply.reason.as_deref(),
+        own_headers(&reply, &conf),
+        &reply.headers,
+    );
+    ex.ctx.response.status = 101;
+    ex.ctx.response.headers = Some(started.headers);
+    let sent = flush(ex, conf.send_timeout).await;
+    ex.down.end_response();
+    if !sent {
+        ex.ctx.response.bytes_sent = 0;
+        crate::access_log::write(&mut ex.ctx, &conf, &ex.generation.access_logs);
+        return None;
+    }
+    // Everything the tunnel needs at its end is rendered now, so the
+    // request (headers, buffers) is freed while the tunnel lives.
+    let UpstreamConn {
+        io,
+        buf,
+        peer,
+        lease,
+        ..
+    } = upstream;
+    let url = format!("http://{peer}{}", ex.ctx.request_uri);
+    let context = ex.context(Some(&url)).into_boxed_str();
+    let lines = crate::access_log::prerender(&mut ex.ctx, &conf, &ex.generation.access_logs);
+    Some(Box::new(Tunnel {
+        upstream: io,
+        upstream_leftover: buf.to_vec(),
+        timeouts: relay::Timeouts {
+            idle: conf.proxy.read_timeout,
+            client_send: conf.send_timeout,
+            upstream_send: conf.proxy.send_timeout,
+        },
+        retired: ex.generation.retired.waiter(),
+        end: TunnelEnd {
+            lines,
+            errors: conf.error_log.clone(),
+            context,
+            conn_id: ex.ctx.conn.id,
+            head_len: started.head_len,
+            start: ex.ctx.start,
+            upstream_started: ex.ctx.upstream.started,
+            _slots: std::mem::take(&mut ex.slots),
+            _lease: lease,
+        },
+    }))
+}
+
+/// An upgraded connection waiting for its relay: the backend side, and
+/// what its end needs.
+pub struct Tunnel {
+    upstream: UpstreamIo,
+    upstream_leftover: Vec<u8>,
+    timeouts: relay::Timeouts,
+    retired: crate::signal::StopWaiter,
+    end: TunnelEnd,
+}
+
+impl Tunnel {
+    /// The task that relays until both sides are done, then logs the
+    /// request. It is a plain struct future (not an `async fn`) so that an
+    /// idle tunnel's task holds the relay and what its end needs, once.
+    pub fn run(self, client: ClientIo, client_leftover: Vec<u8>, active: Active) -> TunnelTask {
+        TunnelTask {
+            relay: Relay::new(
+                client,
+                client_leftover,
+                self.upstream,
+                self.upstream_leftover,
+                self.timeouts,
+                self.retired,
+            ),
+            end: Some(self.end),
+            _active: active,
+        }
+    }
+}
+
+/// A running tunnel.
+pub struct TunnelTask {
+    relay: Relay<ClientIo, UpstreamIo>,
+    end: Option<TunnelEnd>,
+    _active: Active,
+}
+
+/// What a tunnel needs once it ends: its log lines and context.
+struct TunnelEnd {
+    lines: Vec<crate::access_log::PendingLine>,
+    errors: Arc<Vec<crate::log::ErrorLogTarget>>,
+    context: Box<str>,
+    conn_id: u64,
+    head_len: u64,
+    start: Instant,
+    upstream_started: Option<Instant>,
+    _slots: Vec<crate::limits::Slot>,
+    /// The backend peer counts the tunnel as an active connection.
+    _lease: Option<crate::balance::Lease>,
+}
+
+impl std::future::Future for TunnelTask {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let outcome = std::task::ready!(std::pin::Pin::new(&mut self.relay).poll(cx));
+        if let Some(end) = self.end.take() {
+            end.finish(outcome);
+        }
+        std::task::Poll::Ready(())
+    }
+}
+
+impl TunnelEnd {
+    fn finish(self, outcome: relay::Outcome) {
+        let why = match &outcome.end {
+            relay::End::IdleTimeout | relay::End::UpstreamSendTimeout => Some((
+                Level::Error,
+                "upstream timed out (110: Connection timed out) while proxying upgraded connection"
+                    .to_string(),
+            )),
+            relay::End::ClientSendTimeout => Some((
+                Level::Info,
+                "client timed out (110: Connection timed out) while proxying upgraded connection"
+                    .to_string(),
+            )),
+            relay::End::UpstreamError(e) => Some((
+                Level::Error,
+                format!(
+                    "recv() failed {} while proxying upgraded connection",
+                    crate::log::os_error(e)
+                ),
+            )),
+            relay::End::ClientError(e) => Some((
+                Level::Info,
+                format!(
+                    "recv() failed {} while proxying upgraded connection",
+                    crate::log::os_error(e)
+                ),
+            )),
+            relay::End::Closed | relay::End::Shutdown => None,
+        };
+        if let Some((level, msg)) = why {
+            crate::log::error_to(
+                &self.errors,
+                level,
+                self.conn_id,
+                &format!("{msg}{}", self.context),
+            );
+        }
+        crate::access_log::finish(
+            &self.lines,
+            crate::access_log::Totals {
+                bytes_sent: self.head_len + outcome.to_client,
+                body_bytes_sent: outcome.to_client,
+                request_time: self.start.elapsed(),
+                upstream_time: self.upstream_started.map(|s| s.elapsed()),
+            },
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! Sending a [`Reply`] through a [`Downstream`]: the gzip filter,
+//! `limit_rate` pacing, streaming from memory, files and backends, exact
+//! byte counts, and the access log line.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::{Instant, timeout};
+
+use super::{Body, Reply, http_date, server_token};
+use crate::config::LocConf;
+use crate::exchange::{Downstream, Exchange, ResponseHead};
+use crate::http1::Headers;
+use crate::http1::headers::HeaderValue;
+use crate::log::Level;
+
+/// A response body smaller than this goes out in the same write as its head.
+const COALESCE: usize = 16 * 1024;
+
+/// Whether the status never has a body.
+pub fn bodiless(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
+}
+
+/// Our `Server` and `Date`, unless passed through from a backend.
+pub fn own_headers(reply: &Reply, conf: &LocConf) -> Headers {
+    let mut out = Headers::with_capacity(2);
+    if !reply.pass_server {
+        out.append_str(
+            "Server",
+            HeaderValue::from_string(String::from(&server_token(conf.server_tokens))),
+        );
+    }
+    if !reply.pass_date {
+        out.append_str("Date", http_date());
+    }
+    out
+}
+
+/// Writes `reply`, logs the request, and says whether the connection may
+/// serve another request.
+pub async fn respond<D: Downstream>(ex: &mut Exchange<'_, D>, mut reply: Reply) -> bool {
+    let conf = ex.conf.clone();
+    ex.down.set_keepalive_timeout(conf.keepalive_timeout);
+    if reply.status == 444 {
+        ex.ctx.response.status = 444;
+        crate::access_log::write(&mut ex.ctx, &conf, &ex.generation.access_logs);
+        return false;
+    }
+    let head_only = ex.is_head();
+    let keepalive = ex.keepalive
+        && !reply.close
+        && !conf.keepalive_timeout.is_zero()
+        && ex.down.requests() < conf.keepalive_requests
+        && !ex.down.draining();
+    let status = reply.status;
+    let mut known = reply.body.known_len();
+    let gzip = {
+        let length = match reply.headers.get(&http::header::CONTENT_LENGTH) {
+            Some(v) => v.to_str().ok().and_then(|v| v.trim().parse().ok()),
+            None => known,
+        };
+        // A HEAD response announces what GET would send (as nginx, whose
+        // gzip filter runs before HEAD drops the body).
+        let has_body = !bodiless(status);
+        crate::gzip::decide(
+            &conf.gzip,
+            &ex.ctx,
+            status,
+            &reply.headers,
+            length,
+            has_body,
+        )
+    };
+    if gzip.compress {
+        crate::gzip::adjust_headers(&mut reply.headers);
+        known = None;
+    }
+    let started = ex.down.start_response(ResponseHead {
+        status,
+        reason: reply.reason.as_deref(),
+        own: own_headers(&reply, &conf),
+        headers: &reply.headers,
+        length: known,
+        has_body: !bodiless(status),
+        head_only,
+        keepalive,
+        vary: gzip.vary,
+    });
+    let head_len = started.head_len;
+    ex.ctx.response.status = status;
+    ex.ctx.response.headers = Some(started.headers);
+
+    let send_body = !head_only && !bodiless(status);
+    let mut body = BodyWriter {
+        throttle: Throttle {
+            rate: ex.ctx.effective_limit_rate(),
+            after: conf.limit_rate_after,
+            start: ex.ctx.start,
+        },
+        body_bytes: 0,
+        wire_bytes: head_len,
+        gzip: (gzip.compress && send_body).then(|| crate::gzip::Encoder::new(conf.gzip.level)),
+        limit: conf.send_timeout,
+    };
+    if let Body::Full(b) = &reply.body
+        && let Some(mut enc) = body.gzip.take()
+    {
+        // In memory: compress it whole, then send it like any small body.
+        let mut out = enc.push(b, false).to_vec();
+        let (last, bytes_in, bytes_out) = enc.finish();
+        out.extend_from_slice(&last);
+        ex.ctx.response.gzip = Some((bytes_in, bytes_out));
+        reply.body = Body::Full(Bytes::from(out));
+    }
+    let ok =
+        match reply.body {
+            Body::Full(b) if send_body && b.len() <= COALESCE && body.throttle.rate == 0 => {
+                // Small bodies leave in the same write as the head.
+                body.wire_bytes += ex.down.queue_body(&b);
+                body.body_bytes = b.len() as u64;
+                flush(ex, body.limit).await
+            }
+            Body::Empty => flush(ex, body.limit).await,
+            Body::Full(b) => {
+                flush(ex, body.limit).await
+                    && (!send_body || (body.write(ex, &b, false).await && body.finish(ex).await))
+            }
+            Body::File(file, len) => {
+                flush(ex, body.limit).await && (!send_body || body.file(ex, file, len).await)
+            }
+            Body::Upstream(mut up) => {
+                let mut sent = flush(ex, body.limit).await;
+                if sent && send_body {
+                    loop {
+                        match up.next().await {
+                            Ok(Some(data)) => {
+                                if !body.write(ex, &data, true).await {
+                                    sent = false;
+                                    break;
+                                }
+                            }
+                            Ok(None) => {
+                                sent = body.finish(ex).await;
+                                break;
+                            }
+                            Err(e) => {
+                                let url =
+                                    ex.ctx.upstream.attempts.last().map(|a| {
+                                        format!("http://{}{}", a.addr, ex.ctx.request_uri)
+                                    });
+                                ex.log(Level::Error, &e.message(), url.as_deref());
+                                sent = false;
+                                break;
+                            }
+                        }
+                    }
+                }
+                sent
+            }
+        };
+    ex.down.end_response();
+    let (body_bytes, wire_bytes) = (body.body_bytes, body.wire_bytes);
+    if let (Some(started), Some(last)) =
+        (ex.ctx.upstream.started, ex.ctx.upstream.attempts.last_mut())
+    {
+        last.response = Some(started.elapsed());
+    }
+    ex.ctx.response.bytes_sent = if ok {
+        wire_bytes
+    } else {
+        wire_bytes.min(head_len + body_bytes)
+    };
+    ex.ctx.response.body_bytes_sent = body_bytes;
+    crate::access_log::write(&mut ex.ctx, &conf, &ex.generation.access_logs);
+    ok && started.keepalive
+}
+
+/// `limit_rate`: nginx lets a response send `rate * (elapsed + 1)` bytes
+/// after the first `limit_rate_after`; writes beyond that wait.
+struct Throttle {
+    rate: u64,
+    after: u64,
+    start: Instant,
+}
+
+impl Throttle {
+    async fn pace(&self, body_sent: u64) {
+        if self.rate == 0 || body_sent <= self.after {
+            return;
+        }
+        let allowed = self.rate as f64 * (self.start.elapsed().as_secs_f64() + 1.0);
+        let over = (body_sent - self.after) as f64 - allowed;
+        if over > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(over / self.rate as f64)).await;
+        }
+    }
+}
+
+/// Writes a response body: compression, `limit_rate` pacing, and exact
+/// byte counts; the downstream frames each piece.
+struct BodyWriter {
+    throttle: Throttle,
+    body_bytes: u64,
+    wire_bytes: u64,
+    gzip: Option<crate::gzip::Encoder>,
+    /// `send_timeout`, per write.
+    limit: Duration,
+}
+
+impl BodyWriter {
+    /// Writes `data` (compressed first when gzip applies; `flush` makes
+    /// everything compressed so far leave now).
+    async fn write<D: Downstream>(
+        &mut self,
+        ex: &mut Exchange<'_, D>,
+        data: &[u8],
+        flush: bool,
+    ) -> bool {
+        let Some(mut enc) = self.gzip.take() else {
+            return self.write_raw(ex, data).await;
+        };
+        let ok = self.write_raw(ex, enc.push(data, flush)).await;
+        self.gzip = Some(enc);
+        ok
+    }
+
+    async fn write_raw<D: Downstream>(&mut self, ex: &mut Exchange<'_, D>, data: &[u8]) -> bool {
+        if data.is_empty() {
+            return true;
+        }
+        let step = if self.throttle.rate == 0 {
+            data.len().max(1)
+        } else {
+            self.throttle.rate.clamp(1, 16 * 1024) as usize
+        };
+        for piece in data.chunks(step) {
+            self.throttle.pace(self.body_bytes).await;
+            let res = timeout(self.limit, ex.down.send_body(piece)).await;
+            let Some(n) = settle(ex, res) else {
+                return false;
+            };
+            self.body_bytes += piece.len() as u64;
+            self.wire_bytes += n;
+        }
+        true
+    }
+
+    async fn finish<D: Downstream>(&mut self, ex: &mut Exchange<'_, D>) -> bool {
+        if let Some(enc) = self.gzip.take() {
+            let (last, bytes_in, bytes_out) = enc.finish();
+            ex.ctx.response.gzip = Some((bytes_in, bytes_out));
+            if !self.write_raw(ex, &last).await {
+                return false;
+            }
+        }
+        let res = timeout(self.limit, ex.down.send_end()).await;
+        match settle(ex, res) {
+            Some(n) => {
+                self.wire_bytes += n;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends exactly the announced `len` bytes of `file`: a file that grew
+    /// meanwhile is cut there, one that shrank ends the connection (the
+    /// client must not take it as complete).
+    async fn file<D: Downstream>(
+        &mut self,
+        ex: &mut Exchange<'_, D>,
+        mut file: tokio::fs::File,
+        len: u64,
+    ) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut left = len;
+        loop {
+            if left == 0 {
+                return self.finish(ex).await;
+            }
+            let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            match file.read(&mut chunk[..want]).await {
+                Ok(0) => {
+                    ex.log(
+                        Level::Crit,
+                        &format!(
+                            "file was truncated while being sent: {left} of {len} bytes missing"
+                        ),
+                        None,
+                    );
+                    return false;
+                }
+                Ok(n) => {
+                    left -= n as u64;
+                    if !self.write(ex, &chunk[..n], false).await {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    ex.log(
+                        Level::Crit,
+                        &format!("read() failed {}", crate::log::os_error(&e)),
+                        None,
+                    );
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Writes what the downstream has queued within `limit` (`send_timeout`).
+pub async fn flush<D: Downstream>(ex: &mut Exchange<'_, D>, limit: Duration) -> bool {
+    let res = timeout(limit, ex.down.flush()).await;
+    settle(ex, res).is_some()
+}
+
+/// The outcome of one write bounded by `send_timeout`; a timeout is logged
+/// as nginx logs it.
+fn settle<D: Downstream, T>(
+    ex: &Exchange<'_, D>,
+    res: Result<std::io::Result<T>, tokio::time::error::Elapsed>,
+) -> Option<T> {
+    match res {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(_)) => None,
+        Err(_) => {
+            ex.log(
+                Level::Info,
+                "client timed out (110: Connection timed out) while sending to client",
+                None,
+            );
+            None
+        }
+    }
+}
