@@ -63,6 +63,10 @@ impl PeerState {
 #[derive(Debug)]
 struct Group {
     peers: Vec<Peer>,
+    /// A std mutex, never held across an await, held for one peer choice
+    /// or one failure record: threads contend only when they pick a peer of
+    /// the same group at the same instant (nginx shares the same state
+    /// between workers under the upstream zone's lock).
     state: Mutex<Vec<PeerState>>,
     total_weight: u64,
     single: bool,

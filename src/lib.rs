@@ -4,10 +4,45 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: nginx's configuration language, from text to a typed model.
-//! - [`vars`]: `$variables`, resolved at load time and evaluated per request.
-//! - [`request`]: per-connection and per-request state variables read.
-//! - [`log`]: error and access logs in nginx's formats.
+//! Modules in layers, bottom to top. A module imports modules of its own
+//! layer or of layers below, never above, and there is no import cycle
+//! (`tests/it/layout.rs` checks both, and that this list, `pub mod` below
+//! and the README's "Source layout" agree).
+//!
+//! 1. Foundation: the wire and process-wide primitives
+//!    - [`log`]: error and access log files, levels, nginx's error line format.
+//!    - [`signal`]: one-shot stop signals that tunnels wait on.
+//!    - [`http1`]: HTTP/1.x heads and bodies on the wire, both directions.
+//!    - [`limits`]: the shared zones of `limit_conn` and `limit_req`.
+//!    - [`tls`]: certificates, the TLS acceptor, the backend TLS client.
+//! 2. Configuration
+//!    - [`config`]: nginx's configuration language, from text to a typed model.
+//! 3. Runtime state
+//!    - [`net`]: listening sockets and the client and backend stream types.
+//!    - [`balance`]: choosing a peer (round robin, hashes, least_conn) and failures.
+//!    - [`request`]: per-connection and per-request state, and `$variables`.
+//!    - [`upstream`]: backend connections, the keepalive cache, response bodies.
+//!    - [`state`]: configuration generations and what every task shares.
+//! 4. Exchange
+//!    - [`exchange`]: the request being answered, and the client-protocol seam.
+//!    - [`gzip`]: the gzip response filter.
+//!    - [`access_log`]: access log lines, rendered and written.
+//!    - [`response`]: replies, error pages, header filters, and sending them.
+//! 5. Request phases
+//!    - [`route`]: server and location selection, URI normalisation.
+//!    - [`rewrite`]: the rewrite script (`set`, `return`, `rewrite`, `if`).
+//!    - [`access`]: `allow`/`deny` and the real client address.
+//!    - [`static_files`]: `root`, `alias`, `index`, `try_files`.
+//!    - [`proxy`]: forwarding to backends, upgrades, tunnels and the relay.
+//!    - [`handler`]: nginx's phases in order, for one request.
+//! 6. Client protocols
+//!    - [`client`]: client connections (HTTP/1.x) turned into exchanges.
+//! 7. Server
+//!    - [`server`]: listeners, accept loops, reload and shutdown.
+//! 8. Application
+//!    - [`demo`]: the built-in chat demo.
+//!    - [`docs`]: generated documentation (the directive and variable tables).
+//!    - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -22,6 +22,10 @@ const BYTES_PER_KEY: u64 = 64;
 /// Live counts of one zone.
 #[derive(Debug)]
 pub struct Zone {
+    /// A std mutex, never held across an await, held for one hash lookup
+    /// and an increment or decrement: worker threads contend only when they
+    /// admit or release connections of the same zone at the same instant,
+    /// as nginx's workers do on the zone's shared-memory lock.
     counts: Mutex<HashMap<Vec<u8>, u32>>,
     max_keys: usize,
 }
@@ -138,6 +142,8 @@ struct Buckets {
 /// A `limit_req_zone`'s live state.
 #[derive(Debug)]
 pub struct RateZone {
+    /// A std mutex, never held across an await, held for one bucket update
+    /// (see [`Zone::counts`]).
     buckets: Mutex<Buckets>,
     max_keys: usize,
 }

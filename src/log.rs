@@ -183,6 +183,8 @@ pub type LogFiles = HashMap<PathBuf, Arc<LogFile>>;
 /// Open log files by path, shared by every configuration generation.
 #[derive(Debug, Default)]
 pub struct Registry {
+    /// A std mutex: taken when a configuration loads or logs reopen, never
+    /// by requests (they hold their files' `Arc`s).
     files: Mutex<HashMap<PathBuf, Arc<LogFile>>>,
 }
 

@@ -13,6 +13,9 @@ use std::task::{Context, Waker};
 #[derive(Debug, Default)]
 struct Inner {
     stopped: AtomicBool,
+    /// A std mutex, never held across an await: taken once when a tunnel
+    /// registers (and when it ends) and once by a trigger; tunnels check
+    /// `stopped` without it.
     waiters: Mutex<Waiters>,
 }
 

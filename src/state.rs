@@ -151,7 +151,7 @@ fn acceptor(group: &Arc<ListenGroup>) -> Result<tokio_rustls::TlsAcceptor, Strin
         })
         .collect();
     let names = group.clone();
-    crate::tls::acceptor(
+    crate::tls::server::acceptor(
         &sites,
         group.default_server,
         Arc::new(move |name| names.names.find(name).map(|(i, _)| i)),

@@ -15,8 +15,6 @@ pub mod client;
 pub mod server;
 pub mod x509;
 
-pub use server::acceptor;
-
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -63,6 +63,8 @@ pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, Con
 #[derive(Debug)]
 pub struct Pool {
     settings: Keepalive,
+    /// A std mutex, never held across an await, held to push or pop one
+    /// idle connection (sockets are closed after it is released).
     cache: Mutex<Cache>,
 }
 

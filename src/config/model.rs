@@ -6,11 +6,13 @@
 
 pub mod access;
 pub mod gzip;
+pub mod pattern;
 pub mod proxy;
 pub mod upstream;
 
 pub use access::*;
 pub use gzip::*;
+pub use pattern::*;
 pub use proxy::*;
 pub use upstream::*;
 
@@ -21,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, StatusCode};
-use regex::bytes::Regex;
 
 use super::ast::SourceFile;
 use super::error::{ConfigError, Span};
@@ -134,17 +135,6 @@ pub struct MapDef {
     pub default: Template,
     /// `volatile`: not cached per request.
     pub volatile: bool,
-}
-
-/// A regex together with the indexed slots of its named captures.
-#[derive(Debug)]
-pub struct CompiledRegex {
-    /// The compiled expression.
-    pub regex: Regex,
-    /// The source, for messages.
-    pub source: String,
-    /// (capture group index, indexed variable slot) for named groups.
-    pub named: Vec<(usize, usize)>,
 }
 
 /// Sockets bound by one `listen` address, and the servers behind it.

@@ -23,8 +23,6 @@ use tokio::net::TcpStream;
 
 pub mod bytes;
 
-pub use bytes::Relay;
-
 /// A stream the relay can carry.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Whether closing needs an explicit shutdown even when the whole

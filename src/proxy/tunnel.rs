@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::relay::{self, Relay};
+use super::relay;
+use super::relay::bytes::Relay;
 use crate::exchange::{Downstream, Exchange};
 use crate::log::Level;
 use crate::net::{ClientIo, UpstreamIo};

@@ -52,3 +52,6 @@ mod limit_req;
 
 /// Balancing choices and limit_conn.
 mod balance;
+
+/// The source layout: layers, no import cycle, lists in step.
+mod layout;

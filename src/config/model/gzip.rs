@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::Version;
 
-use super::CompiledRegex;
+use super::pattern::CompiledRegex;
 
 /// `gzip_proxied` flags.
 pub mod proxied {
