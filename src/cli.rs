@@ -280,6 +280,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         prefix: paths.prefix.clone(),
         conf_file: paths.conf.clone(),
         params: o.params.clone(),
+        mode: config::Mode::Serve,
     };
     if o.test {
         return test_config(&load, &o);

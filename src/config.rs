@@ -18,6 +18,7 @@ pub mod finish;
 pub mod lexer;
 pub mod listen;
 pub mod model;
+pub mod note;
 pub mod raw;
 pub mod template;
 pub mod values;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 pub use error::{ConfigError, Span};
 pub use model::*;
+pub use note::{Mode, Note, NoteKind};
 
 /// Where to read a configuration from.
 #[derive(Clone, Debug)]
@@ -39,6 +41,8 @@ pub struct LoadOptions {
     pub conf_file: PathBuf,
     /// `-g`: extra main-context directives.
     pub params: Option<String>,
+    /// How strictly to load.
+    pub mode: Mode,
 }
 
 impl LoadOptions {
@@ -48,6 +52,7 @@ impl LoadOptions {
             prefix: prefix.into(),
             conf_file: conf_file.into(),
             params: None,
+            mode: Mode::Serve,
         }
     }
 }
@@ -60,21 +65,25 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| opts.prefix.clone());
     let mut parser = ast::Parser::new(conf_dir);
+    parser.mode = opts.mode;
     let params = match &opts.params {
         Some(p) => parser.parse_params(p)?,
         None => Vec::new(),
     };
     let stmts = parser.parse_file(&opts.conf_file)?;
     let mut builder = raw::Builder::new(opts.prefix.clone());
+    builder.mode = opts.mode;
     walk::walk(&mut builder, &params, directives::Ctx::MAIN)?;
     walk::walk(&mut builder, &stmts, directives::Ctx::MAIN)?;
     let has_http = builder.main.http_seen;
-    let (main, http, warnings) = finish::finish(builder, has_http)?;
+    let (main, http, warnings, mut notes) = finish::finish(builder, has_http)?;
+    notes.splice(0..0, parser.notes);
     Ok(Config {
         main,
         http: http.map(Arc::new),
         files: parser.files,
         warnings,
+        notes,
         prefix: opts.prefix.clone(),
         conf_file: opts.conf_file.clone(),
     })

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::error::{ConfigError, Result, Span};
 use super::lexer::{End, Lexer, Word};
+use super::note::{Mode, Note, NoteKind};
 use crate::log::os_error;
 
 /// How deep `include` may nest before we call it a loop.
@@ -39,6 +40,8 @@ impl Statement {
             Some(word) => Span {
                 file: self.span.file.clone(),
                 line: word.line,
+                start: word.start,
+                end: word.end,
             },
             None => self.span.clone(),
         }
@@ -61,6 +64,10 @@ pub struct Parser {
     conf_dir: PathBuf,
     /// Every file read, in order, for `-T`.
     pub files: Vec<SourceFile>,
+    /// How strictly to load (lint modes note missing included files).
+    pub mode: Mode,
+    /// What a lint-mode parse noted instead of failing.
+    pub notes: Vec<Note>,
 }
 
 impl Parser {
@@ -69,6 +76,8 @@ impl Parser {
         Parser {
             conf_dir: conf_dir.into(),
             files: Vec::new(),
+            mode: Mode::Serve,
+            notes: Vec::new(),
         }
     }
 
@@ -188,22 +197,41 @@ impl Parser {
         };
         let mut out = Vec::new();
         for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::at(
-                    &st.span,
-                    format!("open() \"{}\" failed {}", path.display(), os_error(&e)),
-                )
-            })?;
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    let message = format!("open() \"{}\" failed {}", path.display(), os_error(&e));
+                    if self.mode.lint() {
+                        self.notes.push(Note {
+                            kind: NoteKind::MissingFile,
+                            span: st.span.clone(),
+                            message,
+                        });
+                        continue;
+                    }
+                    return Err(ConfigError::at(&st.span, message));
+                }
+            };
             out.extend(self.parse_text(&path, text, depth + 1)?);
+        }
+        if has_glob && out.is_empty() && self.mode.lint() {
+            self.notes.push(Note {
+                kind: NoteKind::MissingFile,
+                span: st.span.clone(),
+                message: format!("include \"{pattern}\" matches no file on this machine"),
+            });
         }
         Ok(out)
     }
 }
 
+/// A statement from its words; the lexer has just read its terminator.
 fn statement(mut words: Vec<Word>, block: Option<Vec<Statement>>, lexer: &Lexer<'_>) -> Statement {
     let first = words.remove(0);
     let mut span = lexer.span();
     span.line = first.line;
+    span.start = first.start;
+    span.end = lexer.offset();
     Statement {
         name: first.value,
         args: words,

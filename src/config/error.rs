@@ -15,6 +15,11 @@ pub struct Span {
     pub file: Option<Arc<str>>,
     /// 1-based line number.
     pub line: u32,
+    /// Byte offset in the file where it starts (0 when unknown).
+    pub start: u32,
+    /// Byte offset just past its end: a statement ends after its `;` or
+    /// `{` (equal to `start` when unknown).
+    pub end: u32,
 }
 
 impl Span {
@@ -23,6 +28,8 @@ impl Span {
         Span {
             file: None,
             line: 0,
+            start: 0,
+            end: 0,
         }
     }
 }
@@ -44,6 +51,9 @@ pub struct ConfigError {
     pub message: String,
     /// Where it happened, when the error is about a place in the config.
     pub span: Option<Span>,
+    /// Valid for nginx, refused by Switchyard because it does not implement
+    /// it: `check --nginx` records such a statement and goes on.
+    pub unsupported: bool,
 }
 
 impl ConfigError {
@@ -52,6 +62,16 @@ impl ConfigError {
         ConfigError {
             message: message.into(),
             span: Some(span.clone()),
+            unsupported: false,
+        }
+    }
+
+    /// A refusal of something nginx accepts but Switchyard does not
+    /// implement, located at `span`.
+    pub fn unsupported(span: &Span, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            unsupported: true,
+            ..ConfigError::at(span, message)
         }
     }
 
@@ -61,6 +81,7 @@ impl ConfigError {
         ConfigError {
             message: message.into(),
             span: None,
+            unsupported: false,
         }
     }
 }

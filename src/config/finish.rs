@@ -11,6 +11,7 @@ use http::StatusCode;
 
 use super::error::{ConfigError, Result, Span};
 use super::model::*;
+use super::note::{Mode, Note, NoteKind};
 use super::raw::*;
 use super::template::{Piece, Template};
 use super::var::{self, Var};
@@ -28,6 +29,9 @@ pub struct Finisher<'a> {
     req_zones: HashMap<String, Arc<ReqZoneDef>>,
     main_error_log: Vec<ErrorLogTarget>,
     prefix: PathBuf,
+    mode: Mode,
+    /// Lint notes; a cell because binding (`&self`) may add one.
+    notes: std::cell::RefCell<Vec<Note>>,
 }
 
 impl Finisher<'_> {
@@ -35,9 +39,23 @@ impl Finisher<'_> {
     pub fn bind(&self, t: &mut Template, span: &Span) -> Result<()> {
         for piece in &mut t.pieces {
             if let Piece::Name(name) = piece {
-                let var = self
-                    .lookup_var(name)
-                    .ok_or_else(|| ConfigError::at(span, format!("unknown \"{name}\" variable")))?;
+                let var = match self.lookup_var(name) {
+                    Some(var) => var,
+                    None if self.mode == Mode::LintNginx => {
+                        self.notes.borrow_mut().push(Note {
+                            kind: NoteKind::UnknownVariable,
+                            span: span.clone(),
+                            message: format!("unknown \"{name}\" variable"),
+                        });
+                        Var::Unsupported(name.clone())
+                    }
+                    None => {
+                        return Err(ConfigError::at(
+                            span,
+                            format!("unknown \"{name}\" variable"),
+                        ));
+                    }
+                };
                 *piece = Piece::Var(var);
             }
         }
@@ -171,6 +189,7 @@ impl Finisher<'_> {
             limit_rate: raw.limit_rate.unwrap_or(0),
             limit_rate_after: raw.limit_rate_after.unwrap_or(0),
             internal: raw.internal,
+            origins: Arc::new(raw.origins.clone()),
         })
     }
 
@@ -309,11 +328,15 @@ impl Finisher<'_> {
     }
 }
 
+/// What [`finish`] returns: process settings, the `http` block if any,
+/// warnings and lint notes.
+pub type Finished = (Main, Option<Http>, Vec<ConfigError>, Vec<Note>);
+
 /// Finishes the walk: binds names, merges levels, builds the model.
-pub fn finish(mut b: Builder, has_http: bool) -> Result<(Main, Option<Http>, Vec<ConfigError>)> {
+pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     let main = finish_main(&b);
     if !has_http {
-        return Ok((main, None, b.warnings));
+        return Ok((main, None, b.warnings, b.notes));
     }
     let mut http_raw = std::mem::take(&mut b.http);
 
@@ -339,6 +362,8 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<(Main, Option<Http>, Vec
         req_zones: HashMap::new(),
         main_error_log: main.error_log.clone(),
         prefix: b.prefix.clone(),
+        mode: b.mode,
+        notes: std::cell::RefCell::new(Vec::new()),
     };
     f.log_formats = log_formats;
     f.named_definitions(&http_raw)?;
@@ -383,6 +408,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<(Main, Option<Http>, Vec
         .any(|(s, _)| !s.conf.access_log.is_empty() || any_location_logs(&s.locations));
     let upstreams = std::mem::take(f.upstreams);
     let conn_zones = f.zones.values().cloned().collect();
+    b.notes.append(&mut f.notes.borrow_mut());
     drop(f);
     let http = Http {
         servers: servers.into_iter().map(|(s, _)| s).collect(),
@@ -393,7 +419,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<(Main, Option<Http>, Vec
         conn_zones,
         any_access_log,
     };
-    Ok((main, Some(http), b.warnings))
+    Ok((main, Some(http), b.warnings, b.notes))
 }
 
 fn any_location_logs(locs: &Locations) -> bool {

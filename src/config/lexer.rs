@@ -26,6 +26,10 @@ pub struct Word {
     pub quoted: bool,
     /// Line where the word starts.
     pub line: u32,
+    /// Byte offset of its first character (its opening quote, if quoted).
+    pub start: u32,
+    /// Byte offset just past its last character (its closing quote).
+    pub end: u32,
 }
 
 /// What ended a run of words.
@@ -62,16 +66,24 @@ impl<'a> Lexer<'a> {
 
     /// The span for the current position.
     pub fn span(&self) -> Span {
+        let pos = self.pos.min(self.src.len()) as u32;
         Span {
             file: self.file.clone(),
             line: self.line,
+            start: pos,
+            end: pos,
         }
+    }
+
+    /// The current byte offset.
+    pub fn offset(&self) -> u32 {
+        self.pos.min(self.src.len()) as u32
     }
 
     fn span_at(&self, line: u32) -> Span {
         Span {
-            file: self.file.clone(),
             line,
+            ..self.span()
         }
     }
 
@@ -155,6 +167,7 @@ impl<'a> Lexer<'a> {
     /// A word in quotes; `self.pos` is at the opening quote.
     fn quoted_word(&mut self, quote: u8) -> Result<Word> {
         let line = self.line;
+        let opening = self.pos as u32;
         self.pos += 1;
         let start = self.pos;
         loop {
@@ -186,6 +199,8 @@ impl<'a> Lexer<'a> {
                         value: self.utf8(value, line)?,
                         quoted: true,
                         line,
+                        start: opening,
+                        end: self.pos as u32,
                     });
                 }
                 _ => self.pos += 1,
@@ -221,6 +236,8 @@ impl<'a> Lexer<'a> {
             value: self.utf8(value, line)?,
             quoted: false,
             line,
+            start: start as u32,
+            end: end as u32,
         })
     }
 

@@ -26,8 +26,13 @@ use http::{HeaderName, StatusCode};
 
 use super::ast::SourceFile;
 use super::error::{ConfigError, Span};
+use super::note::Note;
 use super::template::Template;
 use crate::log::{ErrorLogTarget, Level};
+
+/// Where each directive in effect at a level was written, by name (several
+/// spans for directives that repeat, like `proxy_set_header`).
+pub type Origins = HashMap<&'static str, Vec<Span>>;
 
 /// A loaded configuration.
 #[derive(Debug)]
@@ -40,6 +45,9 @@ pub struct Config {
     pub files: Vec<SourceFile>,
     /// Non-fatal findings (directives accepted as no-ops, and the like).
     pub warnings: Vec<ConfigError>,
+    /// What a lint-mode load noted instead of failing (always empty when
+    /// loaded to serve).
+    pub notes: Vec<Note>,
     /// The prefix (`-p`) that relative paths were resolved against.
     pub prefix: PathBuf,
     /// The main configuration file.
@@ -465,6 +473,8 @@ pub struct LocConf {
     pub limit_rate_after: u64,
     /// `internal`: only reachable by internal redirects.
     pub internal: bool,
+    /// Where each directive in effect here was written (diagnostics).
+    pub origins: Arc<Origins>,
 }
 
 /// `root` or `alias`.

@@ -18,7 +18,9 @@ use http::{HeaderName, StatusCode};
 
 use super::error::{ConfigError, Result, Span};
 use super::model::*;
+use super::note::{Mode, Note, NoteKind};
 use super::template::Template;
+use super::values::{resolve_addr, split_host_port};
 use crate::log::{ErrorLogTarget, Level};
 
 /// A set of contexts (bit flags), nginx's `NGX_*_CONF` masks.
@@ -147,6 +149,9 @@ pub struct LocRaw {
     pub limit_rate: Option<u64>,
     pub limit_rate_after: Option<u64>,
     pub internal: bool,
+    /// Where each directive in effect at this level was written (at this
+    /// level or inherited), for diagnostics.
+    pub origins: Origins,
 }
 
 /// An `access_log` before its format name is looked up.
@@ -261,6 +266,10 @@ pub struct Builder {
     pub if_stack: Vec<(Condition, Vec<RewriteOp>)>,
     /// Non-fatal findings.
     pub warnings: Vec<ConfigError>,
+    /// How strictly to load.
+    pub mode: Mode,
+    /// What a lint-mode load noted instead of failing.
+    pub notes: Vec<Note>,
 }
 
 impl Builder {
@@ -277,6 +286,8 @@ impl Builder {
             indexed: Vec::new(),
             if_stack: Vec::new(),
             warnings: Vec::new(),
+            mode: Mode::Serve,
+            notes: Vec::new(),
         }
     }
 
@@ -420,10 +431,55 @@ impl Builder {
         }))
     }
 
+    /// Resolves `host[:port]`; see [`resolve_noting`].
+    pub fn resolve(
+        &mut self,
+        target: &str,
+        default_port: u16,
+        allow_port_zero: bool,
+        span: &Span,
+        error: impl Fn(&str) -> String,
+    ) -> Result<Vec<SocketAddr>> {
+        resolve_noting(
+            self.mode,
+            &mut self.notes,
+            (target, default_port, allow_port_zero),
+            span,
+            error,
+        )
+    }
+
     /// Records a no-op with a warning (used for directives that only tune
     /// nginx internals).
     pub fn warn(&mut self, span: &Span, message: impl Into<String>) {
         self.warnings.push(ConfigError::at(span, message));
+    }
+}
+
+/// Resolves `host[:port]` (with its default port, and whether port 0 is
+/// allowed) as [`resolve_addr`] does; `error` words the failure. In a lint
+/// mode a name that does not resolve on this machine is noted and stands
+/// for `0.0.0.0:port`, so the rest of the configuration can still be
+/// checked.
+pub fn resolve_noting(
+    mode: Mode,
+    notes: &mut Vec<Note>,
+    (target, default_port, allow_port_zero): (&str, u16, bool),
+    span: &Span,
+    error: impl Fn(&str) -> String,
+) -> Result<Vec<SocketAddr>> {
+    match resolve_addr(target, default_port, allow_port_zero) {
+        Ok(addrs) => Ok(addrs),
+        Err(why) if mode.lint() && !why.contains("invalid port") => {
+            let port = split_host_port(target, default_port).map_or(default_port, |(_, p)| p);
+            notes.push(Note {
+                kind: NoteKind::Unresolved,
+                span: span.clone(),
+                message: error(&why),
+            });
+            Ok(vec![SocketAddr::from(([0, 0, 0, 0], port))])
+        }
+        Err(why) => Err(ConfigError::at(span, error(&why))),
     }
 }
 
@@ -437,6 +493,9 @@ fn location_at<'a>(mut locs: &'a mut Vec<LocationRaw>, path: &[usize]) -> &'a mu
 
 /// Inherits every unset field of `child` from `parent`.
 pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
+    for (name, spans) in &parent.origins {
+        child.origins.entry(name).or_insert_with(|| spans.clone());
+    }
     macro_rules! inherit {
         ($($field:ident),* $(,)?) => {
             $( if child.$field.is_none() { child.$field = parent.$field.clone(); } )*

@@ -24,6 +24,9 @@ pub enum Var {
     /// A `map` output, a `set` variable or a named regex capture: a slot in
     /// the request's indexed variables.
     Indexed(usize),
+    /// A name Switchyard does not know, kept only when linting an nginx
+    /// configuration (`check --nginx`); never found.
+    Unsupported(String),
 }
 
 macro_rules! builtins {

@@ -13,6 +13,7 @@ use super::directives::{
     rewrite, server, ssl, static_files, upstream,
 };
 use super::error::{ConfigError, Result};
+use super::note::{Mode, Note, NoteKind};
 use super::raw::Builder;
 
 /// Every family's table.
@@ -56,7 +57,17 @@ pub fn walk(b: &mut Builder, stmts: &[Statement], ctx: Ctx) -> Result<()> {
     let saved = b.ctx;
     b.ctx = ctx;
     for st in stmts {
-        apply(b, st)?;
+        match apply(b, st) {
+            Ok(()) => {}
+            // Linting an nginx configuration: what nginx has and Switchyard
+            // lacks is noted and skipped, block and all.
+            Err(e) if e.unsupported && b.mode == Mode::LintNginx => b.notes.push(Note {
+                kind: NoteKind::Skipped,
+                span: st.span.clone(),
+                message: e.message,
+            }),
+            Err(e) => return Err(e),
+        }
     }
     b.ctx = saved;
     Ok(())
@@ -70,13 +81,16 @@ fn apply(b: &mut Builder, st: &Statement) -> Result<()> {
             .find(|(n, _)| *n == st.name)
             .map(|(_, module)| format!(" ({module} is not implemented by switchyard)"))
             .unwrap_or_default();
-        return Err(ConfigError::at(
-            &st.span,
-            format!("unknown directive \"{}\"{why}", st.name),
-        ));
+        let message = format!("unknown directive \"{}\"{why}", st.name);
+        // An nginx module's directive, unknown to Switchyard alone.
+        return Err(if b.mode == Mode::LintNginx {
+            ConfigError::unsupported(&st.span, message)
+        } else {
+            ConfigError::at(&st.span, message)
+        });
     };
     if b.ctx == Ctx::IF && !d.contexts.contains(Ctx::IF) {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             format!(
                 "\"{}\" directive is not supported inside \"if\" by switchyard (only return, rewrite, set, break and if)",
@@ -127,6 +141,13 @@ fn apply(b: &mut Builder, st: &Statement) -> Result<()> {
                 st.name
             ),
         ));
+    }
+    if matches!(b.ctx, Ctx::HTTP | Ctx::SERVER | Ctx::LOCATION | Ctx::IF) {
+        b.loc()
+            .origins
+            .entry(d.name)
+            .or_default()
+            .push(st.span.clone());
     }
     (d.set)(b, st)?;
     if let Some(inner) = d.body {

@@ -76,6 +76,7 @@ impl RequestCtx {
             },
             Var::Capture(n) => self.capture_into(*n, out),
             Var::Indexed(i) => self.indexed_into(*i, out),
+            Var::Unsupported(_) => false,
         }
     }
 

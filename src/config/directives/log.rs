@@ -23,7 +23,7 @@ pub static DIRECTIVES: &[Directive] = &[
 fn set_error_log(b: &mut Builder, st: &Statement) -> Result<()> {
     let target = &st.args[0].value;
     if target.starts_with("syslog:") || target.starts_with("memory:") {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             format!("\"{target}\" error log target is not supported by switchyard"),
         ));
@@ -109,7 +109,7 @@ fn set_access_log(b: &mut Builder, st: &Statement) -> Result<()> {
         return Ok(());
     }
     if target.starts_with("syslog:") {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             "syslog access logs are not supported by switchyard",
         ));

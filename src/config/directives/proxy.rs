@@ -156,7 +156,7 @@ fn set_proxy_buffers(b: &mut Builder, st: &Statement) -> Result<()> {
 
 fn set_proxy_cache(b: &mut Builder, st: &Statement) -> Result<()> {
     if st.args[0].value != "off" {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             "\"proxy_cache\" is not supported by switchyard (only \"proxy_cache off\" is accepted)",
         ));
@@ -170,7 +170,7 @@ fn set_proxy_redirect(b: &mut Builder, st: &Statement) -> Result<()> {
         (1, "default") => true,
         (1, "off") => false,
         _ => {
-            return Err(ConfigError::at(
+            return Err(ConfigError::unsupported(
                 &st.span,
                 "\"proxy_redirect\" with replacement rules is not supported by switchyard (only \"default\" and \"off\")",
             ));

@@ -68,7 +68,7 @@ fn leave_server(b: &mut Builder, _: &Statement) -> Result<()> {
 fn set_listen(b: &mut Builder, st: &Statement) -> Result<()> {
     let addr_text = st.args[0].value.as_str();
     if addr_text.starts_with("unix:") {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             "unix domain listen sockets are not supported by switchyard",
         ));
@@ -92,7 +92,7 @@ fn set_listen(b: &mut Builder, st: &Statement) -> Result<()> {
             "reuseport" => opts.reuseport = true,
             "deferred" | "bind" => {}
             "proxy_protocol" | "quic" => {
-                return Err(ConfigError::at(
+                return Err(ConfigError::unsupported(
                     &st.span,
                     format!("the \"{v}\" parameter is not supported by switchyard"),
                 ));
@@ -320,7 +320,7 @@ fn set_error_page(b: &mut Builder, st: &Statement) -> Result<()> {
     for w in &st.args[..n - 1] {
         if let Some(o) = w.value.strip_prefix('=') {
             if o.is_empty() {
-                return Err(ConfigError::at(
+                return Err(ConfigError::unsupported(
                     &st.span,
                     "\"error_page\" with \"=\" without a code is not supported by switchyard",
                 ));

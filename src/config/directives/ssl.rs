@@ -22,7 +22,7 @@ pub static DIRECTIVES: &[Directive] = &[
 
 fn set_ssl_certificate(b: &mut Builder, st: &Statement) -> Result<()> {
     if b.ctx == Ctx::HTTP {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             "\"ssl_certificate\" is supported in server blocks only by switchyard",
         ));
@@ -34,7 +34,7 @@ fn set_ssl_certificate(b: &mut Builder, st: &Statement) -> Result<()> {
 
 fn set_ssl_certificate_key(b: &mut Builder, st: &Statement) -> Result<()> {
     if b.ctx == Ctx::HTTP {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             "\"ssl_certificate_key\" is supported in server blocks only by switchyard",
         ));

@@ -80,7 +80,7 @@ fn set_expires(b: &mut Builder, st: &Statement) -> Result<()> {
                 None => (false, v.strip_prefix('+').unwrap_or(v)),
             };
             if t.starts_with('@') {
-                return Err(ConfigError::at(
+                return Err(ConfigError::unsupported(
                     &st.span,
                     "\"expires @time\" is not supported by switchyard",
                 ));

@@ -55,7 +55,7 @@ fn leave_upstream(b: &mut Builder, _: &Statement) -> Result<()> {
 fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
     let target = st.args[0].value.clone();
     if target.starts_with("unix:") {
-        return Err(ConfigError::at(
+        return Err(ConfigError::unsupported(
             &st.span,
             "unix domain upstream servers are not supported by switchyard",
         ));
@@ -99,11 +99,8 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
             ));
         }
     }
-    let addrs = crate::config::values::resolve_addr(&target, 80, false).map_err(|m| {
-        ConfigError::at(
-            &st.span,
-            format!("host not found in upstream \"{target}\"{m}"),
-        )
+    let addrs = b.resolve(&target, 80, false, &st.span, |m| {
+        format!("host not found in upstream \"{target}\"{m}")
     })?;
     let ups = b.upstream();
     if backup

@@ -9,9 +9,10 @@ use http::HeaderName;
 use super::Finisher;
 use crate::config::error::{ConfigError, Result, Span};
 use crate::config::model::*;
-use crate::config::raw::LocRaw;
+use crate::config::note::{Note, NoteKind};
+use crate::config::raw::{LocRaw, resolve_noting};
 use crate::config::template::Template;
-use crate::config::values::{resolve_addr, split_host_port};
+use crate::config::values::split_host_port;
 
 /// Headers nginx sends upstream unless configured otherwise
 /// (`ngx_http_proxy_headers`): `Host` and `Connection` are set, the rest
@@ -137,8 +138,27 @@ impl Finisher<'_> {
             Some(ProxyPass::Dynamic { .. }) => true,
             None => false,
         };
-        if may_use_tls {
-            let span = raw.proxy_pass.as_ref().map(|(_, s)| s.clone());
+        let missing = [
+            ssl.trusted_certificate.as_deref(),
+            ssl.certificate.as_ref().map(|(c, _)| c.as_path()),
+            ssl.certificate.as_ref().map(|(_, k)| k.as_path()),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| !p.exists());
+        let span = raw.proxy_pass.as_ref().map(|(_, s)| s.clone());
+        if let (true, true, Some(path)) = (may_use_tls, self.mode.lint(), missing) {
+            // Linting elsewhere than where it runs: the backend TLS client
+            // cannot be built here, which is a note, not an error.
+            self.notes.borrow_mut().push(Note {
+                kind: NoteKind::MissingFile,
+                span: span.clone().unwrap_or_else(Span::command_line),
+                message: format!(
+                    "cannot load certificate \"{}\": no such file on this machine",
+                    path.display()
+                ),
+            });
+        } else if may_use_tls {
             let options = crate::tls::client::ClientOptions {
                 verify: ssl.verify,
                 trusted_certificate: ssl.trusted_certificate.as_deref(),
@@ -268,12 +288,13 @@ impl Finisher<'_> {
         {
             return Ok(u.clone());
         }
-        let addrs = resolve_addr(hostport, default_port, false).map_err(|msg| {
-            ConfigError::at(
-                span,
-                format!("host not found in upstream \"{hostport}\"{msg}"),
-            )
-        })?;
+        let addrs = resolve_noting(
+            self.mode,
+            &mut self.notes.borrow_mut(),
+            (hostport, default_port, false),
+            span,
+            |msg| format!("host not found in upstream \"{hostport}\"{msg}"),
+        )?;
         let peers = addrs
             .into_iter()
             .map(|addr| Peer::new(addr, hostport.to_string()))
