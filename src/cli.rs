@@ -233,6 +233,9 @@ pub fn resolve_paths(o: &Options) -> Paths {
 pub fn main(args: Vec<String>) -> ExitCode {
     match args.first().map(String::as_str) {
         Some("demo") => return crate::demo::main(&args[1..]),
+        Some("check") => return crate::check::main(&args[1..]),
+        Some("probe") => return crate::probe::main(&args[1..]),
+        Some("client") => return crate::probe::client::main(&args[1..]),
         Some("directives") => {
             let markdown = args.iter().any(|a| a == "--markdown");
             print!(
@@ -307,6 +310,16 @@ fn test_config(load: &LoadOptions, o: &Options) -> ExitCode {
             if !o.quiet {
                 for w in &config.warnings {
                     eprintln!("switchyard: [warn] {w}");
+                }
+                // WebSocket diagnostics, as `switchyard check` words them.
+                for f in crate::check::lint(&config, &crate::check::Options::default())
+                    .iter()
+                    .filter(|f| f.severity <= crate::check::Severity::Warning)
+                {
+                    eprintln!(
+                        "switchyard: [warn] {} [{}] in {}",
+                        f.message, f.code, f.span
+                    );
                 }
                 eprintln!("switchyard: the configuration file {file} syntax is ok");
                 eprintln!("switchyard: configuration file {file} test is successful");

@@ -42,6 +42,8 @@
 //! 8. Application
 //!    - [`demo`]: the built-in chat demo.
 //!    - [`docs`]: generated documentation (the directive and variable tables).
+//!    - [`check`]: `switchyard check`, the linter for the ways WebSockets break.
+//!    - [`probe`]: `switchyard probe` and `client`, talking to a live WebSocket endpoint.
 //!    - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -49,6 +51,7 @@
 pub mod access;
 pub mod access_log;
 pub mod balance;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -61,6 +64,7 @@ pub mod http1;
 pub mod limits;
 pub mod log;
 pub mod net;
+pub mod probe;
 pub mod proxy;
 pub mod request;
 pub mod response;

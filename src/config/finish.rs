@@ -372,6 +372,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
 
     // Servers and locations, merging http -> server -> location.
     let http_loc = http_raw.loc.clone();
+    let http_conf = Arc::new(f.finish_loc(&http_loc, None, false)?);
     let mut servers = Vec::new();
     for (index, mut s) in std::mem::take(&mut http_raw.servers)
         .into_iter()
@@ -411,6 +412,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     b.notes.append(&mut f.notes.borrow_mut());
     drop(f);
     let http = Http {
+        conf: http_conf,
         servers: servers.into_iter().map(|(s, _)| s).collect(),
         listens,
         upstreams,
@@ -620,6 +622,7 @@ fn finish_main(b: &Builder) -> Main {
         user: m.user.clone(),
         error_log_explicit: m.error_log.is_some(),
         default_paths: m.error_log.is_none() || m.pid.is_none(),
+        origins: m.origins.clone(),
     }
 }
 

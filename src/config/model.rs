@@ -32,7 +32,7 @@ use crate::log::{ErrorLogTarget, Level};
 
 /// Where each directive in effect at a level was written, by name (several
 /// spans for directives that repeat, like `proxy_set_header`).
-pub type Origins = HashMap<&'static str, Vec<Span>>;
+pub type Origins = HashMap<String, Vec<Span>>;
 
 /// A loaded configuration.
 #[derive(Debug)]
@@ -84,11 +84,15 @@ pub struct Main {
     /// Whether the pid file or error log use their default place under
     /// `logs/` (whose directory is then created if missing).
     pub default_paths: bool,
+    /// Where each main- and events-level directive was written.
+    pub origins: Origins,
 }
 
 /// The `http` block.
 #[derive(Debug)]
 pub struct Http {
+    /// Settings at http level, as servers inherit them.
+    pub conf: Arc<LocConf>,
     /// Every `server`, in configuration order.
     pub servers: Vec<Arc<Server>>,
     /// Listening sockets, each with the servers that share it.
@@ -143,6 +147,10 @@ pub struct MapDef {
     pub default: Template,
     /// `volatile`: not cached per request.
     pub volatile: bool,
+    /// Where the `map` block starts.
+    pub span: Span,
+    /// The variable it defines, without `$`.
+    pub output: String,
 }
 
 /// Sockets bound by one `listen` address, and the servers behind it.

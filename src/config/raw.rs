@@ -242,6 +242,8 @@ pub struct MainRaw {
     pub user: Option<(String, Option<String>)>,
     pub events_seen: bool,
     pub http_seen: bool,
+    /// Where each main- and events-level directive was written.
+    pub origins: Origins,
 }
 
 /// The settings read so far, and where the walker is: the current server,
@@ -494,7 +496,10 @@ fn location_at<'a>(mut locs: &'a mut Vec<LocationRaw>, path: &[usize]) -> &'a mu
 /// Inherits every unset field of `child` from `parent`.
 pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
     for (name, spans) in &parent.origins {
-        child.origins.entry(name).or_insert_with(|| spans.clone());
+        child
+            .origins
+            .entry(name.clone())
+            .or_insert_with(|| spans.clone());
     }
     macro_rules! inherit {
         ($($field:ident),* $(,)?) => {

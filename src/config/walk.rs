@@ -12,7 +12,7 @@ use super::directives::{
     Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, core, gzip, limits, log, map, proxy,
     rewrite, server, ssl, static_files, upstream,
 };
-use super::error::{ConfigError, Result};
+use super::error::{ConfigError, Result, Span};
 use super::note::{Mode, Note, NoteKind};
 use super::raw::Builder;
 
@@ -61,16 +61,33 @@ pub fn walk(b: &mut Builder, stmts: &[Statement], ctx: Ctx) -> Result<()> {
             Ok(()) => {}
             // Linting an nginx configuration: what nginx has and Switchyard
             // lacks is noted and skipped, block and all.
-            Err(e) if e.unsupported && b.mode == Mode::LintNginx => b.notes.push(Note {
-                kind: NoteKind::Skipped,
-                span: st.span.clone(),
-                message: e.message,
-            }),
+            Err(e) if e.unsupported && b.mode == Mode::LintNginx => {
+                record(b, &format!("skipped:{}", st.name), &st.span);
+                b.notes.push(Note {
+                    kind: NoteKind::Skipped,
+                    span: st.span.clone(),
+                    message: e.message,
+                });
+            }
             Err(e) => return Err(e),
         }
     }
     b.ctx = saved;
     Ok(())
+}
+
+/// Records where directive `name` was written, on the level it applies to
+/// (main and events levels share one record).
+fn record(b: &mut Builder, name: &str, span: &Span) {
+    let origins = match b.ctx {
+        Ctx::HTTP | Ctx::SERVER | Ctx::LOCATION | Ctx::IF => &mut b.loc().origins,
+        Ctx::MAIN | Ctx::EVENTS => &mut b.main.origins,
+        _ => return,
+    };
+    origins
+        .entry(name.to_string())
+        .or_default()
+        .push(span.clone());
 }
 
 /// Checks one statement against its row and applies it.
@@ -142,13 +159,7 @@ fn apply(b: &mut Builder, st: &Statement) -> Result<()> {
             ),
         ));
     }
-    if matches!(b.ctx, Ctx::HTTP | Ctx::SERVER | Ctx::LOCATION | Ctx::IF) {
-        b.loc()
-            .origins
-            .entry(d.name)
-            .or_default()
-            .push(st.span.clone());
-    }
+    record(b, d.name, &st.span);
     (d.set)(b, st)?;
     if let Some(inner) = d.body {
         walk(b, st.block.as_deref().unwrap_or(&[]), inner.ctx)?;

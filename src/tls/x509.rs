@@ -12,6 +12,8 @@ use std::net::IpAddr;
 pub struct CertFacts {
     /// Subject common names (OID 2.5.4.3), in order.
     pub common_names: Vec<String>,
+    /// Issuer common names, in order.
+    pub issuer_common_names: Vec<String>,
     /// subjectAltName DNS names.
     pub dns_names: Vec<String>,
     /// subjectAltName IP addresses.
@@ -87,7 +89,7 @@ pub fn facts(der: &[u8]) -> Option<CertFacts> {
     }
     let (_serial, _, after) = tlv(rest)?;
     let (_sig_alg, after) = expect(after, SEQUENCE)?;
-    let (_issuer, after) = expect(after, SEQUENCE)?;
+    let (issuer, after) = expect(after, SEQUENCE)?;
     let (validity, after) = expect(after, SEQUENCE)?;
     let (subject, after) = expect(after, SEQUENCE)?;
     let (spki, mut after) = expect(after, SEQUENCE)?;
@@ -98,6 +100,7 @@ pub fn facts(der: &[u8]) -> Option<CertFacts> {
     facts.not_before = not_before;
     facts.not_after = not_after;
     facts.common_names = common_names(subject)?;
+    facts.issuer_common_names = common_names(issuer)?;
     let (algorithm, key) = expect(spki, SEQUENCE)?;
     let (bits, _) = expect(key, BIT_STRING)?;
     facts.key_algorithm = algorithm.to_vec();

@@ -51,6 +51,8 @@ fn set_map(b: &mut Builder, st: &Statement) -> Result<()> {
         regexes: Vec::new(),
         default: Template::default(),
         volatile: false,
+        span: st.span.clone(),
+        output: name.to_string(),
     };
     let mut default_seen = false;
     for entry in st.block.as_deref().unwrap_or(&[]) {
