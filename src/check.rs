@@ -93,6 +93,40 @@ pub fn lint(config: &Config, opts: &Options) -> Vec<Finding> {
     findings
 }
 
+/// Loads the file to lint. A file of http-level statements with no
+/// `http` block (a `conf.d` file) is read as the inside of one; the flag
+/// says so.
+pub fn load_file(load: &mut LoadOptions) -> Result<(Config, bool), config::ConfigError> {
+    match config::load(load) {
+        Ok(c) => Ok((c, false)),
+        Err(e) if e.message.ends_with("directive is not allowed here") => {
+            load.http_snippet = true;
+            match config::load(load) {
+                Ok(c) => Ok((c, true)),
+                Err(_) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The note that a file was read as the inside of an `http` block.
+pub fn snippet_finding(config: &Config) -> Finding {
+    let file: std::sync::Arc<str> = config.conf_file.display().to_string().into();
+    Finding {
+        code: "SY903",
+        severity: Severity::Info,
+        span: Span {
+            file: Some(file),
+            line: 1,
+            start: 0,
+            end: 0,
+        },
+        message: "the file has http-level directives and no http block: checked as the inside of `http { }` (a conf.d file)".into(),
+        fix: None,
+    }
+}
+
 /// The output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -221,14 +255,17 @@ pub fn main(args: &[String]) -> ExitCode {
     } else {
         Mode::Lint
     };
-    let config = match config::load(&load) {
+    let (config, snippet) = match load_file(&mut load) {
         Ok(c) => c,
         Err(e) => {
             render::print_load_error(&e, args.format);
             return ExitCode::from(2);
         }
     };
-    let findings = lint(&config, &args.opts);
+    let mut findings = lint(&config, &args.opts);
+    if snippet {
+        findings.insert(0, snippet_finding(&config));
+    }
     render::print(&findings, &config, args.format);
     let failing = findings
         .iter()

@@ -284,6 +284,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         conf_file: paths.conf.clone(),
         params: o.params.clone(),
         mode: config::Mode::Serve,
+        http_snippet: false,
     };
     if o.test {
         return test_config(&load, &o);

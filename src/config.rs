@@ -43,6 +43,9 @@ pub struct LoadOptions {
     pub params: Option<String>,
     /// How strictly to load.
     pub mode: Mode,
+    /// The file holds what goes inside `http { }` (a `conf.d` file, as
+    /// `include`d from an http block): read it as if included there.
+    pub http_snippet: bool,
 }
 
 impl LoadOptions {
@@ -53,6 +56,7 @@ impl LoadOptions {
             conf_file: conf_file.into(),
             params: None,
             mode: Mode::Serve,
+            http_snippet: false,
         }
     }
 }
@@ -70,7 +74,19 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
         Some(p) => parser.parse_params(p)?,
         None => Vec::new(),
     };
-    let stmts = parser.parse_file(&opts.conf_file)?;
+    let mut stmts = parser.parse_file(&opts.conf_file)?;
+    if opts.http_snippet {
+        let span = stmts
+            .first()
+            .map(|s| s.span.clone())
+            .unwrap_or_else(Span::command_line);
+        stmts = vec![ast::Statement {
+            name: "http".into(),
+            args: Vec::new(),
+            block: Some(stmts),
+            span,
+        }];
+    }
     let mut builder = raw::Builder::new(opts.prefix.clone());
     builder.mode = opts.mode;
     walk::walk(&mut builder, &params, directives::Ctx::MAIN)?;

@@ -80,6 +80,11 @@ pub static RULES: &[Rule] = &[
         explain: "An `include`, certificate or similar file named by the configuration does not exist where `check` runs. This is expected when a production configuration is linted on a laptop or in CI; rules that needed the file were skipped for it.",
     },
     Rule {
+        code: "SY903",
+        title: "checked as the inside of an http block",
+        explain: "The file holds http-level directives (`server`, `upstream`, `map`...) and no `http` block, as files in `conf.d/` that the main configuration includes from its http block. It was checked as if included there.",
+    },
+    Rule {
         code: "SY902",
         title: "variable unknown to Switchyard",
         explain: "With --nginx, a variable of an nginx module Switchyard does not implement is treated as never set, so the rest of the file can be checked.",
@@ -160,7 +165,9 @@ impl<'c> Site<'c> {
         })
     }
 
-    /// The configured value template of `proxy_set_header NAME`.
+    /// The value template of header `name` sent upstream, when it sends
+    /// one (a `proxy_set_header` with a non-empty value, or nginx's
+    /// `Host`/`Connection` defaults).
     pub fn header(&self, name: &str) -> Option<&'c crate::config::template::Template> {
         self.conf
             .proxy
@@ -168,6 +175,7 @@ impl<'c> Site<'c> {
             .iter()
             .find(|h| h.name.as_str().eq_ignore_ascii_case(name))
             .map(|h| &h.value)
+            .filter(|t| !t.pieces.is_empty())
     }
 
     /// Whether the site proxies.

@@ -303,7 +303,9 @@ impl Finisher<'_> {
                 Some(m) => m.clone(),
                 None => BalanceMethod::RoundRobin,
             };
-            if u.peers.is_empty() {
+            // Linting an nginx file, servers Switchyard cannot use
+            // (`unix:`) were skipped and noted: an upstream may be empty.
+            if u.peers.is_empty() && self.mode != Mode::LintNginx {
                 return Err(ConfigError::at(
                     &u.span,
                     format!("no servers are inside upstream \"{}\"", u.name),

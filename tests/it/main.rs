@@ -55,3 +55,6 @@ mod balance;
 
 /// The source layout: layers, no import cycle, lists in step.
 mod layout;
+
+/// `switchyard check`: the corpus in tests/check, exit codes, formats.
+mod check;

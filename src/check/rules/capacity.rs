@@ -41,7 +41,7 @@ pub fn check(scope: &Scope<'_>, out: &mut Vec<Finding>) {
     {
         out.push(scope.finding(
             "SY106",
-            Severity::Warning,
+            Severity::Info,
             span,
             format!(
                 "worker_connections {} x {} worker(s) holds at most {capacity} open WebSockets; beyond that new connections are dropped",

@@ -3,7 +3,7 @@
 
 use http::Version;
 
-use super::{Rule, Scope, Site, WsReason};
+use super::{Rule, Scope, Site};
 use crate::check::{Finding, Severity};
 use crate::config::template::{Piece, Template};
 use crate::config::var::Var;
@@ -156,7 +156,13 @@ fn sy012(scope: &Scope<'_>, out: &mut Vec<Finding>) {
 }
 
 fn sy101(scope: &Scope<'_>, site: &Site<'_>, out: &mut Vec<Finding>) {
-    if !site.proxies() || !site.set_here("proxy_set_header") {
+    // The level that redefines the list (a server may, for locations
+    // below it that proxy).
+    let proxied_below = scope
+        .sites
+        .iter()
+        .any(|s| s.server.index == site.server.index && s.proxies());
+    if !proxied_below || !site.set_here("proxy_set_header") {
         return;
     }
     let inherited = site
@@ -194,16 +200,14 @@ fn sy101(scope: &Scope<'_>, site: &Site<'_>, out: &mut Vec<Finding>) {
 
 /// Runs the handshake rules.
 pub fn check(scope: &Scope<'_>, out: &mut Vec<Finding>) {
-    for (site, why) in scope.websocket_sites() {
-        if why == WsReason::Path || scope.nginx() || site.header("upgrade").is_some() {
-            sy001(scope, site, out);
-        }
+    for (site, _) in scope.websocket_sites() {
+        sy001(scope, site, out);
     }
     for site in &scope.sites {
         if site.proxies() {
             sy002(scope, site, out);
-            sy101(scope, site, out);
         }
+        sy101(scope, site, out);
     }
     sy012(scope, out);
 }

@@ -55,7 +55,7 @@ fn sy003(scope: &Scope<'_>, site: &Site<'_>, out: &mut Vec<Finding>) {
 }
 
 fn sy005(scope: &Scope<'_>, site: &Site<'_>, out: &mut Vec<Finding>) {
-    if !site.conf.proxy.buffering || !site.set_here("proxy_buffering") {
+    if !site.conf.proxy.buffering || site.origin("proxy_buffering").is_none() {
         return;
     }
     let span = site.origin("proxy_buffering").unwrap_or(site.span());

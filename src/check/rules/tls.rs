@@ -170,18 +170,18 @@ fn scripts(root: &Path, out: &mut Vec<PathBuf>, depth: usize) {
 /// The first line of `text` with a hard-coded `ws://` URL.
 fn ws_url_line(text: &str) -> Option<(usize, &str)> {
     text.lines().enumerate().find_map(|(i, line)| {
-        let at = line.find("ws://")?;
-        // `wss://` contains no `ws://`; `"ws://" + host` built from the
-        // page's scheme is usually next to `location.protocol`.
-        (!line.contains("location.protocol")).then(|| {
-            (
-                i + 1,
-                line[at..]
-                    .split(['"', '\'', '`', ' '])
-                    .next()
-                    .unwrap_or("ws://"),
-            )
-        })
+        // A string literal that starts with `ws://` (`wss://` has no
+        // `ws://` in it); `"ws://"` chosen from the page's scheme sits next
+        // to `location.protocol`.
+        let at = ["\"ws://", "'ws://", "`ws://"]
+            .iter()
+            .find_map(|q| line.find(q))?
+            + 1;
+        let url = line[at..]
+            .split(['"', '\'', '`', ' '])
+            .next()
+            .unwrap_or("ws://");
+        (!line.contains("location.protocol")).then_some((i + 1, url))
     })
 }
 
