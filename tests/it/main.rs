@@ -58,3 +58,6 @@ mod layout;
 
 /// `switchyard check`: the corpus in tests/check, exit codes, formats.
 mod check;
+
+/// `switchyard probe` and `client` against broken live setups.
+mod probe;
