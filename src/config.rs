@@ -61,6 +61,15 @@ impl LoadOptions {
     }
 }
 
+/// The directory of the main configuration file (`-p` when it has none).
+fn conf_dir_of(opts: &LoadOptions) -> PathBuf {
+    opts.conf_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| opts.prefix.clone())
+}
+
 /// Reads, parses and validates a configuration.
 pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
     let conf_dir = opts
@@ -89,6 +98,7 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
     }
     let mut builder = raw::Builder::new(opts.prefix.clone());
     builder.mode = opts.mode;
+    builder.conf_dir = conf_dir_of(opts);
     walk::walk(&mut builder, &params, directives::Ctx::MAIN)?;
     walk::walk(&mut builder, &stmts, directives::Ctx::MAIN)?;
     let has_http = builder.main.http_seen;

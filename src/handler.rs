@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::{Method, Version};
 use tokio::time::Instant;
 
-use crate::config::Location;
+use crate::config::{ListenGroup, Location};
 use crate::exchange::{Downstream, Exchange, Refusal};
 use crate::http1::RequestHead;
 use crate::limits;
@@ -173,16 +173,70 @@ pub async fn handle<D: Downstream>(
         let tokens = ex.conf.server_tokens;
         return ex.finish(Reply::error(405, tokens)).await;
     }
-    ex.run().await
+    let refusal = tls_refusal(&ex.ctx, &group);
+    if let Some((status, why)) = refusal {
+        ex.log(Level::Info, &why, None);
+        let reply = Reply::error(status, ex.conf.server_tokens);
+        return ex.run(Some(reply)).await;
+    }
+    ex.run(None).await
+}
+
+/// What TLS makes of a request before its phases (nginx checks this once
+/// the head is read): plain HTTP on a TLS address (497), a client
+/// certificate that failed verification (495) or is missing where
+/// required (496), a `Host` whose server asks for client certificates but
+/// is not the one the SNI name chose (421). The status and the log line.
+fn tls_refusal(ctx: &RequestCtx, group: &ListenGroup) -> Option<(u16, String)> {
+    use crate::tls::server::{VerifyClient, error_optional};
+    if ctx.conn.plain_http_on_tls {
+        return Some((497, "client sent plain HTTP request to HTTPS port".into()));
+    }
+    let session = ctx.conn.tls_session.as_ref()?;
+    let mode = ctx
+        .server
+        .tls
+        .as_ref()
+        .map_or(VerifyClient::Off, |t| t.verify_client);
+    if mode == VerifyClient::Off {
+        return None;
+    }
+    let negotiated = group.servers.get(session.site).map(|s| s.index);
+    if session.server_name.is_some() && negotiated != Some(ctx.server.index) {
+        return Some((
+            421,
+            "client attempted to request the server name different from the one that was negotiated"
+                .into(),
+        ));
+    }
+    let client = session.client.as_ref();
+    if let Some(code) = client.and_then(|c| c.verdict.code)
+        && (mode != VerifyClient::OptionalNoCa || !error_optional(code))
+    {
+        let text = client.map_or("", |c| c.verdict.text.trim_start_matches("FAILED:"));
+        return Some((
+            495,
+            format!("client SSL certificate verify error: ({code}:{text})"),
+        ));
+    }
+    if mode == VerifyClient::On && client.is_none_or(|c| c.chain.is_empty()) {
+        return Some((496, "client sent no required SSL certificate".into()));
+    }
+    None
 }
 
 impl<D: Downstream> Exchange<'_, D> {
-    async fn run(mut self: Box<Self>) -> Next {
-        // (original status, `=code` override) once an error_page redirect
-        // happened; nginx applies error_page once per request.
-        let mut error_page: Option<(u16, Option<u16>)> = None;
+    /// The phases, then error pages; `first` answers the request without
+    /// routing it (a refusal the phases never see, still subject to
+    /// `error_page`).
+    async fn run(mut self: Box<Self>, mut first: Option<Reply>) -> Next {
+        let mut pages = crate::error_page::Pages::default();
         loop {
-            let mut reply = match self.route().await {
+            let routed = match first.take() {
+                Some(reply) => Action::Reply(reply),
+                None => self.route().await,
+            };
+            let reply = match routed {
                 Action::Reply(reply) => reply,
                 // Boxed: proxying's state is large and only some requests
                 // need it.
@@ -220,62 +274,10 @@ impl<D: Downstream> Exchange<'_, D> {
                     }
                 },
             };
-            if error_page.is_none() && reply.special {
-                let conf = self.conf.clone();
-                if let Some(page) = conf
-                    .error_pages
-                    .iter()
-                    .find(|p| p.codes.contains(&reply.status))
-                {
-                    let target = self.ctx.render_string(&page.uri);
-                    error_page = Some((reply.status, page.overwrite));
-                    // A status that ends the connection (400, 413, ...)
-                    // still does with a custom page.
-                    if reply.close {
-                        self.keepalive = false;
-                    }
-                    drop(reply);
-                    if target.starts_with("http://") || target.starts_with("https://") {
-                        let status = page
-                            .overwrite
-                            .filter(|s| matches!(s, 301 | 302 | 303 | 307 | 308))
-                            .unwrap_or(302);
-                        let mut r = Reply::redirect(status, target.as_bytes(), conf.server_tokens);
-                        r.special = false;
-                        return self.finish(r).await;
-                    }
-                    if self.ctx.method != Method::HEAD {
-                        self.ctx.method = Method::GET;
-                    }
-                    self.uri_changed = true;
-                    if let Some(name) = target.strip_prefix('@') {
-                        match self.ctx.server.locations.named.get(name) {
-                            Some(l) => self.next_named = Some(l.clone()),
-                            None => {
-                                self.log(
-                                    Level::Error,
-                                    &format!("could not find named location \"@{name}\""),
-                                    None,
-                                );
-                                return self.finish(Reply::error(500, conf.server_tokens)).await;
-                            }
-                        }
-                    } else {
-                        match target.split_once('?') {
-                            Some((u, a)) => {
-                                self.ctx.uri = u.to_string();
-                                self.ctx.args = Some(a.to_string());
-                            }
-                            None => self.ctx.uri = target,
-                        }
-                    }
-                    continue;
-                }
+            match self.error_page(reply, &mut pages) {
+                crate::error_page::Next::Send(reply) => return self.finish(reply).await,
+                crate::error_page::Next::Redirected => continue,
             }
-            if let Some((original, overwrite)) = error_page {
-                reply.status = overwrite.unwrap_or(original);
-            }
-            return self.finish(reply).await;
         }
     }
 

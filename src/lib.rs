@@ -32,6 +32,7 @@
 //!    - [`route`]: server and location selection, URI normalisation.
 //!    - [`rewrite`]: the rewrite script (`set`, `return`, `rewrite`, `if`).
 //!    - [`access`]: `allow`/`deny` and the real client address.
+//!    - [`error_page`]: `error_page`, internal redirects to error pages.
 //!    - [`static_files`]: `root`, `alias`, `index`, `try_files`.
 //!    - [`proxy`]: forwarding to backends, upgrades, tunnels and the relay.
 //!    - [`handler`]: nginx's phases in order, for one request.
@@ -57,6 +58,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod docs;
+pub mod error_page;
 pub mod exchange;
 pub mod gzip;
 pub mod handler;

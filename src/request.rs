@@ -33,6 +33,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// What the TLS handshake negotiated, when TLS was terminated.
     pub tls_session: Option<crate::tls::TlsSession>,
+    /// A plain-HTTP client on a TLS address: its requests get nginx's 497.
+    pub plain_http_on_tls: bool,
     /// Where connection-level errors go (before a request picks a
     /// location): the error log of the address's default server.
     pub error_log: Arc<Vec<crate::log::ErrorLogTarget>>,

@@ -36,6 +36,9 @@ pub struct Reply {
     /// An error response nginx would generate itself (or an intercepted
     /// backend error): `error_page` applies to it.
     pub special: bool,
+    /// The status `error_page` matches: `status`, except for nginx's own
+    /// 494-497, which go out as 400.
+    pub error_code: u16,
 }
 
 /// A response body.
@@ -132,6 +135,7 @@ impl Reply {
             pass_server: false,
             pass_date: false,
             special: false,
+            error_code: status,
         }
     }
 
@@ -144,6 +148,7 @@ impl Reply {
         };
         let mut reply = Reply::empty(wire_status);
         reply.special = status >= 300;
+        reply.error_code = status;
         if let Some(title) = page_title(status) {
             let mut page = String::with_capacity(200);
             let _ = write!(

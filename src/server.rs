@@ -308,16 +308,36 @@ async fn connection(
         local: net::canonical(local),
         tls: group.opts.ssl,
         tls_session: None,
+        plain_http_on_tls: false,
     };
     let io = if group.opts.ssl {
         let Some(acceptor) = generation.tls.get(&group.addr).cloned() else {
             return;
         };
         drop(generation);
+        match tokio::time::timeout(header_timeout, crate::tls::server::starts_tls(&stream)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                // Plain HTTP to a TLS port: read the request, answer 497.
+                info.tls = false;
+                info.plain_http_on_tls = true;
+                return serve_plain(
+                    shared,
+                    stream,
+                    info,
+                    key,
+                    active,
+                    header_timeout,
+                    server_tokens,
+                )
+                .await;
+            }
+            Ok(Err(_)) | Err(_) => return,
+        }
         match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
-                info.tls_session = Some(crate::tls::TlsSession::of(tls.get_ref().1));
-                ClientIo::Tls(Box::new(tls))
+            Ok(Ok(accepted)) => {
+                info.tls_session = Some(accepted.session);
+                ClientIo::Tls(Box::new(accepted.stream))
             }
             Ok(Err(e)) => {
                 info.log(
@@ -340,6 +360,30 @@ async fn connection(
         shared,
         crate::client::h1::ClientConn::new(
             io,
+            Arc::new(info),
+            key,
+            active,
+            header_timeout,
+            server_tokens,
+        ),
+    )
+    .await;
+}
+
+/// Serves a plain-HTTP client of a TLS address (its requests get 497).
+async fn serve_plain(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    info: ConnInfo,
+    key: SocketAddr,
+    active: crate::state::Active,
+    header_timeout: Duration,
+    server_tokens: bool,
+) {
+    crate::client::h1::serve(
+        shared,
+        crate::client::h1::ClientConn::new(
+            ClientIo::Tcp(stream),
             Arc::new(info),
             key,
             active,

@@ -39,7 +39,7 @@ pub struct Generation {
     /// Upstream state by `Upstream::index`.
     pub upstreams: Vec<UpstreamRuntime>,
     /// TLS acceptors by listen address.
-    pub tls: HashMap<SocketAddr, tokio_rustls::TlsAcceptor>,
+    pub tls: HashMap<SocketAddr, Arc<crate::tls::server::Acceptor>>,
     /// Open access log files by path.
     pub access_logs: LogFiles,
     /// Fires when this generation was replaced by a reload and its
@@ -70,7 +70,7 @@ impl Generation {
             }
             for group in &http.listens {
                 if group.opts.ssl {
-                    tls.insert(group.addr, acceptor(group)?);
+                    tls.insert(group.addr, Arc::new(acceptor(group)?));
                 }
             }
             let mut open = |path: &PathBuf| -> Result<(), String> {
@@ -138,7 +138,7 @@ impl Generation {
 
 /// The TLS acceptor of a `listen ... ssl` group: one site per server of the
 /// group, names chosen as `server_name` chooses servers.
-fn acceptor(group: &Arc<ListenGroup>) -> Result<tokio_rustls::TlsAcceptor, String> {
+fn acceptor(group: &Arc<ListenGroup>) -> Result<crate::tls::server::Acceptor, String> {
     let sites: Vec<Option<crate::tls::server::Site<'_>>> = group
         .servers
         .iter()
@@ -147,6 +147,11 @@ fn acceptor(group: &Arc<ListenGroup>) -> Result<tokio_rustls::TlsAcceptor, Strin
                 cert: &tls.certs[0].0,
                 key: &tls.certs[0].1,
                 protocols: &tls.protocols,
+                verify_client: tls.verify_client,
+                client_certificate: tls.client_certificate.as_deref(),
+                trusted_certificate: tls.trusted_certificate.as_deref(),
+                verify_depth: tls.verify_depth,
+                stapling_file: tls.stapling_file.as_deref(),
             })
         })
         .collect();

@@ -83,6 +83,22 @@ pub struct TlsSession {
     pub cipher: &'static str,
     /// `$ssl_session_reused`: the handshake resumed a session.
     pub resumed: bool,
+    /// The site (server of the listening address) the SNI name chose.
+    pub site: usize,
+    /// The client's certificate and its verdict, when the chosen server
+    /// asks for one (`ssl_verify_client`).
+    pub client: Option<ClientCert>,
+}
+
+/// A client certificate and what its verification said.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// The verdict (`$ssl_client_verify`).
+    pub verdict: server::ClientVerdict,
+    /// The `ssl_verify_client` mode of the server that asked.
+    pub mode: server::VerifyClient,
+    /// The chain the client sent, end entity first (empty: none).
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
 impl TlsSession {
@@ -113,6 +129,8 @@ impl TlsSession {
             protocol,
             cipher,
             resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            site: 0,
+            client: None,
         }
     }
 }

@@ -186,6 +186,7 @@ impl Finisher<'_> {
             log_not_found: raw.log_not_found.unwrap_or(true),
             server_tokens: raw.server_tokens.unwrap_or(true),
             error_pages: Arc::new(error_pages),
+            recursive_error_pages: raw.recursive_error_pages.unwrap_or(false),
             limit_rate: raw.limit_rate.unwrap_or(0),
             limit_rate_after: raw.limit_rate_after.unwrap_or(0),
             internal: raw.internal,
@@ -386,7 +387,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         let locations = finish_locations(&mut f, std::mem::take(&mut s.locations), &s.loc, true)?;
         let mut rewrite = std::mem::take(&mut s.rewrite);
         bind_rewrite(&f, &mut rewrite, &span)?;
-        let tls = finish_tls(&s, &span)?;
+        let tls = finish_tls(&s, &span, &mut b.warnings)?;
         let mut names: Vec<String> = s.names.iter().map(|(n, _)| n.clone()).collect();
         if names.is_empty() {
             names.push(String::new());
@@ -472,46 +473,79 @@ fn bind_rewrite(f: &Finisher<'_>, ops: &mut [RewriteOp], span: &Span) -> Result<
     Ok(())
 }
 
-fn finish_tls(s: &ServerRaw, span: &Span) -> Result<Option<Arc<TlsServer>>> {
-    let needs_tls = s.listens.iter().any(|l| l.opts.ssl);
-    if s.certs.is_empty() {
-        if needs_tls {
-            let lspan = s
-                .listens
-                .iter()
-                .find(|l| l.opts.ssl)
-                .map(|l| l.span.clone())
-                .unwrap_or_else(|| span.clone());
+fn finish_tls(
+    s: &ServerRaw,
+    span: &Span,
+    warnings: &mut Vec<ConfigError>,
+) -> Result<Option<Arc<TlsServer>>> {
+    let l = &s.loc;
+    let needs_tls = l.ssl_on == Some(true) || s.listens.iter().any(|l| l.opts.ssl);
+    let certs = l.ssl_certificates.as_deref().unwrap_or_default();
+    let keys = l.ssl_certificate_keys.as_deref().unwrap_or_default();
+    if certs.is_empty() {
+        if needs_tls && s.listens.iter().all(|l| !l.opts.ssl) {
             return Err(ConfigError::at(
-                &lspan,
-                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+                span,
+                "no \"ssl_certificate\" is defined for the \"ssl\" directive",
             ));
         }
         return Ok(None);
     }
-    if s.keys.len() != s.certs.len() {
-        let (_, cspan) = &s.certs[0];
+    if keys.len() != certs.len() {
+        let (_, cspan) = &certs[0];
         return Err(ConfigError::at(
             cspan,
             format!(
                 "no \"ssl_certificate_key\" is defined for certificate \"{}\"",
-                s.certs[s.keys.len().min(s.certs.len() - 1)].0.display()
+                certs[keys.len().min(certs.len() - 1)].0.display()
             ),
         ));
     }
+    let verify_client = l.ssl_verify_client.unwrap_or_default();
+    if !matches!(
+        verify_client,
+        crate::tls::server::VerifyClient::Off | crate::tls::server::VerifyClient::OptionalNoCa
+    ) && l.ssl_client_certificate.is_none()
+    {
+        let at = l
+            .origins
+            .get("ssl_verify_client")
+            .and_then(|v| v.first())
+            .unwrap_or(span);
+        return Err(ConfigError::at(
+            at,
+            "no ssl_client_certificate for ssl_verify_client",
+        ));
+    }
+    let stapling = l.ssl_stapling == Some(true);
+    if stapling && l.ssl_stapling_file.is_none() {
+        let at = l
+            .origins
+            .get("ssl_stapling")
+            .and_then(|v| v.first())
+            .unwrap_or(span);
+        warnings.push(ConfigError::at(
+            at,
+            "\"ssl_stapling\" ignored, no \"ssl_stapling_file\": OCSP responses are not fetched from responders",
+        ));
+    }
     Ok(Some(Arc::new(TlsServer {
-        certs: s
-            .certs
+        certs: certs
             .iter()
-            .zip(s.keys.iter())
+            .zip(keys.iter())
             .map(|((c, _), (k, _))| (c.clone(), k.clone()))
             .collect(),
-        protocols: s
+        protocols: l
             .ssl_protocols
             .clone()
             .unwrap_or_else(|| vec!["TLSv1.2".into(), "TLSv1.3".into()]),
-        ciphers: s.ssl_ciphers.clone(),
-        span: s.certs[0].1.clone(),
+        ciphers: l.ssl_ciphers.clone(),
+        span: certs[0].1.clone(),
+        verify_client,
+        client_certificate: l.ssl_client_certificate.clone(),
+        trusted_certificate: l.ssl_client_trusted_certificate.clone(),
+        verify_depth: l.ssl_client_verify_depth.unwrap_or(1),
+        stapling_file: l.ssl_stapling_file.clone().filter(|_| stapling),
     })))
 }
 

@@ -5,7 +5,8 @@
 //!
 //! * words are separated by spaces, tabs, CR and LF, and end at `;` or `{`;
 //! * `"..."` and `'...'` quote a word; after the closing quote the next
-//!   character must be a separator, `;` or `{`;
+//!   character must be a separator, `;`, `{` or `)` (which then starts a
+//!   word of its own, as in `if ($a = "b")`);
 //! * a backslash takes the next character literally while scanning, and
 //!   `\"`, `\'`, `\\`, `\t`, `\r`, `\n` are unescaped in the word's value
 //!   (any other `\x` keeps its backslash, which regexes rely on);
@@ -131,9 +132,11 @@ impl<'a> Lexer<'a> {
                 b'"' | b'\'' => {
                     let word = self.quoted_word(ch)?;
                     words.push(word);
-                    // nginx requires a separator (or `;`/`{`) after a quote.
+                    // nginx requires a separator (or `;`/`{`) after a quote,
+                    // except `)`, which starts the next word: the closing
+                    // parenthesis of `if ($x = "a")`.
                     match self.src.get(self.pos) {
-                        None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{') => {}
+                        None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b')') => {}
                         Some(&other) => {
                             return Err(self.error(format!("unexpected \"{}\"", other as char)));
                         }

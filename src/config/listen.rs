@@ -32,6 +32,8 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
         opts_set: bool,
         default: Option<usize>,
         servers: Vec<Arc<Server>>,
+        /// The first `listen ... ssl` (or `ssl on` server) of the address.
+        ssl_span: Option<super::error::Span>,
     }
     let mut pending: Vec<Pending> = Vec::new();
     for (server, raw) in servers {
@@ -55,6 +57,8 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
                     })
                     .collect()
             };
+        // `ssl on;` (deprecated) makes every listen of the server TLS.
+        let ssl_on = raw.loc.ssl_on == Some(true);
         for (addr, is_default, opts, span) in listens {
             let idx = match pending.iter().position(|p| p.addr == addr) {
                 Some(i) => i,
@@ -65,6 +69,7 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
                         opts_set: false,
                         default: None,
                         servers: Vec::new(),
+                        ssl_span: None,
                     });
                     pending.len() - 1
                 }
@@ -95,6 +100,12 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
                 p.opts.ssl |= opts.ssl;
                 p.opts.http2 |= opts.http2;
             }
+            if opts.ssl || ssl_on {
+                p.opts.ssl = true;
+                if p.ssl_span.is_none() {
+                    p.ssl_span = Some(span.cloned().unwrap_or_else(|| server.span.clone()));
+                }
+            }
             if p.servers.iter().any(|s| Arc::ptr_eq(s, server)) {
                 // `listen` twice for one address in one server: nginx
                 // reports a duplicate.
@@ -120,6 +131,14 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
     }
     let mut groups = Vec::new();
     for p in pending {
+        if let Some(span) = &p.ssl_span
+            && p.servers.iter().all(|s| s.tls.is_none())
+        {
+            return Err(ConfigError::at(
+                span,
+                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+            ));
+        }
         let names = name_index(&p.servers);
         groups.push(Arc::new(ListenGroup {
             addr: p.addr,

@@ -244,6 +244,16 @@ pub struct TlsServer {
     pub ciphers: Option<String>,
     /// Where `ssl_certificate` was given, for errors.
     pub span: Span,
+    /// `ssl_verify_client`.
+    pub verify_client: crate::tls::server::VerifyClient,
+    /// `ssl_client_certificate`.
+    pub client_certificate: Option<PathBuf>,
+    /// `ssl_trusted_certificate`.
+    pub trusted_certificate: Option<PathBuf>,
+    /// `ssl_verify_depth`.
+    pub verify_depth: u32,
+    /// `ssl_stapling_file`, when `ssl_stapling` is on.
+    pub stapling_file: Option<PathBuf>,
 }
 
 /// Locations at one nesting level.
@@ -475,6 +485,8 @@ pub struct LocConf {
     pub server_tokens: bool,
     /// `error_page` rules.
     pub error_pages: Arc<Vec<ErrorPage>>,
+    /// `recursive_error_pages`.
+    pub recursive_error_pages: bool,
     /// `limit_rate`: response bytes per second (0 = unlimited).
     pub limit_rate: u64,
     /// `limit_rate_after`: bytes sent at full speed first.
@@ -531,10 +543,22 @@ pub enum TryFallback {
 pub struct ErrorPage {
     /// Statuses it applies to.
     pub codes: Vec<u16>,
-    /// `=code` override (None: keep the original status).
-    pub overwrite: Option<u16>,
+    /// What status the answer gets.
+    pub overwrite: Overwrite,
     /// Target URI, or `@named` location.
     pub uri: Template,
+}
+
+/// The status of an `error_page` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// No `=`: the original error status.
+    Keep,
+    /// `=code`.
+    Status(u16),
+    /// `=` alone: whatever the page's own answer says (a proxied or named
+    /// location's status).
+    Response,
 }
 
 /// `expires`.

@@ -146,9 +146,21 @@ pub struct LocRaw {
     pub log_not_found: Option<bool>,
     pub server_tokens: Option<bool>,
     pub error_pages: Option<Vec<ErrorPage>>,
+    pub recursive_error_pages: Option<bool>,
     pub limit_rate: Option<u64>,
     pub limit_rate_after: Option<u64>,
     pub internal: bool,
+    pub ssl_certificates: Option<Vec<(PathBuf, Span)>>,
+    pub ssl_certificate_keys: Option<Vec<(PathBuf, Span)>>,
+    pub ssl_protocols: Option<Vec<String>>,
+    pub ssl_ciphers: Option<String>,
+    pub ssl_on: Option<bool>,
+    pub ssl_verify_client: Option<crate::tls::server::VerifyClient>,
+    pub ssl_client_certificate: Option<PathBuf>,
+    pub ssl_client_trusted_certificate: Option<PathBuf>,
+    pub ssl_client_verify_depth: Option<u32>,
+    pub ssl_stapling: Option<bool>,
+    pub ssl_stapling_file: Option<PathBuf>,
     /// Where each directive in effect at this level was written (at this
     /// level or inherited), for diagnostics.
     pub origins: Origins,
@@ -190,10 +202,6 @@ pub struct ServerRaw {
     pub loc: LocRaw,
     pub rewrite: Vec<RewriteOp>,
     pub locations: Vec<LocationRaw>,
-    pub certs: Vec<(PathBuf, Span)>,
-    pub keys: Vec<(PathBuf, Span)>,
-    pub ssl_protocols: Option<Vec<String>>,
-    pub ssl_ciphers: Option<String>,
     pub span: Option<Span>,
 }
 
@@ -254,6 +262,9 @@ pub struct Builder {
     pub http: HttpRaw,
     /// Directory relative paths (pid, logs, root) resolve against.
     pub prefix: PathBuf,
+    /// Directory of the main configuration file (certificates, password
+    /// files and includes resolve against it).
+    pub conf_dir: PathBuf,
     /// Innermost context.
     pub ctx: Ctx,
     /// Current server index.
@@ -280,6 +291,7 @@ impl Builder {
         Builder {
             main: MainRaw::default(),
             http: HttpRaw::default(),
+            conf_dir: prefix.clone(),
             prefix,
             ctx: Ctx::MAIN,
             server: None,
@@ -300,6 +312,18 @@ impl Builder {
             path.to_path_buf()
         } else {
             self.prefix.join(path)
+        }
+    }
+
+    /// Resolves a path against the directory of the main configuration
+    /// file (nginx's conf prefix), as nginx does for certificates and
+    /// password files; absolute paths stay.
+    pub fn conf_path(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.conf_dir.join(path)
         }
     }
 
@@ -573,7 +597,19 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         log_not_found,
         server_tokens,
         error_pages,
+        recursive_error_pages,
         limit_rate,
         limit_rate_after,
+        ssl_certificates,
+        ssl_certificate_keys,
+        ssl_protocols,
+        ssl_ciphers,
+        ssl_on,
+        ssl_verify_client,
+        ssl_client_certificate,
+        ssl_client_trusted_certificate,
+        ssl_client_verify_depth,
+        ssl_stapling,
+        ssl_stapling_file,
     );
 }

@@ -109,6 +109,17 @@ builtins! {
     SslProtocol => "ssl_protocol",
     SslCipher => "ssl_cipher",
     SslSessionReused => "ssl_session_reused",
+    SslClientVerify => "ssl_client_verify",
+    SslClientSDn => "ssl_client_s_dn",
+    SslClientIDn => "ssl_client_i_dn",
+    SslClientCert => "ssl_client_cert",
+    SslClientRawCert => "ssl_client_raw_cert",
+    SslClientEscapedCert => "ssl_client_escaped_cert",
+    SslClientFingerprint => "ssl_client_fingerprint",
+    SslClientSerial => "ssl_client_serial",
+    SslClientVStart => "ssl_client_v_start",
+    SslClientVEnd => "ssl_client_v_end",
+    SslClientVRemain => "ssl_client_v_remain",
 }
 
 /// Resolves a variable name that is not a `map`/`set` variable. Returns

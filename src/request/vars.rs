@@ -28,6 +28,27 @@ pub fn ratio(bytes_in: u64, bytes_out: u64) -> String {
     format!("{}.{:02}", hundredths / 100, hundredths % 100)
 }
 
+/// A certificate in PEM, lines of 64 characters, as OpenSSL writes it.
+fn pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or(""));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// A certificate time as OpenSSL's `ASN1_TIME_print` shows it
+/// (`Jan  2 03:04:05 2030 GMT`).
+fn asn1_time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(String::new, |t| {
+        t.format("%b %e %H:%M:%S %Y GMT").to_string()
+    })
+}
+
 /// Appends a socket address's IP in nginx's text form (IPv6 without
 /// brackets, IPv4-mapped addresses shown as IPv4).
 pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
@@ -121,6 +142,17 @@ impl RequestCtx {
             | B::SslProtocol
             | B::SslCipher
             | B::SslSessionReused => self.connection_var(b, out),
+            B::SslClientVerify
+            | B::SslClientSDn
+            | B::SslClientIDn
+            | B::SslClientCert
+            | B::SslClientRawCert
+            | B::SslClientEscapedCert
+            | B::SslClientFingerprint
+            | B::SslClientSerial
+            | B::SslClientVStart
+            | B::SslClientVEnd
+            | B::SslClientVRemain => self.client_cert_var(b, out),
             B::Host
             | B::HttpHost
             | B::RemoteUser
@@ -239,6 +271,70 @@ impl RequestCtx {
             },
             _ => unreachable!("{b:?} is not a connection variable"),
         }
+    }
+
+    /// The client's TLS certificate, as nginx's `$ssl_client_*` show it;
+    /// not found without TLS, empty (or `NONE`) without a certificate.
+    fn client_cert_var(&mut self, b: Builtin, out: &mut Vec<u8>) -> bool {
+        let Some(session) = &self.conn.tls_session else {
+            return false;
+        };
+        let client = session.client.as_ref();
+        let cert = client.and_then(|c| c.chain.first());
+        let facts = cert.and_then(|c| crate::tls::x509::facts(c));
+        let text: String = match b {
+            Builtin::SslClientVerify => match client {
+                Some(c) if c.verdict.code.is_some() => c.verdict.text.clone(),
+                Some(c) if !c.chain.is_empty() => "SUCCESS".into(),
+                _ => "NONE".into(),
+            },
+            Builtin::SslClientSDn => facts.map(|f| f.subject_dn).unwrap_or_default(),
+            Builtin::SslClientIDn => facts.map(|f| f.issuer_dn).unwrap_or_default(),
+            Builtin::SslClientRawCert => cert.map(|c| pem(c)).unwrap_or_default(),
+            Builtin::SslClientCert => cert
+                .map(|c| {
+                    // nginx's deprecated form: a tab after each line break
+                    // but the last, which is dropped.
+                    let raw = pem(c);
+                    raw.trim_end_matches('\n').replace('\n', "\n\t")
+                })
+                .unwrap_or_default(),
+            Builtin::SslClientEscapedCert => cert
+                .map(|c| {
+                    let mut s = String::new();
+                    for byte in pem(c).bytes() {
+                        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                            s.push(byte as char);
+                        } else {
+                            s.push_str(&format!("%{byte:02X}"));
+                        }
+                    }
+                    s
+                })
+                .unwrap_or_default(),
+            Builtin::SslClientFingerprint => cert
+                .map(|c| {
+                    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, c);
+                    d.as_ref().iter().map(|x| format!("{x:02x}")).collect()
+                })
+                .unwrap_or_default(),
+            Builtin::SslClientSerial => facts
+                .map(|f| f.serial.iter().map(|x| format!("{x:02X}")).collect())
+                .unwrap_or_default(),
+            Builtin::SslClientVStart => facts.map(|f| asn1_time(f.not_before)).unwrap_or_default(),
+            Builtin::SslClientVEnd => facts.map(|f| asn1_time(f.not_after)).unwrap_or_default(),
+            Builtin::SslClientVRemain => facts
+                .map(|f| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    ((f.not_after - now) / 86400).max(0).to_string()
+                })
+                .unwrap_or_default(),
+            _ => unreachable!("{b:?} is not a client certificate variable"),
+        };
+        out.extend_from_slice(text.as_bytes());
+        true
     }
 
     /// The request: its line, URI, arguments and headers.

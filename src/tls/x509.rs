@@ -14,6 +14,13 @@ pub struct CertFacts {
     pub common_names: Vec<String>,
     /// Issuer common names, in order.
     pub issuer_common_names: Vec<String>,
+    /// The subject as OpenSSL prints it in RFC 2253 form
+    /// (`CN=client,O=Example`: last RDN first), nginx's `$ssl_client_s_dn`.
+    pub subject_dn: String,
+    /// The issuer, in the same form (`$ssl_client_i_dn`).
+    pub issuer_dn: String,
+    /// The serial number's bytes, big-endian (`$ssl_client_serial`).
+    pub serial: Vec<u8>,
     /// subjectAltName DNS names.
     pub dns_names: Vec<String>,
     /// subjectAltName IP addresses.
@@ -48,7 +55,100 @@ const SAN_DNS: u8 = 0x82;
 /// GeneralName `[7]` iPAddress.
 const SAN_IP: u8 = 0x87;
 
+const INTEGER: u8 = 0x02;
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+
+/// Attribute short names OpenSSL prints in distinguished names.
+const ATTRIBUTE_NAMES: &[(&[u8], &str)] = &[
+    (&[0x55, 0x04, 0x03], "CN"),
+    (&[0x55, 0x04, 0x04], "SN"),
+    (&[0x55, 0x04, 0x05], "serialNumber"),
+    (&[0x55, 0x04, 0x06], "C"),
+    (&[0x55, 0x04, 0x07], "L"),
+    (&[0x55, 0x04, 0x08], "ST"),
+    (&[0x55, 0x04, 0x09], "street"),
+    (&[0x55, 0x04, 0x0a], "O"),
+    (&[0x55, 0x04, 0x0b], "OU"),
+    (&[0x55, 0x04, 0x0c], "title"),
+    (&[0x55, 0x04, 0x2a], "GN"),
+    (
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01],
+        "emailAddress",
+    ),
+    (
+        &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19],
+        "DC",
+    ),
+    (
+        &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01],
+        "UID",
+    ),
+];
+
+/// A dotted OID (`1.2.840.113549.1.9.1`) for attributes without a short
+/// name.
+fn dotted(oid: &[u8]) -> String {
+    let mut parts = Vec::new();
+    let mut value: u64 = 0;
+    for (i, &b) in oid.iter().enumerate() {
+        value = (value << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            if parts.is_empty() && i < oid.len() {
+                let first = (value / 40).min(2);
+                parts.push(first.to_string());
+                parts.push((value - first * 40).to_string());
+            } else {
+                parts.push(value.to_string());
+            }
+            value = 0;
+        }
+    }
+    parts.join(".")
+}
+
+/// A distinguished name as OpenSSL's `XN_FLAG_RFC2253` prints it: RDNs
+/// last first, separated by `,`, attributes of one RDN by `+`, special
+/// characters escaped with `\`.
+fn rfc2253(mut name: &[u8]) -> Option<String> {
+    let mut rdns = Vec::new();
+    while !name.is_empty() {
+        let (mut rdn, rest) = expect(name, SET)?;
+        name = rest;
+        let mut attrs = Vec::new();
+        while !rdn.is_empty() {
+            let (attr, more) = expect(rdn, SEQUENCE)?;
+            rdn = more;
+            let (oid, value) = expect(attr, OID)?;
+            let (_, text, _) = tlv(value)?;
+            let key = ATTRIBUTE_NAMES
+                .iter()
+                .find(|(o, _)| *o == oid)
+                .map_or_else(|| dotted(oid), |(_, n)| n.to_string());
+            attrs.push(format!(
+                "{key}={}",
+                escape_dn(&String::from_utf8_lossy(text))
+            ));
+        }
+        rdns.push(attrs.join("+"));
+    }
+    rdns.reverse();
+    Some(rdns.join(","))
+}
+
+fn escape_dn(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
 /// Splits one tag-length-value off `input`: (tag, value, rest).
@@ -87,7 +187,7 @@ pub fn facts(der: &[u8]) -> Option<CertFacts> {
     if tbs.first() == Some(&VERSION) {
         rest = tlv(rest)?.2;
     }
-    let (_serial, _, after) = tlv(rest)?;
+    let (serial_tag, serial, after) = tlv(rest)?;
     let (_sig_alg, after) = expect(after, SEQUENCE)?;
     let (issuer, after) = expect(after, SEQUENCE)?;
     let (validity, after) = expect(after, SEQUENCE)?;
@@ -101,6 +201,11 @@ pub fn facts(der: &[u8]) -> Option<CertFacts> {
     facts.not_after = not_after;
     facts.common_names = common_names(subject)?;
     facts.issuer_common_names = common_names(issuer)?;
+    facts.subject_dn = rfc2253(subject)?;
+    facts.issuer_dn = rfc2253(issuer)?;
+    if serial_tag == INTEGER {
+        facts.serial = serial.to_vec();
+    }
     let (algorithm, key) = expect(spki, SEQUENCE)?;
     let (bits, _) = expect(key, BIT_STRING)?;
     facts.key_algorithm = algorithm.to_vec();
@@ -231,6 +336,34 @@ mod tests {
         assert_eq!(f.not_before, 1_577_923_200);
         assert_eq!(f.not_after, 2_845_584_000);
         assert_eq!(f.public_key.len(), 65, "an uncompressed P-256 point");
+    }
+
+    #[test]
+    fn distinguished_names_and_serial_as_openssl_prints_them() {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Yard, Inc. #1 ");
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0a, 0xbc]));
+        let f = facts(&cert(p)).unwrap();
+        assert_eq!(f.subject_dn, "CN=Yard\\, Inc. #1\\ ");
+        assert_eq!(f.issuer_dn, f.subject_dn, "self-signed");
+        assert_eq!(f.serial, [0x0a, 0xbc]);
+        // Two RDNs, CN then O as encoded: printed last first.
+        let rdn = |oid: &[u8], v: &[u8]| {
+            let mut attr = vec![OID, oid.len() as u8];
+            attr.extend_from_slice(oid);
+            attr.extend_from_slice(&[0x0c, v.len() as u8]);
+            attr.extend_from_slice(v);
+            let mut seq = vec![SEQUENCE, attr.len() as u8];
+            seq.extend(attr);
+            let mut set = vec![SET, seq.len() as u8];
+            set.extend(seq);
+            set
+        };
+        let mut name = rdn(OID_COMMON_NAME, b"a");
+        name.extend(rdn(&[0x55, 0x04, 0x0a], b"b"));
+        name.extend(rdn(&[0x2b, 0x06, 0x01], b"c"));
+        assert_eq!(rfc2253(&name).unwrap(), "1.3.6.1=c,O=b,CN=a");
     }
 
     #[test]

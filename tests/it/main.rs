@@ -61,3 +61,7 @@ mod check;
 
 /// `switchyard probe` and `client` against broken live setups.
 mod probe;
+
+/// TLS as deployments configure it: client certificates, `ssl on`,
+/// inherited and relative certificates, per-server protocols, stapling.
+mod tls_clients;

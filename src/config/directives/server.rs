@@ -4,7 +4,7 @@
 
 use super::{
     Args, Ctx, Directive, HS, HSL, HTTP, LOCATION, SERVER, SL, T1, T2, T12, arg_number,
-    arg_template, arg_time, duplicate, invalid_value, loc_size, loc_time, put,
+    arg_template, arg_time, duplicate, invalid_value, loc_flag, loc_size, loc_time, put,
 };
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
@@ -37,6 +37,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("server_tokens", HSL, T1, set_server_tokens, "Show the version in `Server` and error pages."),
     d!("error_page", HSL, Args::AtLeast(2), set_error_page, "URI or named location for error statuses, with optional `=code`."),
     d!("internal", LOCATION, Args::None, set_internal, "Location reachable only by internal redirects."),
+    d!("recursive_error_pages", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.recursive_error_pages), "Lets an error page's own error use `error_page` again (bounded by the internal redirect limit)."),
     noop!("sendfile", HSL, Args::Flag, "Kernel file sending (no effect)."),
     noop!("tcp_nopush", HSL, Args::Flag, "TCP_CORK (no effect)."),
     noop!("tcp_nodelay", HSL, Args::Flag, "TCP_NODELAY is always on."),
@@ -316,18 +317,16 @@ fn set_error_page(b: &mut Builder, st: &Statement) -> Result<()> {
     let n = st.args.len();
     let uri = arg_template(st, n - 1)?;
     let mut codes = Vec::new();
-    let mut overwrite = None;
+    let mut overwrite = Overwrite::Keep;
     for w in &st.args[..n - 1] {
         if let Some(o) = w.value.strip_prefix('=') {
-            if o.is_empty() {
-                return Err(ConfigError::unsupported(
-                    &st.span,
-                    "\"error_page\" with \"=\" without a code is not supported by switchyard",
-                ));
-            }
-            overwrite = Some(o.parse().map_err(|_| {
-                ConfigError::at(&st.span, format!("invalid value \"{}\"", w.value))
-            })?);
+            overwrite = if o.is_empty() {
+                Overwrite::Response
+            } else {
+                Overwrite::Status(o.parse().map_err(|_| {
+                    ConfigError::at(&st.span, format!("invalid value \"{}\"", w.value))
+                })?)
+            };
             continue;
         }
         let code: u16 = w
