@@ -53,7 +53,11 @@ impl<D: Downstream> Exchange<'_, D> {
             })
             .flatten();
         let Some(page) = page else {
-            if let Some((original, overwrite)) = pages.applied {
+            // The page's own answer: an error or redirect generated on the
+            // way (a directory redirect, a 404) keeps its own status, as
+            // nginx's nested special response resets it; anything else
+            // gets the status the error_page chose.
+            if let (Some((original, overwrite)), false) = (pages.applied, reply.special) {
                 reply.status = match overwrite {
                     Overwrite::Keep if (494..=497).contains(&original) => 400,
                     Overwrite::Keep => original,

@@ -143,7 +143,7 @@ fn acceptor(group: &Arc<ListenGroup>) -> Result<crate::tls::server::Acceptor, St
         .servers
         .iter()
         .map(|s| {
-            s.tls.as_ref().map(|tls| crate::tls::server::Site {
+            s.tls.as_ref().filter(|t| !t.certs.is_empty()).map(|tls| crate::tls::server::Site {
                 cert: &tls.certs[0].0,
                 key: &tls.certs[0].1,
                 protocols: &tls.protocols,

@@ -69,6 +69,47 @@ pub(crate) fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>
     Ok(Arc::new(CertifiedKey::new(chain, signer)))
 }
 
+/// Checks a handshake signature: webpki's verdict, then, for certificates
+/// webpki cannot read (X.509 v1, as `openssl req -x509` makes them), the
+/// signature against the key [`x509::facts`] reads, when `raw` allows it
+/// (the certificate is trusted some other way, or judged afterwards).
+/// TLS 1.3 allows only the first algorithm of the scheme; TLS 1.2 tries
+/// each.
+pub(crate) fn verify_signature(
+    provider: &rustls::crypto::CryptoProvider,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &rustls::DigitallySignedStruct,
+    tls13: bool,
+    raw: bool,
+) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    use rustls::client::danger::HandshakeSignatureValid;
+    let algorithms = &provider.signature_verification_algorithms;
+    let checked = if tls13 {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    } else {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    };
+    checked.or_else(|e| {
+        let facts = x509::facts(cert).filter(|_| raw).ok_or(e.clone())?;
+        let (_, candidates) = algorithms
+            .mapping
+            .iter()
+            .find(|(s, _)| *s == dss.scheme)
+            .ok_or(e.clone())?;
+        let candidates = if tls13 { &candidates[..1] } else { candidates };
+        candidates
+            .iter()
+            .filter(|alg| alg.public_key_alg_id().as_ref() == facts.key_algorithm.as_slice())
+            .any(|alg| {
+                alg.verify_signature(&facts.public_key, message, dss.signature())
+                    .is_ok()
+            })
+            .then(HandshakeSignatureValid::assertion)
+            .ok_or(e)
+    })
+}
+
 /// What a terminated TLS connection negotiated (the `$ssl_*` variables),
 /// named as OpenSSL names it so log formats written for nginx keep their
 /// meaning.

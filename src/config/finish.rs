@@ -489,9 +489,14 @@ fn finish_tls(
                 "no \"ssl_certificate\" is defined for the \"ssl\" directive",
             ));
         }
-        return Ok(None);
+        // A server without certificates of its own is handshaken with
+        // another server's, but its client certificate policy still
+        // applies to its requests (nginx checks the request's server).
+        if l.ssl_verify_client.is_none_or(|v| v == crate::tls::server::VerifyClient::Off) {
+            return Ok(None);
+        }
     }
-    if keys.len() != certs.len() {
+    if !certs.is_empty() && keys.len() != certs.len() {
         let (_, cspan) = &certs[0];
         return Err(ConfigError::at(
             cspan,
@@ -502,7 +507,7 @@ fn finish_tls(
         ));
     }
     let verify_client = l.ssl_verify_client.unwrap_or_default();
-    if !matches!(
+    if !certs.is_empty() && !matches!(
         verify_client,
         crate::tls::server::VerifyClient::Off | crate::tls::server::VerifyClient::OptionalNoCa
     ) && l.ssl_client_certificate.is_none()
@@ -540,7 +545,7 @@ fn finish_tls(
             .clone()
             .unwrap_or_else(|| vec!["TLSv1.2".into(), "TLSv1.3".into()]),
         ciphers: l.ssl_ciphers.clone(),
-        span: certs[0].1.clone(),
+        span: certs.first().map_or_else(|| span.clone(), |c| c.1.clone()),
         verify_client,
         client_certificate: l.ssl_client_certificate.clone(),
         trusted_certificate: l.ssl_client_trusted_certificate.clone(),

@@ -180,46 +180,13 @@ impl BackendVerifier {
         dss: &DigitallySignedStruct,
         tls13: bool,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        let checked = if tls13 {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-        } else {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        // The raw-key check only for certificates that are pinned, or not
+        // verified at all.
+        let raw = match &self.check {
+            Some(check) => check.trusted.iter().any(|t| t.as_ref() == cert.as_ref()),
+            None => true,
         };
-        checked.or_else(|e| {
-            self.verify_pinned_signature(message, cert, dss, tls13)
-                .ok_or(e)
-        })
-    }
-
-    /// The handshake signature of a certificate webpki cannot read (X.509
-    /// v1), checked with the key read by [`x509::facts`], when the
-    /// certificate is pinned or not verified at all. TLS 1.3 allows only
-    /// the first algorithm of the scheme; TLS 1.2 tries each.
-    fn verify_pinned_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-        tls13: bool,
-    ) -> Option<HandshakeSignatureValid> {
-        if let Some(check) = &self.check
-            && !check.trusted.iter().any(|t| t.as_ref() == cert.as_ref())
-        {
-            return None;
-        }
-        let facts = x509::facts(cert)?;
-        let algorithms = &self.provider.signature_verification_algorithms;
-        let (_, candidates) = algorithms.mapping.iter().find(|(s, _)| *s == dss.scheme)?;
-        let candidates = if tls13 { &candidates[..1] } else { candidates };
-        candidates
-            .iter()
-            .filter(|alg| alg.public_key_alg_id().as_ref() == facts.key_algorithm.as_slice())
-            .any(|alg| {
-                alg.verify_signature(&facts.public_key, message, dss.signature())
-                    .is_ok()
-            })
-            .then(HandshakeSignatureValid::assertion)
+        super::verify_signature(&self.provider, message, cert, dss, tls13, raw)
     }
 }
 

@@ -76,6 +76,10 @@ struct ClientPolicy {
     /// `None` when no CA is configured (then every certificate fails
     /// verification with "unable to get local issuer certificate").
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The configured CA certificates: a client certificate that is one of
+    /// them verifies by itself (OpenSSL's self-signed trust anchor), even
+    /// where webpki cannot read it (X.509 v1).
+    anchors: Vec<CertificateDer<'static>>,
     depth: u32,
 }
 
@@ -156,12 +160,7 @@ impl ClientCertVerifier for AskForCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        super::verify_signature(&self.provider, message, cert, dss, false, true)
     }
 
     fn verify_tls13_signature(
@@ -170,12 +169,7 @@ impl ClientCertVerifier for AskForCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        super::verify_signature(&self.provider, message, cert, dss, true, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -220,15 +214,20 @@ fn client_policy(
         return Ok((None, Vec::new()));
     }
     let mut roots = rustls::RootCertStore::empty();
+    let mut anchors = Vec::new();
     if let Some(path) = site.client_certificate {
         for c in load_certs(path)? {
+            anchors.push(c.clone());
             let _ = roots.add(c);
         }
     }
-    // Only `ssl_client_certificate`'s CAs are named to clients.
-    let hints = roots.subjects();
+    // Only `ssl_client_certificate`'s CAs are named to clients, each once.
+    let mut hints = roots.subjects();
+    let mut seen = std::collections::HashSet::new();
+    hints.retain(|h| seen.insert(h.as_ref().to_vec()));
     if let Some(path) = site.trusted_certificate {
         for c in load_certs(path)? {
+            anchors.push(c.clone());
             let _ = roots.add(c);
         }
     }
@@ -246,6 +245,7 @@ fn client_policy(
         Some(ClientPolicy {
             mode: site.verify_client,
             verifier,
+            anchors,
             depth: site.verify_depth,
         }),
         hints,
@@ -326,9 +326,7 @@ fn openssl_error(e: &rustls::Error, self_signed: bool) -> (i64, &'static str) {
         }
         rustls::Error::InvalidCertificate(C::BadSignature) => (7, "certificate signature failure"),
         rustls::Error::InvalidCertificate(C::Revoked) => (23, "certificate revoked"),
-        rustls::Error::InvalidCertificate(C::UnknownIssuer) if self_signed => {
-            (18, "self signed certificate")
-        }
+        _ if self_signed => (18, "self signed certificate"),
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
             (20, "unable to get local issuer certificate")
         }
@@ -361,11 +359,25 @@ fn judge(policy: &ClientPolicy, chain: &[CertificateDer<'static>]) -> ClientVerd
     };
     let facts = x509::facts(end_entity);
     let self_signed = facts.as_ref().is_some_and(|f| f.subject_dn == f.issuer_dn);
-    let verdict = match &policy.verifier {
-        Some(v) => v
-            .verify_client_cert(end_entity, intermediates, UnixTime::now())
+    let now = UnixTime::now();
+    let anchored = policy.anchors.iter().any(|a| a.as_ref() == end_entity.as_ref());
+    let verdict = match (&policy.verifier, &facts) {
+        // A configured CA certificate presented as the client's own: it is
+        // its own trust anchor, within its validity.
+        (_, Some(f)) if anchored => {
+            let t = now.as_secs() as i64;
+            if t < f.not_before {
+                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYet))
+            } else if t > f.not_after {
+                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired))
+            } else {
+                Ok(())
+            }
+        }
+        (Some(v), _) => v
+            .verify_client_cert(end_entity, intermediates, now)
             .map(|_| ()),
-        None => Err(rustls::Error::InvalidCertificate(
+        (None, _) => Err(rustls::Error::InvalidCertificate(
             rustls::CertificateError::UnknownIssuer,
         )),
     };
