@@ -143,16 +143,19 @@ fn acceptor(group: &Arc<ListenGroup>) -> Result<crate::tls::server::Acceptor, St
         .servers
         .iter()
         .map(|s| {
-            s.tls.as_ref().filter(|t| !t.certs.is_empty()).map(|tls| crate::tls::server::Site {
-                cert: &tls.certs[0].0,
-                key: &tls.certs[0].1,
-                protocols: &tls.protocols,
-                verify_client: tls.verify_client,
-                client_certificate: tls.client_certificate.as_deref(),
-                trusted_certificate: tls.trusted_certificate.as_deref(),
-                verify_depth: tls.verify_depth,
-                stapling_file: tls.stapling_file.as_deref(),
-            })
+            s.tls
+                .as_ref()
+                .filter(|t| !t.certs.is_empty())
+                .map(|tls| crate::tls::server::Site {
+                    cert: &tls.certs[0].0,
+                    key: &tls.certs[0].1,
+                    protocols: &tls.protocols,
+                    verify_client: tls.verify_client,
+                    client_certificate: tls.client_certificate.as_deref(),
+                    trusted_certificate: tls.trusted_certificate.as_deref(),
+                    verify_depth: tls.verify_depth,
+                    stapling_file: tls.stapling_file.as_deref(),
+                })
         })
         .collect();
     let names = group.clone();

@@ -79,8 +79,8 @@ impl Finisher<'_> {
 
         let access_log = self.finish_access_log(raw)?;
         let mut add_headers = raw.add_headers.clone().unwrap_or_default();
-        for h in &mut add_headers {
-            self.bind(&mut h.value, &Span::command_line())?;
+        for (i, h) in add_headers.iter_mut().enumerate() {
+            self.bind(&mut h.value, &written(raw, "add_header", i))?;
         }
         let mut root = raw
             .root
@@ -104,21 +104,25 @@ impl Finisher<'_> {
             .clone()
             .unwrap_or_else(|| vec![Template::literal("index.html")]);
         for t in &mut index {
-            self.bind(t, &Span::command_line())?;
+            self.bind(t, &written(raw, "index", 0))?;
         }
         let mut try_files = raw.try_files.clone();
         if let Some(tf) = &mut try_files {
+            let at = written(raw, "try_files", 0);
             for t in &mut tf.files {
-                self.bind(t, &Span::command_line())?;
+                self.bind(t, &at)?;
             }
             if let TryFallback::Uri(t) = &mut tf.fallback {
-                self.bind(t, &Span::command_line())?;
+                self.bind(t, &at)?;
             }
+        }
+        for (t, span) in raw.unused_templates.iter().flatten() {
+            self.bind(&mut t.clone(), span)?;
         }
         let (limit_conn, limit_req) = self.finish_limits(raw)?;
         let mut error_pages = raw.error_pages.clone().unwrap_or_default();
-        for p in &mut error_pages {
-            self.bind(&mut p.uri, &Span::command_line())?;
+        for (i, p) in error_pages.iter_mut().enumerate() {
+            self.bind(&mut p.uri, &written(raw, "error_page", i))?;
         }
 
         Ok(LocConf {
@@ -335,6 +339,16 @@ impl Finisher<'_> {
 /// warnings and lint notes.
 pub type Finished = (Main, Option<Http>, Vec<ConfigError>, Vec<Note>);
 
+/// Where the `i`th `name` directive in effect at a level was written (for
+/// errors about its values); the command line when unknown.
+pub fn written(raw: &LocRaw, name: &str, i: usize) -> Span {
+    raw.origins
+        .get(name)
+        .and_then(|v| v.get(i).or(v.first()))
+        .cloned()
+        .unwrap_or_else(Span::command_line)
+}
+
 /// Finishes the walk: binds names, merges levels, builds the model.
 pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     let main = finish_main(&b);
@@ -492,7 +506,9 @@ fn finish_tls(
         // A server without certificates of its own is handshaken with
         // another server's, but its client certificate policy still
         // applies to its requests (nginx checks the request's server).
-        if l.ssl_verify_client.is_none_or(|v| v == crate::tls::server::VerifyClient::Off) {
+        if l.ssl_verify_client
+            .is_none_or(|v| v == crate::tls::server::VerifyClient::Off)
+        {
             return Ok(None);
         }
     }
@@ -507,10 +523,12 @@ fn finish_tls(
         ));
     }
     let verify_client = l.ssl_verify_client.unwrap_or_default();
-    if !certs.is_empty() && !matches!(
-        verify_client,
-        crate::tls::server::VerifyClient::Off | crate::tls::server::VerifyClient::OptionalNoCa
-    ) && l.ssl_client_certificate.is_none()
+    if !certs.is_empty()
+        && !matches!(
+            verify_client,
+            crate::tls::server::VerifyClient::Off | crate::tls::server::VerifyClient::OptionalNoCa
+        )
+        && l.ssl_client_certificate.is_none()
     {
         let at = l
             .origins

@@ -132,8 +132,7 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
     let mut groups = Vec::new();
     for p in pending {
         if let Some(span) = &p.ssl_span
-            && p
-                .servers
+            && p.servers
                 .iter()
                 .all(|s| s.tls.as_ref().is_none_or(|t| t.certs.is_empty()))
         {

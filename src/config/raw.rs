@@ -147,6 +147,10 @@ pub struct LocRaw {
     pub server_tokens: Option<bool>,
     pub error_pages: Option<Vec<ErrorPage>>,
     pub recursive_error_pages: Option<bool>,
+    /// Templates of directives that have no effect here
+    /// (`proxy_cache_bypass`): bound only so that unknown variables are
+    /// reported.
+    pub unused_templates: Option<Vec<(Template, Span)>>,
     pub limit_rate: Option<u64>,
     pub limit_rate_after: Option<u64>,
     pub internal: bool,
@@ -598,6 +602,7 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         server_tokens,
         error_pages,
         recursive_error_pages,
+        unused_templates,
         limit_rate,
         limit_rate_after,
         ssl_certificates,

@@ -360,16 +360,23 @@ fn judge(policy: &ClientPolicy, chain: &[CertificateDer<'static>]) -> ClientVerd
     let facts = x509::facts(end_entity);
     let self_signed = facts.as_ref().is_some_and(|f| f.subject_dn == f.issuer_dn);
     let now = UnixTime::now();
-    let anchored = policy.anchors.iter().any(|a| a.as_ref() == end_entity.as_ref());
+    let anchored = policy
+        .anchors
+        .iter()
+        .any(|a| a.as_ref() == end_entity.as_ref());
     let verdict = match (&policy.verifier, &facts) {
         // A configured CA certificate presented as the client's own: it is
         // its own trust anchor, within its validity.
         (_, Some(f)) if anchored => {
             let t = now.as_secs() as i64;
             if t < f.not_before {
-                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYet))
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidYet,
+                ))
             } else if t > f.not_after {
-                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired))
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Expired,
+                ))
             } else {
                 Ok(())
             }

@@ -65,3 +65,7 @@ mod probe;
 /// TLS as deployments configure it: client certificates, `ssl on`,
 /// inherited and relative certificates, per-server protocols, stapling.
 mod tls_clients;
+
+/// What real nginx configurations need: lexing, copied snippets' cache
+/// directives, error pages, handshake headers, errors with places.
+mod dropin;

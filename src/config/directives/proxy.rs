@@ -38,6 +38,8 @@ pub static DIRECTIVES: &[Directive] = &[
     noop!("proxy_max_temp_file_size", HSL, T1, "Responses are never spooled to disk (no effect)."),
     noop!("proxy_temp_file_write_size", HSL, T1, "Responses are never spooled to disk (no effect)."),
     d!("proxy_cache", HSL, T1, set_proxy_cache, "Only `off` is accepted (caching is not implemented)."),
+    d!("proxy_cache_bypass", HSL, Args::AtLeast(1), set_cache_condition, "Accepted where no cache is in use, which is always: there is nothing to bypass (the values are checked like any variable)."),
+    d!("proxy_no_cache", HSL, Args::AtLeast(1), set_cache_condition, "Accepted where no cache is in use, which is always: nothing is cached anyway (the values are checked like any variable)."),
     d!("proxy_redirect", HSL, Args::Take(&[1, 2]), set_proxy_redirect, "`default` or `off` (rewriting Location headers from the backend)."),
     d!("proxy_next_upstream", HSL, Args::AtLeast(1), set_next_upstream, "When to try the next backend: `error`, `timeout`, `invalid_header`, `http_5xx`, `non_idempotent`, `off`."),
     d!("proxy_next_upstream_tries", HSL, T1, |b, st| { let n = arg_number(st, 0)? as usize; put(&mut b.loc().next_upstream_tries, n, st) }, "Most backends tried per request (0 = all)."),
@@ -152,6 +154,20 @@ fn set_proxy_buffers(b: &mut Builder, st: &Statement) -> Result<()> {
         ));
     }
     put(&mut b.loc().buffers, (n, size), st)
+}
+
+/// `proxy_cache_bypass` / `proxy_no_cache`: conditions about a cache that
+/// does not exist; their templates are still checked (a typo in a variable
+/// name is an error, as in nginx).
+fn set_cache_condition(b: &mut Builder, st: &Statement) -> Result<()> {
+    for i in 0..st.args.len() {
+        let t = arg_template(st, i)?;
+        b.loc()
+            .unused_templates
+            .get_or_insert_default()
+            .push((t, st.span.clone()));
+    }
+    Ok(())
 }
 
 fn set_proxy_cache(b: &mut Builder, st: &Statement) -> Result<()> {

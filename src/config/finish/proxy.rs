@@ -107,7 +107,7 @@ impl Finisher<'_> {
         let ssl_name = match &raw.ssl_name {
             Some(t) => {
                 let mut t = t.clone();
-                self.bind(&mut t, &Span::command_line())?;
+                self.bind(&mut t, &super::written(raw, "proxy_ssl_name", 0))?;
                 Some(t)
             }
             None => None,
@@ -115,7 +115,7 @@ impl Finisher<'_> {
         let set_body = match &raw.set_body {
             Some(t) => {
                 let mut t = t.clone();
-                self.bind(&mut t, &Span::command_line())?;
+                self.bind(&mut t, &super::written(raw, "proxy_set_body", 0))?;
                 Some(t)
             }
             None => None,
