@@ -96,7 +96,7 @@ pub struct LocRaw {
     pub next_upstream_timeout: Option<Duration>,
     pub intercept_errors: Option<bool>,
     pub ignore_client_abort: Option<bool>,
-    pub redirect: Option<bool>,
+    pub redirects: Option<RedirectsRaw>,
     pub ssl_verify: Option<bool>,
     pub ssl_trusted_certificate: Option<PathBuf>,
     pub ssl_name: Option<Template>,
@@ -168,6 +168,16 @@ pub struct LocRaw {
     /// Where each directive in effect at this level was written (at this
     /// level or inherited), for diagnostics.
     pub origins: Origins,
+}
+
+/// `proxy_redirect` lines of one level.
+#[derive(Debug, Clone)]
+pub enum RedirectsRaw {
+    /// `proxy_redirect off;`
+    Off,
+    /// Rules in order; `None` stands for `default`, resolved against the
+    /// level's `proxy_pass` when finishing.
+    Rules(Vec<Option<RedirectRule>>),
 }
 
 /// An `access_log` before its format name is looked up.
@@ -554,7 +564,7 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         next_upstream_timeout,
         intercept_errors,
         ignore_client_abort,
-        redirect,
+        redirects,
         ssl_verify,
         ssl_trusted_certificate,
         ssl_name,

@@ -56,9 +56,6 @@ struct Target {
     proxy_port: u16,
     /// The URI sent upstream.
     uri: String,
-    /// For `proxy_redirect default`: the backend URL prefix and what it
-    /// becomes.
-    redirect: Option<(String, String)>,
 }
 
 /// Forwards the request of `ex` to its `proxy_pass` target.
@@ -238,14 +235,6 @@ fn resolve_target<D: Downstream>(
                 }
                 (None, _) => client_uri(ex),
             };
-            let scheme = if t.tls { "https" } else { "http" };
-            let redirect = match (&t.uri, &t.location_prefix) {
-                (Some(u), Some(prefix)) => {
-                    Some((format!("{scheme}://{}{u}", t.proxy_host), prefix.clone()))
-                }
-                (None, _) => Some((format!("{scheme}://{}/", t.proxy_host), "/".to_string())),
-                _ => None,
-            };
             Ok(Target {
                 balancer: rt.balancer.clone(),
                 pool: rt.pool.clone(),
@@ -253,7 +242,6 @@ fn resolve_target<D: Downstream>(
                 proxy_host: t.proxy_host.clone(),
                 proxy_port: t.proxy_port,
                 uri,
-                redirect,
             })
         }
         ProxyPass::Dynamic { url, .. } => {
@@ -325,7 +313,6 @@ fn resolve_target<D: Downstream>(
                 proxy_host: hostport.to_string(),
                 proxy_port: port,
                 uri,
-                redirect: None,
             })
         }
     }
@@ -600,6 +587,45 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// `proxy_redirect`: the first rule that matches rewrites a `Location`
+/// value, or the URL after `url=` of a `Refresh`; `None` when none does.
+fn rewrite_redirect<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
+    rules: &[crate::config::RedirectRule],
+    value: &[u8],
+    refresh: bool,
+) -> Option<Vec<u8>> {
+    let start = if refresh {
+        let lower = value.to_ascii_lowercase();
+        memchr::memmem::find(&lower, b"url=")? + 4
+    } else {
+        0
+    };
+    let (head, url) = value.split_at(start);
+    for rule in rules {
+        let rest: &[u8] = match &rule.pattern {
+            crate::config::RedirectPattern::Prefix(t) => {
+                let prefix = ex.ctx.render(t);
+                match url.strip_prefix(prefix.as_slice()) {
+                    Some(rest) => rest,
+                    None => continue,
+                }
+            }
+            crate::config::RedirectPattern::Regex(re) => {
+                if !ex.ctx.regex_match(re, url) {
+                    continue;
+                }
+                b""
+            }
+        };
+        let mut out = head.to_vec();
+        out.extend_from_slice(&ex.ctx.render(&rule.replacement));
+        out.extend_from_slice(rest);
+        return Some(out);
+    }
+    None
+}
+
 fn finish_response<D: Downstream>(
     ex: &mut Exchange<'_, D>,
     target: &Target,
@@ -647,15 +673,18 @@ fn finish_response<D: Downstream>(
             continue;
         }
         let mut value = h.value.clone();
-        if (h.name == http::header::LOCATION || h.name == http::header::REFRESH)
-            && let (true, Some((from, to))) = (p.redirect, &target.redirect)
-            && let Some(rest) = value.as_bytes().strip_prefix(from.as_bytes())
-        {
-            let mut v = to.as_bytes().to_vec();
-            v.extend_from_slice(rest);
+        if h.name == http::header::LOCATION || h.name == http::header::REFRESH {
+            let refresh = h.name == http::header::REFRESH;
+            if let Some(v) = rewrite_redirect(ex, &p.redirects, value.as_bytes(), refresh) {
+                value = HeaderValue::from_bytes(&v);
+            }
+            // As nginx's header filter does: a Location that is a path
+            // becomes an absolute URL on this server.
+            if !refresh
+                && value.as_bytes().first() == Some(&b'/')
+                && let Ok(path) = std::str::from_utf8(value.as_bytes())
             {
-                let nv = HeaderValue::from_bytes(&v);
-                value = nv;
+                value = HeaderValue::from_bytes(ex.absolute_url(path).as_bytes());
             }
         }
         reply

@@ -786,3 +786,147 @@ async fn proxy_keepalive_pool_closes_dead_and_expired_connections() {
         "closed early: {waited:?}"
     );
 }
+
+/// A backend answering 302 with the `Location` (or `Refresh`) the request
+/// asks for in `X-Want` / `X-Refresh`.
+async fn redirecting_backend() -> Backend {
+    Backend::with(|seen| {
+        let mut head =
+            String::from("HTTP/1.1 302 Found\r\nContent-Length: 0\r\nConnection: close\r\n");
+        if let Some(v) = seen.header("X-Want") {
+            head.push_str(&format!("Location: {v}\r\n"));
+        }
+        if let Some(v) = seen.header("X-Refresh") {
+            head.push_str(&format!("Refresh: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    })
+    .await
+}
+
+async fn redirect_of(proxy: &Proxy, path: &str, header: &str, value: &str) -> Response {
+    let text = raw(
+        proxy.addr(),
+        format!("GET {path} HTTP/1.1\r\nHost: front.test\r\n{header}: {value}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    Response::parse(&text)
+}
+
+#[tokio::test]
+async fn proxy_redirect_rewrites_backend_locations() {
+    let be = redirecting_backend().await;
+    let b = be.addr;
+    let proxy = Proxy::http(&format!(
+        r#"server {{
+            listen 127.0.0.1:0;
+            location /implicit/ {{ proxy_pass http://{b}/app/; }}
+            location /prefix/ {{
+                proxy_pass http://{b};
+                proxy_redirect http://$proxy_host/old/ http://$host/new/;
+                proxy_redirect http://{b}/ /rest/;
+            }}
+            location /regex/ {{
+                proxy_pass http://{b};
+                proxy_redirect ~*^HTTP://[^/]+/Deep/(.*)$ /flat/$1;
+            }}
+            location /off/ {{ proxy_pass http://{b}/app/; proxy_redirect off; }}
+            location /inherit/ {{
+                proxy_redirect http://{b}/srv/ /from-outer/;
+                location /inherit/inner/ {{ proxy_pass http://{b}; }}
+            }}
+        }}"#
+    ))
+    .await;
+    let port = proxy.addr().port();
+    let loc = |r: Response| r.header("Location").unwrap_or_default();
+
+    // Implicit default: the proxy_pass URL becomes the location prefix.
+    let r = redirect_of(
+        &proxy,
+        "/implicit/x",
+        "X-Want",
+        &format!("http://{b}/app/page?q=1"),
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        loc(r),
+        format!("http://front.test:{port}/implicit/page?q=1")
+    );
+    // A prefix with variables on both sides; the first matching rule wins.
+    let r = redirect_of(&proxy, "/prefix/x", "X-Want", &format!("http://{b}/old/a")).await;
+    assert_eq!(loc(r), "http://front.test/new/a");
+    let r = redirect_of(&proxy, "/prefix/x", "X-Want", &format!("http://{b}/other")).await;
+    assert_eq!(loc(r), format!("http://front.test:{port}/rest/other"));
+    // Caseless regex with a capture; the whole value is replaced.
+    let r = redirect_of(
+        &proxy,
+        "/regex/x",
+        "X-Want",
+        &format!("http://{b}/deep/er/est"),
+    )
+    .await;
+    assert_eq!(loc(r), format!("http://front.test:{port}/flat/er/est"));
+    // Unmatched values pass unchanged.
+    let r = redirect_of(&proxy, "/regex/x", "X-Want", "https://elsewhere.test/deep").await;
+    assert_eq!(loc(r), "https://elsewhere.test/deep");
+    // off: the backend's own URL reaches the client.
+    let r = redirect_of(&proxy, "/off/x", "X-Want", &format!("http://{b}/app/page")).await;
+    assert_eq!(loc(r), format!("http://{b}/app/page"));
+    // A location without proxy_redirect inherits the enclosing rules
+    // instead of its own default.
+    let r = redirect_of(
+        &proxy,
+        "/inherit/inner/x",
+        "X-Want",
+        &format!("http://{b}/srv/z"),
+    )
+    .await;
+    assert_eq!(loc(r), format!("http://front.test:{port}/from-outer/z"));
+    // Refresh: the URL after `url=` is rewritten, the delay kept.
+    let r = redirect_of(
+        &proxy,
+        "/implicit/x",
+        "X-Refresh",
+        &format!("5; URL=http://{b}/app/r"),
+    )
+    .await;
+    assert_eq!(r.header("Refresh").unwrap(), "5; URL=/implicit/r");
+    // A path-only Location becomes absolute on this server, as nginx's
+    // header filter makes it.
+    let r = redirect_of(&proxy, "/off/x", "X-Want", "/local").await;
+    assert_eq!(loc(r), format!("http://front.test:{port}/local"));
+}
+
+#[test]
+fn proxy_redirect_errors_say_what_is_wrong() {
+    let e = http_config_error(
+        "server { listen 127.0.0.1:0; location / { proxy_redirect default; proxy_pass http://127.0.0.1:9; } }",
+    );
+    assert!(
+        e.starts_with(
+            "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive in "
+        ),
+        "{e}"
+    );
+    let e = http_config_error(
+        "server { listen 127.0.0.1:0; location / { proxy_pass http://$arg_b; proxy_redirect default; } }",
+    );
+    assert!(e.starts_with("\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with variables in "), "{e}");
+    let e = http_config_error(
+        "server { listen 127.0.0.1:0; location / { proxy_redirect sometimes; } }",
+    );
+    assert!(e.starts_with("invalid parameter \"sometimes\" in "), "{e}");
+    let e = http_config_error(
+        "server { listen 127.0.0.1:0; location / { proxy_redirect ~(unclosed /x; } }",
+    );
+    assert!(e.contains("(unclosed"), "{e}");
+    assert_eq!(
+        http_config_error(
+            "server { listen 127.0.0.1:0; location / { proxy_pass http://127.0.0.1:9/a/; proxy_redirect default; proxy_redirect http://x/ /; } }"
+        ),
+        ""
+    );
+}

@@ -10,7 +10,7 @@ use super::{
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
-use crate::config::raw::{Builder, LocRaw};
+use crate::config::raw::{Builder, LocRaw, RedirectsRaw};
 
 /// The directives of this family, in the order the README lists them.
 #[rustfmt::skip]
@@ -40,7 +40,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("proxy_cache", HSL, T1, set_proxy_cache, "Only `off` is accepted (caching is not implemented)."),
     d!("proxy_cache_bypass", HSL, Args::AtLeast(1), set_cache_condition, "Accepted where no cache is in use, which is always: there is nothing to bypass (the values are checked like any variable)."),
     d!("proxy_no_cache", HSL, Args::AtLeast(1), set_cache_condition, "Accepted where no cache is in use, which is always: nothing is cached anyway (the values are checked like any variable)."),
-    d!("proxy_redirect", HSL, Args::Take(&[1, 2]), set_proxy_redirect, "`default` or `off` (rewriting Location headers from the backend)."),
+    d!("proxy_redirect", HSL, Args::Take(&[1, 2]), set_proxy_redirect, "Rewrites `Location` and `Refresh` from backends: `default` (the `proxy_pass` URL becomes the location), `off`, `FROM TO` (a prefix, variables allowed) or `~regex TO` / `~*regex TO` with captures; several rules are tried in order."),
     d!("proxy_next_upstream", HSL, Args::AtLeast(1), set_next_upstream, "When to try the next backend: `error`, `timeout`, `invalid_header`, `http_5xx`, `non_idempotent`, `off`."),
     d!("proxy_next_upstream_tries", HSL, T1, |b, st| { let n = arg_number(st, 0)? as usize; put(&mut b.loc().next_upstream_tries, n, st) }, "Most backends tried per request (0 = all)."),
     d!("proxy_next_upstream_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.next_upstream_timeout), "Time limit for trying further backends (0 = none)."),
@@ -182,17 +182,64 @@ fn set_proxy_cache(b: &mut Builder, st: &Statement) -> Result<()> {
 }
 
 fn set_proxy_redirect(b: &mut Builder, st: &Statement) -> Result<()> {
-    let v = match (st.args.len(), st.args[0].value.as_str()) {
-        (1, "default") => true,
-        (1, "off") => false,
-        _ => {
-            return Err(ConfigError::unsupported(
+    let first = st.args[0].value.as_str();
+    let rule = match (st.args.len(), first) {
+        (1, "off") => {
+            if b.loc().redirects.is_some() {
+                return Err(duplicate(st));
+            }
+            b.loc().redirects = Some(RedirectsRaw::Off);
+            return Ok(());
+        }
+        (1, "default") => {
+            match &b.loc().proxy_pass {
+                None => {
+                    return Err(ConfigError::at(
+                        &st.span,
+                        "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive",
+                    ));
+                }
+                Some((url, _)) if url.contains('$') => {
+                    return Err(ConfigError::at(
+                        &st.span,
+                        "\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with variables",
+                    ));
+                }
+                Some(_) => {}
+            }
+            None
+        }
+        (1, other) => {
+            return Err(ConfigError::at(
                 &st.span,
-                "\"proxy_redirect\" with replacement rules is not supported by switchyard (only \"default\" and \"off\")",
+                format!("invalid parameter \"{other}\""),
             ));
         }
+        _ => {
+            let pattern = match first.strip_prefix('~') {
+                Some(re) => match re.strip_prefix('*') {
+                    Some(re) => RedirectPattern::Regex(b.regex(re, true, &st.span)?),
+                    None => RedirectPattern::Regex(b.regex(re, false, &st.span)?),
+                },
+                None => RedirectPattern::Prefix(arg_template(st, 0)?),
+            };
+            Some(RedirectRule {
+                pattern,
+                replacement: arg_template(st, 1)?,
+            })
+        }
     };
-    put(&mut b.loc().redirect, v, st)
+    match &mut b.loc().redirects {
+        Some(RedirectsRaw::Off) => Err(duplicate(st)),
+        Some(RedirectsRaw::Rules(rules)) => {
+            rules.push(rule);
+            Ok(())
+        }
+        slot @ None => {
+            *slot = Some(RedirectsRaw::Rules(vec![rule]));
+            Ok(())
+        }
+    }
 }
 
 fn set_next_upstream(b: &mut Builder, st: &Statement) -> Result<()> {

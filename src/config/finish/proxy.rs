@@ -10,7 +10,7 @@ use super::Finisher;
 use crate::config::error::{ConfigError, Result, Span};
 use crate::config::model::*;
 use crate::config::note::{Note, NoteKind};
-use crate::config::raw::{LocRaw, resolve_noting};
+use crate::config::raw::{LocRaw, RedirectsRaw, resolve_noting};
 use crate::config::template::Template;
 use crate::config::values::split_host_port;
 
@@ -199,11 +199,61 @@ impl Finisher<'_> {
             next_upstream_timeout: raw.next_upstream_timeout.unwrap_or(Duration::ZERO),
             intercept_errors: raw.intercept_errors.unwrap_or(false),
             ignore_client_abort: raw.ignore_client_abort.unwrap_or(false),
-            redirect: raw.redirect.unwrap_or(true),
+            redirects: Arc::new(self.finish_redirects(raw, proxy_pass.as_ref())?),
             ssl,
         };
 
         Ok((proxy_pass, proxy))
+    }
+
+    /// The `proxy_redirect` rules of a level: `default` (also when none is
+    /// given) is the `proxy_pass` URL replaced by the location, as nginx
+    /// builds it; `off` is none.
+    fn finish_redirects(
+        &mut self,
+        raw: &LocRaw,
+        pass: Option<&ProxyPass>,
+    ) -> Result<Vec<RedirectRule>> {
+        let default = || -> Option<RedirectRule> {
+            let Some(ProxyPass::Static(t)) = pass else {
+                return None;
+            };
+            let scheme = if t.tls { "https" } else { "http" };
+            let (from, to) = match (&t.uri, &t.location_prefix) {
+                (Some(u), Some(prefix)) => {
+                    (format!("{scheme}://{}{u}", t.proxy_host), prefix.clone())
+                }
+                (None, _) => (format!("{scheme}://{}/", t.proxy_host), "/".to_string()),
+                _ => return None,
+            };
+            Some(RedirectRule {
+                pattern: RedirectPattern::Prefix(Template::literal(&from)),
+                replacement: Template::literal(&to),
+            })
+        };
+        let rules = match &raw.redirects {
+            None => default().into_iter().collect(),
+            Some(RedirectsRaw::Off) => Vec::new(),
+            Some(RedirectsRaw::Rules(rules)) => {
+                let at = super::written(raw, "proxy_redirect", 0);
+                let mut out = Vec::with_capacity(rules.len());
+                for rule in rules {
+                    match rule {
+                        None => out.extend(default()),
+                        Some(r) => {
+                            let mut r = r.clone();
+                            if let RedirectPattern::Prefix(t) = &mut r.pattern {
+                                self.bind(t, &at)?;
+                            }
+                            self.bind(&mut r.replacement, &at)?;
+                            out.push(r);
+                        }
+                    }
+                }
+                out
+            }
+        };
+        Ok(rules)
     }
 
     /// Parses a `proxy_pass` URL into a target.

@@ -54,8 +54,9 @@ pub struct ProxySettings {
     pub intercept_errors: bool,
     /// `proxy_ignore_client_abort`.
     pub ignore_client_abort: bool,
-    /// `proxy_redirect default|off`.
-    pub redirect: bool,
+    /// `proxy_redirect` rules, tried in order on `Location` and `Refresh`
+    /// headers from backends (empty: `off`).
+    pub redirects: Arc<Vec<RedirectRule>>,
     /// Upstream TLS.
     pub ssl: ProxySsl,
 }
@@ -158,6 +159,25 @@ pub enum ProxyPass {
         /// The location prefix, for messages.
         span: Span,
     },
+}
+
+/// One `proxy_redirect` rule.
+#[derive(Debug, Clone)]
+pub struct RedirectRule {
+    /// What it matches.
+    pub pattern: RedirectPattern,
+    /// What replaces the match (variables allowed; a regex's captures too).
+    pub replacement: Template,
+}
+
+/// The match of a `proxy_redirect` rule.
+#[derive(Debug, Clone)]
+pub enum RedirectPattern {
+    /// A prefix of the header value (case-sensitive, variables allowed):
+    /// the prefix is replaced.
+    Prefix(Template),
+    /// `~` / `~*`: a match anywhere replaces the whole value.
+    Regex(Arc<super::pattern::CompiledRegex>),
 }
 
 /// A `proxy_pass` with no variables.
