@@ -1,10 +1,13 @@
-//! Who the client is, and whether it may come in: `allow`/`deny` rules and
+//! Who the client is, and whether it may come in: `allow`/`deny` rules,
 //! the real client address behind trusted proxies (`set_real_ip_from`,
-//! `real_ip_header`, `real_ip_recursive`).
+//! `real_ip_header`, `real_ip_recursive`), and passwords (`auth_basic`).
 //!
 //! Addresses are compared in their canonical form: an IPv4 client that
 //! reached an IPv6 socket (`::ffff:a.b.c.d`) is an IPv4 client, as nginx
 //! treats it.
+
+pub mod basic;
+pub mod crypt;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,20 +15,38 @@ use http::HeaderName;
 
 use crate::config::{AccessRule, Match, RealIp, RealIpHeader, canonical};
 use crate::http1::Headers;
+use crate::response::Reply;
 
-/// Whether `ip` may proceed: the first rule that matches decides; no
-/// match allows.
-pub fn allowed(rules: &[AccessRule], ip: IpAddr) -> bool {
+/// What one step of the access phase (`allow`/`deny`, `auth_basic`,
+/// `auth_request`) makes of a request; `satisfy` combines them.
+pub enum Verdict {
+    /// The step does not apply here.
+    Declined,
+    /// The step lets the request through.
+    Allowed,
+    /// The step refuses it with this answer (401, 403, or 500 when the
+    /// step itself failed).
+    Refused(Reply),
+}
+
+/// What `allow`/`deny` rules make of `ip`: the first rule that matches
+/// decides; when none matches they do not apply (under `satisfy any` the
+/// other steps then decide).
+pub fn decide(rules: &[AccessRule], ip: IpAddr) -> Verdict {
     for rule in rules {
         let hit = match rule.matches {
             Match::All => true,
             Match::Net(cidr) => cidr.contains(ip),
         };
         if hit {
-            return !rule.deny;
+            return if rule.deny {
+                Verdict::Refused(Reply::error(403, true))
+            } else {
+                Verdict::Allowed
+            };
         }
     }
-    true
+    Verdict::Declined
 }
 
 impl RealIp {
@@ -133,10 +154,18 @@ mod tests {
                 matches: Match::All,
             },
         ];
-        assert!(!allowed(&rules, ip("192.168.1.1")));
-        assert!(allowed(&rules, ip("192.168.1.2")));
-        assert!(!allowed(&rules, ip("10.0.0.1")));
-        assert!(allowed(&[], ip("10.0.0.1")));
+        let verdict = |rules: &[AccessRule], s| match decide(rules, ip(s)) {
+            Verdict::Declined => "declined",
+            Verdict::Allowed => "allowed",
+            Verdict::Refused(r) if r.status == 403 => "refused",
+            Verdict::Refused(_) => "other",
+        };
+        assert_eq!(verdict(&rules, "192.168.1.1"), "refused");
+        assert_eq!(verdict(&rules, "192.168.1.2"), "allowed");
+        assert_eq!(verdict(&rules, "10.0.0.1"), "refused");
+        // No rule matching is no verdict (`satisfy any` asks the others).
+        assert_eq!(verdict(&rules[..2], "10.0.0.1"), "declined");
+        assert_eq!(verdict(&[], "10.0.0.1"), "declined");
     }
 
     fn realip(from: &[&str], header: RealIpHeader, recursive: bool) -> RealIp {

@@ -145,7 +145,6 @@ const WITHOUT: &[&str] = &[
     "--without-http_charset_module",
     "--without-http_ssi_module",
     "--without-http_userid_module",
-    "--without-http_auth_basic_module",
     "--without-http_mirror_module",
     "--without-http_autoindex_module",
     "--without-http_geo_module",
@@ -176,7 +175,7 @@ fn print_version(configure: bool) {
         eprintln!("built with rustls 0.23 (ring)");
         eprintln!("TLS SNI support enabled");
         eprintln!(
-            "configure arguments: --with-http_ssl_module --with-http_realip_module {}",
+            "configure arguments: --with-http_ssl_module --with-http_realip_module --with-http_auth_request_module {}",
             WITHOUT.join(" ")
         );
     }

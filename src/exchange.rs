@@ -145,6 +145,19 @@ pub struct Exchange<'a, D> {
     pub rewritten: bool,
     /// A named location to continue in (`error_page ... @name`).
     pub next_named: Option<Arc<Location>>,
+    /// Set when this exchange is a subrequest (`auth_request`): what it
+    /// serves.
+    pub subrequest: Option<Subrequest>,
+}
+
+/// What a subrequest knows of the request it serves.
+#[derive(Debug, Clone)]
+pub struct Subrequest {
+    /// The main request's method (for log lines: the subrequest's own is
+    /// GET).
+    pub main_method: Method,
+    /// The URI the subrequest was made to.
+    pub uri: String,
 }
 
 impl<D: Downstream> Exchange<'_, D> {
@@ -171,12 +184,21 @@ impl<D: Downstream> Exchange<'_, D> {
         line.push_str(", server: ");
         line.push_str(self.ctx.server.primary_name());
         line.push_str(", request: \"");
-        line.push_str(self.ctx.method.as_str());
+        let method = self
+            .subrequest
+            .as_ref()
+            .map_or(&self.ctx.method, |s| &s.main_method);
+        line.push_str(method.as_str());
         line.push(' ');
         line.push_str(&self.ctx.request_uri);
         line.push(' ');
         line.push_str(crate::request::vars::version_text(self.ctx.version));
         line.push('"');
+        if let Some(sub) = &self.subrequest {
+            line.push_str(", subrequest: \"");
+            line.push_str(&sub.uri);
+            line.push('"');
+        }
         if let Some(u) = upstream {
             line.push_str(", upstream: \"");
             line.push_str(u);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::{Method, Version};
 use tokio::time::Instant;
 
-use crate::config::{ListenGroup, Location};
+use crate::config::{ListenGroup, Location, SetTarget};
 use crate::exchange::{Downstream, Exchange, Refusal};
 use crate::http1::RequestHead;
 use crate::limits;
@@ -150,6 +150,7 @@ pub async fn handle<D: Downstream>(
         uri_changed: false,
         rewritten: false,
         next_named: None,
+        subrequest: None,
         ctx,
     });
     if let Some(hit) = hit {
@@ -327,6 +328,11 @@ impl<D: Downstream> Exchange<'_, D> {
             self.conf = location
                 .as_ref()
                 .map_or_else(|| server.conf.clone(), |l| l.conf.clone());
+            if let Some(block) = self.conf.limit_except.clone()
+                && block.applies_to(&self.ctx.method)
+            {
+                self.conf = block.conf.clone();
+            }
             self.ctx.location = location.clone();
             if let Some(l) = &location {
                 if l.conf.internal && !self.uri_changed {
@@ -339,17 +345,18 @@ impl<D: Downstream> Exchange<'_, D> {
                 }
             }
             // Preaccess: a location's own real_ip settings, then limits;
-            // then access rules.
+            // then the access phase. Subrequests skip both, as in nginx.
             self.realip();
-            if let Some(reply) = self.limit_req().await {
-                return Action::Reply(reply);
-            }
-            if let Some(reply) = self.limit_conn() {
-                return Action::Reply(reply);
-            }
-            if !crate::access::allowed(&self.conf.access, self.ctx.remote.ip()) {
-                self.log(Level::Error, "access forbidden by rule", None);
-                return Action::Reply(Reply::error(403, self.conf.server_tokens));
+            if self.subrequest.is_none() {
+                if let Some(reply) = self.limit_req().await {
+                    return Action::Reply(reply);
+                }
+                if let Some(reply) = self.limit_conn() {
+                    return Action::Reply(reply);
+                }
+                if let Some(reply) = self.access_phase().await {
+                    return Action::Reply(reply);
+                }
             }
             if self.conf.proxy_pass.is_some() {
                 return Action::Proxy;
@@ -386,6 +393,191 @@ impl<D: Downstream> Exchange<'_, D> {
             None,
         );
         Action::Reply(Reply::error(500, self.conf.server_tokens))
+    }
+
+    /// nginx's access phase: `allow`/`deny`, then `auth_basic`, then
+    /// `auth_request`, combined as `satisfy` says (`all`: every step that
+    /// applies must let the request through; `any`: one is enough, and a
+    /// 401 is preferred over a 403 when none does); `auth_delay` holds
+    /// 401s back. `None` lets the request through.
+    async fn access_phase(&mut self) -> Option<Reply> {
+        use crate::access::Verdict;
+        let conf = self.conf.clone();
+        let any = conf.satisfy_any;
+        let mut refused: Option<Reply> = None;
+        for step in 0..3 {
+            let verdict = match step {
+                0 => self.access_rules(any),
+                1 => match &conf.auth_basic {
+                    Some(auth) => crate::access::basic::check(self, auth).await,
+                    None => Verdict::Declined,
+                },
+                _ => match &conf.auth_request {
+                    Some(uri) => self.auth_request(uri).await,
+                    None => Verdict::Declined,
+                },
+            };
+            match verdict {
+                Verdict::Declined => {}
+                Verdict::Allowed if any => return None,
+                Verdict::Allowed => {}
+                Verdict::Refused(reply) if any && matches!(reply.status, 401 | 403) => {
+                    if refused.as_ref().is_none_or(|r| r.status != 401) {
+                        refused = Some(reply);
+                    }
+                }
+                Verdict::Refused(reply) => return Some(self.auth_delay(reply).await),
+            }
+        }
+        match refused {
+            Some(reply) => Some(self.auth_delay(reply).await),
+            None => None,
+        }
+    }
+
+    /// `allow`/`deny`; under `satisfy all` a refusal is logged.
+    fn access_rules(&self, any: bool) -> crate::access::Verdict {
+        use crate::access::Verdict;
+        match crate::access::decide(&self.conf.access, self.ctx.remote.ip()) {
+            Verdict::Refused(_) => {
+                if !any {
+                    self.log(Level::Error, "access forbidden by rule", None);
+                }
+                Verdict::Refused(Reply::error(403, self.conf.server_tokens))
+            }
+            other => other,
+        }
+    }
+
+    /// The `auth_request` step: the subrequest's status decides (2xx lets
+    /// the request through, 401 and 403 refuse, anything else is a 500).
+    /// Made again after an internal redirect, as nginx forgets module
+    /// state there.
+    async fn auth_request(&mut self, uri: &str) -> crate::access::Verdict {
+        use crate::access::Verdict;
+        let (status, challenges) = self.auth_subrequest(uri).await;
+        let tokens = self.conf.server_tokens;
+        match status {
+            403 => Verdict::Refused(Reply::error(403, tokens)),
+            401 => {
+                let mut reply = Reply::error(401, tokens);
+                for h in challenges {
+                    reply.headers.append_raw(h.raw, h.name, h.value);
+                }
+                Verdict::Refused(reply)
+            }
+            200..=299 => Verdict::Allowed,
+            other => {
+                self.log(
+                    Level::Error,
+                    &format!("auth request unexpected status: {other}"),
+                    None,
+                );
+                Verdict::Refused(Reply::error(500, tokens))
+            }
+        }
+    }
+
+    /// Runs the `auth_request` subrequest to `uri`: a GET with the client's
+    /// headers and no body, through this server's locations (internal ones
+    /// included), sharing this request's variables; then applies
+    /// `auth_request_set` with the subrequest's variables. Returns its
+    /// status and `WWW-Authenticate` headers (all of them, as nginx since
+    /// 1.23.1). Boxed: a subrequest is a request, so
+    /// this future contains the phases that contain it.
+    fn auth_subrequest<'s>(
+        &'s mut self,
+        uri: &'s str,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = (u16, Vec<crate::http1::headers::Header>)> + Send + 's,
+        >,
+    > {
+        Box::pin(async move {
+            let mut side = SubrequestSide {
+                info: self.down.info().clone(),
+                key: self.down.listen_key(),
+                requests: self.down.requests(),
+            };
+            let parent = &mut self.ctx;
+            let ctx = RequestCtx {
+                conn: parent.conn.clone(),
+                http: parent.http.clone(),
+                server: parent.server.clone(),
+                location: None,
+                method: Method::GET,
+                version: parent.version,
+                request_uri: parent.request_uri.clone(),
+                uri: uri.to_string(),
+                args: None,
+                headers: parent.headers.clone(),
+                host: parent.host.clone(),
+                indexed: std::mem::take(&mut parent.indexed),
+                captures: None,
+                upstream: UpstreamInfo::default(),
+                response: ResponseInfo::default(),
+                start: Instant::now(),
+                request_length: 0,
+                connection_requests: parent.connection_requests,
+                limit_rate: None,
+                remote: parent.remote,
+                realip_peer: parent.realip_peer,
+                limit_req_status: None,
+            };
+            let mut sub = Exchange {
+                shared: self.shared,
+                generation: self.generation.clone(),
+                down: &mut side,
+                ctx,
+                keepalive: false,
+                conf: self.ctx.server.conf.clone(),
+                slots: Vec::new(),
+                uri_changed: true,
+                rewritten: false,
+                next_named: None,
+                subrequest: Some(crate::exchange::Subrequest {
+                    main_method: self.ctx.method.clone(),
+                    uri: uri.to_string(),
+                }),
+            };
+            let reply = match sub.route().await {
+                Action::Reply(reply) => reply,
+                Action::Proxy => match proxy::forward(&mut sub).await {
+                    Ok(Proxied::Reply(reply) | Proxied::Upgrade(reply, _)) => reply,
+                    Err(e) => Reply::error(e.status(), sub.conf.server_tokens),
+                },
+            };
+            let challenges: Vec<_> = reply
+                .headers
+                .iter()
+                .filter(|h| h.name == http::header::WWW_AUTHENTICATE)
+                .cloned()
+                .collect();
+            for (target, value) in self.conf.auth_request_set.iter() {
+                let v = sub.ctx.render(value);
+                match *target {
+                    SetTarget::Slot(slot) => sub.ctx.assign(slot, v),
+                    SetTarget::Args => {
+                        self.ctx.args = Some(String::from_utf8_lossy(&v).into_owned())
+                    }
+                    SetTarget::LimitRate => {
+                        let text = String::from_utf8_lossy(&v);
+                        self.ctx.limit_rate =
+                            Some(crate::config::values::parse_size(&text).unwrap_or(0));
+                    }
+                }
+            }
+            self.ctx.indexed = std::mem::take(&mut sub.ctx.indexed);
+            (reply.status, challenges)
+        })
+    }
+
+    /// `auth_delay`: a 401 waits before it is sent.
+    async fn auth_delay(&self, reply: Reply) -> Reply {
+        if reply.status == 401 && !self.conf.auth_delay.is_zero() {
+            tokio::time::sleep(self.conf.auth_delay).await;
+        }
+        reply
     }
 
     /// Replaces the client address with the one trusted proxies report,
@@ -566,6 +758,79 @@ impl<D: Downstream> Exchange<'_, D> {
             Next::KeepAlive
         } else {
             Next::Close
+        }
+    }
+}
+
+/// The client side of a subrequest: no body, and nothing is written (its
+/// answer is only looked at).
+struct SubrequestSide {
+    info: Arc<crate::request::ConnInfo>,
+    key: std::net::SocketAddr,
+    requests: u64,
+}
+
+impl Downstream for SubrequestSide {
+    fn info(&self) -> &Arc<crate::request::ConnInfo> {
+        &self.info
+    }
+    fn listen_key(&self) -> std::net::SocketAddr {
+        self.key
+    }
+    fn requests(&self) -> u64 {
+        self.requests
+    }
+    fn draining(&self) -> bool {
+        false
+    }
+    fn set_keepalive_timeout(&mut self, _: std::time::Duration) {}
+    fn body_kind(&self) -> crate::http1::BodyKind {
+        crate::http1::BodyKind::None
+    }
+    fn body_done(&self) -> bool {
+        true
+    }
+    async fn read_body(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        Ok(None)
+    }
+    async fn discard_body(&mut self, _: std::time::Duration) -> bool {
+        true
+    }
+    async fn send_continue(&mut self) {}
+    async fn client_gone(&self) {
+        std::future::pending::<()>().await;
+    }
+    fn linger(&mut self) {}
+    fn start_response(&mut self, _: crate::exchange::ResponseHead<'_>) -> crate::exchange::Started {
+        crate::exchange::Started {
+            headers: crate::http1::Headers::new(),
+            head_len: 0,
+            keepalive: false,
+        }
+    }
+    fn queue_body(&mut self, _: &[u8]) -> u64 {
+        0
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn send_body(&mut self, _: &[u8]) -> std::io::Result<u64> {
+        Ok(0)
+    }
+    async fn send_end(&mut self) -> std::io::Result<u64> {
+        Ok(0)
+    }
+    fn end_response(&mut self) {}
+    fn start_upgrade(
+        &mut self,
+        _: Option<&[u8]>,
+        _: crate::http1::Headers,
+        _: &crate::http1::Headers,
+    ) -> crate::exchange::Started {
+        crate::exchange::Started {
+            headers: crate::http1::Headers::new(),
+            head_len: 0,
+            keepalive: false,
         }
     }
 }

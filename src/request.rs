@@ -119,6 +119,33 @@ impl UpstreamInfo {
     }
 }
 
+/// The user and password of an `Authorization: Basic` header, as nginx
+/// reads them (`$remote_user`, `auth_basic`): the scheme in any case, then
+/// spaces, then base64 up to any `=`; the user is what precedes the first
+/// `:` and may not be empty. `None` when there is no such header or it
+/// does not decode to that shape.
+pub fn basic_credentials(headers: &Headers) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine as _;
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let value = headers.get(&http::header::AUTHORIZATION)?.as_bytes();
+    if value.len() < 6 || !value[..6].eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let encoded = value[6..].trim_ascii_start();
+    let end = memchr::memchr(b'=', encoded).unwrap_or(encoded.len());
+    let decoded = LENIENT.decode(&encoded[..end]).ok()?;
+    let colon = memchr::memchr(b':', &decoded)?;
+    if colon == 0 {
+        return None;
+    }
+    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
+}
+
 /// `d.ddd` seconds, or `-` when unknown.
 pub fn secs(d: Option<std::time::Duration>) -> String {
     match d {

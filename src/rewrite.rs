@@ -29,6 +29,10 @@ impl<D: Downstream> Exchange<'_, D> {
                     let v = self.ctx.render(value);
                     self.ctx.assign(*slot, v);
                 }
+                RewriteOp::SetArgs(value) => {
+                    let v = self.ctx.render_string(value);
+                    self.ctx.args = Some(v);
+                }
                 RewriteOp::SetLimitRate(value) => {
                     let v = self.ctx.render_string(value);
                     self.ctx.limit_rate = Some(crate::config::values::parse_size(&v).unwrap_or(0));

@@ -104,10 +104,6 @@ pub struct Directive {
 /// the nginx module they belong to, so the "unknown directive" error can say
 /// why instead of suggesting a typo.
 pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    ("auth_basic", "ngx_http_auth_basic_module"),
-    ("auth_basic_user_file", "ngx_http_auth_basic_module"),
-    ("auth_request", "ngx_http_auth_request_module"),
-    ("limit_except", "ngx_http_core_module's limit_except"),
     ("gzip_static", "ngx_http_gzip_static_module"),
     ("gunzip", "ngx_http_gunzip_module"),
     ("ssi", "ngx_http_ssi_module"),
@@ -234,6 +230,8 @@ const UPSTREAM: Ctx = Ctx::UPSTREAM;
 const HSL: Ctx = Ctx::HSL;
 const HS: Ctx = Ctx::HS;
 const SL: Ctx = Ctx::SL;
+/// http, server, location and `limit_except`.
+const HSLL: Ctx = Ctx(Ctx::HSL.0 | Ctx::LIMIT_EXCEPT.0);
 const ANY: Ctx = Ctx(0xffff);
 
 fn loc_time(

@@ -29,7 +29,11 @@ pub struct Finisher<'a> {
     req_zones: HashMap<String, Arc<ReqZoneDef>>,
     main_error_log: Vec<ErrorLogTarget>,
     prefix: PathBuf,
+    /// The configuration's directory (relative password files).
+    conf_dir: PathBuf,
     mode: Mode,
+    /// Warnings found while finishing (each once).
+    warnings: Vec<ConfigError>,
     /// Lint notes; a cell because binding (`&self`) may add one.
     notes: std::cell::RefCell<Vec<Note>>,
 }
@@ -120,6 +124,13 @@ impl Finisher<'_> {
             self.bind(&mut t.clone(), span)?;
         }
         let (limit_conn, limit_req) = self.finish_limits(raw)?;
+        let auth_basic = self.finish_auth_basic(raw)?;
+        let mut auth_request_set = Vec::new();
+        for (slot, value, span) in raw.auth_request_set.iter().flatten() {
+            let mut value = value.clone();
+            self.bind(&mut value, span)?;
+            auth_request_set.push((*slot, value));
+        }
         let mut error_pages = raw.error_pages.clone().unwrap_or_default();
         for (i, p) in error_pages.iter_mut().enumerate() {
             self.bind(&mut p.uri, &written(raw, "error_page", i))?;
@@ -194,8 +205,54 @@ impl Finisher<'_> {
             limit_rate: raw.limit_rate.unwrap_or(0),
             limit_rate_after: raw.limit_rate_after.unwrap_or(0),
             internal: raw.internal,
+            satisfy_any: raw.satisfy_any.unwrap_or(false),
+            auth_basic,
+            auth_delay: raw.auth_delay.unwrap_or(Duration::ZERO),
+            auth_request: raw
+                .auth_request
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(Arc::from),
+            auth_request_set: Arc::new(auth_request_set),
+            limit_except: None,
             origins: Arc::new(raw.origins.clone()),
         })
+    }
+
+    /// `auth_basic` with `auth_basic_user_file`. nginx checks nothing when
+    /// either is missing; a realm without a file gets a warning, since it
+    /// looks like protection and is none.
+    fn finish_auth_basic(&mut self, raw: &LocRaw) -> Result<Option<Arc<AuthBasic>>> {
+        let Some(realm) = &raw.auth_basic else {
+            return Ok(None);
+        };
+        if realm.const_value().as_deref() == Some("off") {
+            return Ok(None);
+        }
+        let at = written(raw, "auth_basic", 0);
+        let Some(user_file) = &raw.auth_basic_user_file else {
+            let warning = ConfigError::at(
+                &at,
+                "\"auth_basic\" without \"auth_basic_user_file\" asks for no password (nginx lets every request through)",
+            );
+            if !self
+                .warnings
+                .iter()
+                .any(|w| w.to_string() == warning.to_string())
+            {
+                self.warnings.push(warning);
+            }
+            return Ok(None);
+        };
+        let mut realm = realm.clone();
+        self.bind(&mut realm, &at)?;
+        let mut user_file = user_file.clone();
+        self.bind(&mut user_file, &written(raw, "auth_basic_user_file", 0))?;
+        Ok(Some(Arc::new(AuthBasic {
+            realm,
+            user_file,
+            conf_dir: self.conf_dir.clone(),
+        })))
     }
 
     /// The location's `access_log` targets, formats looked up (nginx's
@@ -379,7 +436,9 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         req_zones: HashMap::new(),
         main_error_log: main.error_log.clone(),
         prefix: b.prefix.clone(),
+        conf_dir: b.conf_dir.clone(),
         mode: b.mode,
+        warnings: Vec::new(),
         notes: std::cell::RefCell::new(Vec::new()),
     };
     f.log_formats = log_formats;
@@ -427,6 +486,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     let upstreams = std::mem::take(f.upstreams);
     let conn_zones = f.zones.values().cloned().collect();
     b.notes.append(&mut f.notes.borrow_mut());
+    b.warnings.append(&mut f.warnings);
     drop(f);
     let http = Http {
         conf: http_conf,
@@ -462,7 +522,9 @@ fn bind_static(src: &str) -> Template {
 fn bind_rewrite(f: &Finisher<'_>, ops: &mut [RewriteOp], span: &Span) -> Result<()> {
     for op in ops {
         match op {
-            RewriteOp::Set { value, .. } | RewriteOp::SetLimitRate(value) => f.bind(value, span)?,
+            RewriteOp::Set { value, .. }
+            | RewriteOp::SetLimitRate(value)
+            | RewriteOp::SetArgs(value) => f.bind(value, span)?,
             RewriteOp::Return(r) => {
                 if let Some(t) = &mut r.text {
                     f.bind(t, span)?;
@@ -616,7 +678,17 @@ fn finish_locations(
                 false,
             ),
         };
-        let conf = Arc::new(f.finish_loc(&raw.loc, prefix.as_deref(), regex_like)?);
+        let mut conf = f.finish_loc(&raw.loc, prefix.as_deref(), regex_like)?;
+        if let Some(block) = raw.limit_except.take() {
+            conf.limit_except = Some(Arc::new(finish_limit_except(
+                f,
+                block,
+                &raw.loc,
+                prefix.as_deref(),
+                regex_like,
+            )?));
+        }
+        let conf = Arc::new(conf);
         let children = finish_locations(f, std::mem::take(&mut raw.children), &raw.loc, false)?;
         let mut rewrite = std::mem::take(&mut raw.rewrite);
         bind_rewrite(f, &mut rewrite, &span)?;
@@ -658,6 +730,32 @@ fn finish_locations(
     out.prefix
         .sort_by_key(|l| std::cmp::Reverse(l.path().map_or(0, str::len)));
     Ok(out)
+}
+
+/// A `limit_except` block: the location's settings with the block's on
+/// top. Without a `proxy_pass` of its own it proxies as the location does
+/// (nginx's implicit inheritance into such blocks); its own may have no
+/// URI part.
+fn finish_limit_except(
+    f: &mut Finisher<'_>,
+    block: LimitExceptRaw,
+    location: &LocRaw,
+    prefix: Option<&str>,
+    regex_like: bool,
+) -> Result<LimitExcept> {
+    let mut raw = block.loc;
+    merge(&mut raw, location);
+    raw.internal = location.internal;
+    let conf = if raw.proxy_pass.is_some() {
+        f.finish_loc(&raw, None, true)?
+    } else {
+        raw.proxy_pass = location.proxy_pass.clone();
+        f.finish_loc(&raw, prefix, regex_like)?
+    };
+    Ok(LimitExcept {
+        methods: block.methods,
+        conf: Arc::new(conf),
+    })
 }
 
 fn finish_main(b: &Builder) -> Main {

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, StatusCode};
+use http::{HeaderName, Method, StatusCode};
 
 use super::ast::SourceFile;
 use super::error::{ConfigError, Span};
@@ -321,6 +321,8 @@ pub enum RewriteOp {
     },
     /// `set $limit_rate value;`: a size, 0 when invalid.
     SetLimitRate(Template),
+    /// `set $args value;`: replaces the query string.
+    SetArgs(Template),
     /// `return code [text|URL];`
     Return(Return),
     /// `if (condition) { ... }` with rewrite directives inside.
@@ -448,6 +450,7 @@ pub struct LocConf {
     pub add_headers: Arc<Vec<AddHeader>>,
     /// `expires`.
     pub expires: Option<Expires>,
+
     /// `root` or `alias`.
     pub root: Root,
     /// `index` file names.
@@ -493,8 +496,36 @@ pub struct LocConf {
     pub limit_rate_after: u64,
     /// `internal`: only reachable by internal redirects.
     pub internal: bool,
+    /// `satisfy any` (else all).
+    pub satisfy_any: bool,
+    /// `auth_basic` with its password file, when both are set.
+    pub auth_basic: Option<Arc<AuthBasic>>,
+    /// `auth_delay`.
+    pub auth_delay: Duration,
+    /// `auth_request` URI (`None` for none or `off`).
+    pub auth_request: Option<Arc<str>>,
+    /// `auth_request_set`: what is set, and the value.
+    pub auth_request_set: Arc<Vec<(SetTarget, Template)>>,
+    /// `limit_except`: the settings for methods it does not list.
+    pub limit_except: Option<Arc<LimitExcept>>,
     /// Where each directive in effect here was written (diagnostics).
     pub origins: Arc<Origins>,
+}
+
+/// `limit_except METHOD ... { }`.
+#[derive(Debug)]
+pub struct LimitExcept {
+    /// The methods let through with the location's own settings.
+    pub methods: Vec<Method>,
+    /// The settings every other method gets.
+    pub conf: Arc<LocConf>,
+}
+
+impl LimitExcept {
+    /// Whether the block's settings apply to a request with `method`.
+    pub fn applies_to(&self, method: &Method) -> bool {
+        !self.methods.contains(method)
+    }
 }
 
 /// `root` or `alias`.

@@ -42,6 +42,8 @@ impl Ctx {
     pub const UPSTREAM: Ctx = Ctx(32);
     /// `if (...) { }` in a server or location.
     pub const IF: Ctx = Ctx(64);
+    /// `limit_except METHOD ... { }` in a location.
+    pub const LIMIT_EXCEPT: Ctx = Ctx(128);
     /// http, server and location.
     pub const HSL: Ctx = Ctx(4 | 8 | 16);
     /// http and server.
@@ -64,6 +66,7 @@ impl Ctx {
             (Ctx::LOCATION, "location"),
             (Ctx::UPSTREAM, "upstream"),
             (Ctx::IF, "if"),
+            (Ctx::LIMIT_EXCEPT, "limit_except"),
         ];
         all.iter()
             .filter(|(c, _)| self.contains(*c))
@@ -165,6 +168,16 @@ pub struct LocRaw {
     pub ssl_client_verify_depth: Option<u32>,
     pub ssl_stapling: Option<bool>,
     pub ssl_stapling_file: Option<PathBuf>,
+    /// `satisfy any` (else all).
+    pub satisfy_any: Option<bool>,
+    /// `auth_basic` realm (`off` included: it may come from a variable).
+    pub auth_basic: Option<Template>,
+    pub auth_basic_user_file: Option<Template>,
+    pub auth_delay: Option<Duration>,
+    /// `auth_request` URI; empty for `off`.
+    pub auth_request: Option<String>,
+    /// `auth_request_set`: variable slot, value, where.
+    pub auth_request_set: Option<Vec<(crate::config::model::SetTarget, Template, Span)>>,
     /// Where each directive in effect at this level was written (at this
     /// level or inherited), for diagnostics.
     pub origins: Origins,
@@ -197,6 +210,17 @@ pub struct LocationRaw {
     pub loc: LocRaw,
     pub rewrite: Vec<RewriteOp>,
     pub children: Vec<LocationRaw>,
+    pub span: Option<Span>,
+    /// `limit_except`: the methods it lets through and the settings for
+    /// every other method.
+    pub limit_except: Option<LimitExceptRaw>,
+}
+
+/// A `limit_except` block before merging.
+#[derive(Debug, Default)]
+pub struct LimitExceptRaw {
+    pub methods: Vec<http::Method>,
+    pub loc: LocRaw,
     pub span: Option<Span>,
 }
 
@@ -341,8 +365,17 @@ impl Builder {
         }
     }
 
-    /// The raw settings of the innermost http/server/location level.
+    /// The raw settings of the innermost http/server/location level (or
+    /// `limit_except` block).
     pub fn loc(&mut self) -> &mut LocRaw {
+        if self.ctx == Ctx::LIMIT_EXCEPT {
+            return &mut self
+                .location()
+                .limit_except
+                .as_mut()
+                .expect("limit_except context has its block")
+                .loc;
+        }
         match self.server {
             None => &mut self.http.loc,
             Some(s) => {
@@ -626,5 +659,11 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         ssl_client_verify_depth,
         ssl_stapling,
         ssl_stapling_file,
+        satisfy_any,
+        auth_basic,
+        auth_basic_user_file,
+        auth_delay,
+        auth_request,
+        auth_request_set,
     );
 }

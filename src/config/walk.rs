@@ -80,7 +80,9 @@ pub fn walk(b: &mut Builder, stmts: &[Statement], ctx: Ctx) -> Result<()> {
 /// (main and events levels share one record).
 fn record(b: &mut Builder, name: &str, span: &Span) {
     let origins = match b.ctx {
-        Ctx::HTTP | Ctx::SERVER | Ctx::LOCATION | Ctx::IF => &mut b.loc().origins,
+        Ctx::HTTP | Ctx::SERVER | Ctx::LOCATION | Ctx::IF | Ctx::LIMIT_EXCEPT => {
+            &mut b.loc().origins
+        }
         Ctx::MAIN | Ctx::EVENTS => &mut b.main.origins,
         _ => return,
     };

@@ -346,7 +346,10 @@ impl RequestCtx {
         match b {
             Builtin::Host => put(out, self.host.as_bytes()),
             Builtin::HttpHost => self.header_into(&http::header::HOST, out),
-            Builtin::RemoteUser => false,
+            Builtin::RemoteUser => match super::basic_credentials(&self.headers) {
+                Some((user, _)) => put(out, &user),
+                None => false,
+            },
             Builtin::ServerName => put(out, self.server.primary_name().as_bytes()),
             Builtin::ServerProtocol => put(out, version_text(self.version).as_bytes()),
             Builtin::Request => {

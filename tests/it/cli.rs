@@ -94,10 +94,12 @@ fn cli_version_lists_modules_it_lacks() {
         e.contains("configure arguments: --with-http_ssl_module"),
         "{e}"
     );
-    assert!(e.contains("--without-http_auth_basic_module"), "{e}");
+    assert!(e.contains("--without-http_ssi_module"), "{e}");
+    assert!(e.contains("--with-http_auth_request_module"), "{e}");
     assert!(e.contains("--with-http_realip_module"), "{e}");
     // Implemented modules are not listed.
     assert!(!e.contains("--without-http_gzip_module"), "{e}");
+    assert!(!e.contains("--without-http_auth_basic_module"), "{e}");
     assert!(!e.contains("--without-http_access_module"), "{e}");
     assert!(!e.contains("--without-http_limit_req_module"), "{e}");
     assert!(!e.contains("--without-http_proxy_module"), "{e}");

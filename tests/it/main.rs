@@ -47,6 +47,9 @@ mod robustness;
 /// allow/deny and the real client address.
 mod access;
 
+/// auth_basic, auth_request, satisfy, auth_delay, limit_except.
+mod auth;
+
 /// limit_req: rates, bursts, delays.
 mod limit_req;
 

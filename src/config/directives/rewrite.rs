@@ -40,6 +40,11 @@ fn set_set(b: &mut Builder, st: &Statement) -> Result<()> {
         b.rewrite_ops().push(RewriteOp::SetLimitRate(value));
         return Ok(());
     }
+    if name == "args" {
+        let value = arg_template(st, 1)?;
+        b.rewrite_ops().push(RewriteOp::SetArgs(value));
+        return Ok(());
+    }
     if crate::config::var::resolve_builtin(name).is_some() {
         return Err(ConfigError::at(
             &st.span,

@@ -1,5 +1,6 @@
-//! `allow`/`deny` rules and the trusted-proxy settings of `realip`, as
-//! loaded. Evaluation is [`crate::access`].
+//! `allow`/`deny` rules, the trusted-proxy settings of `realip`, password
+//! checks and `limit_except`, as loaded. Evaluation is [`crate::access`]
+//! and the access phase of [`crate::handler`].
 //!
 //! Addresses are compared in their canonical form: an IPv4 client that
 //! reached an IPv6 socket (`::ffff:a.b.c.d`) is an IPv4 client, as nginx
@@ -8,7 +9,34 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use std::path::PathBuf;
+
 use http::HeaderName;
+
+use crate::config::template::Template;
+
+/// `auth_basic` and `auth_basic_user_file`.
+#[derive(Debug)]
+pub struct AuthBasic {
+    /// The realm; `off` (possibly from a variable) turns the check off.
+    pub realm: Template,
+    /// The password file (absolute when written without variables).
+    pub user_file: Template,
+    /// What a relative path from a variable is relative to.
+    pub conf_dir: PathBuf,
+}
+
+/// What `auth_request_set` sets: a variable of the configuration, or one
+/// of the built-in variables that may be set (`$args`, `$limit_rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetTarget {
+    /// An indexed variable.
+    Slot(usize),
+    /// `$args`.
+    Args,
+    /// `$limit_rate`.
+    LimitRate,
+}
 
 /// An address block (`10.0.0.0/8`, `2001:db8::/32`, a single address), or
 /// `unix:` (connections over UNIX-domain sockets, which Switchyard does not
