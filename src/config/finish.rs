@@ -17,6 +17,7 @@ use super::template::{Piece, Template};
 use super::var::{self, Var};
 use crate::log::{ErrorLogTarget, Level};
 
+pub mod filters;
 pub mod proxy;
 
 /// Binds variable names and looks things up while finishing.
@@ -30,6 +31,8 @@ pub struct Finisher<'a> {
     main_error_log: Vec<ErrorLogTarget>,
     prefix: PathBuf,
     mode: Mode,
+    /// The charsets and `charset_map` tables of the `http` block.
+    charsets: Arc<CharsetMaps>,
     /// Lint notes; a cell because binding (`&self`) may add one.
     notes: std::cell::RefCell<Vec<Note>>,
 }
@@ -116,6 +119,11 @@ impl Finisher<'_> {
             }
         }
         let (limit_conn, limit_req) = self.finish_limits(raw)?;
+        let mut expires = raw.expires.clone();
+        if let Some(Expires::Var { value, .. }) = &mut expires {
+            self.bind(value, &Span::command_line())?;
+        }
+        let filters = self.finish_filters(raw)?;
         let mut error_pages = raw.error_pages.clone().unwrap_or_default();
         for p in &mut error_pages {
             self.bind(&mut p.uri, &Span::command_line())?;
@@ -139,7 +147,8 @@ impl Finisher<'_> {
                     .unwrap_or_else(|| self.main_error_log.clone()),
             ),
             add_headers: Arc::new(add_headers),
-            expires: raw.expires,
+            expires,
+            filters,
             root: root.0,
             index,
             try_files,
@@ -354,6 +363,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         }),
     );
     let mut finisher_upstreams: Vec<Arc<Upstream>> = Vec::new();
+    let charsets = Arc::new(std::mem::take(&mut http_raw.charsets));
     let indexed = b.indexed.clone();
     let mut f = Finisher {
         indexed: &indexed,
@@ -365,6 +375,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         main_error_log: main.error_log.clone(),
         prefix: b.prefix.clone(),
         mode: b.mode,
+        charsets,
         notes: std::cell::RefCell::new(Vec::new()),
     };
     f.log_formats = log_formats;
