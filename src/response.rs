@@ -60,9 +60,11 @@ pub struct Entity {
     pub conditional: bool,
     /// Whether ranges may be served from the body.
     pub ranges: Ranges,
-    /// The `Content-Type` came from a backend: a `charset=` parameter in it
-    /// names the body's charset (nginx reads it so; its own types never do).
-    pub backend_type: bool,
+    /// The response came from a backend: a `charset=` parameter in its
+    /// `Content-Type` names the body's charset (nginx reads it so; its own
+    /// types never do), and an empty body (the answer to a HEAD) says
+    /// nothing of the length.
+    pub from_backend: bool,
     /// `X-Accel-Charset` from the backend: the charset to send the body in.
     pub override_charset: Option<Bytes>,
 }
@@ -85,7 +87,7 @@ impl Default for Entity {
             last_modified: None,
             conditional: true,
             ranges: Ranges::No,
-            backend_type: false,
+            from_backend: false,
             override_charset: None,
         }
     }
@@ -106,7 +108,7 @@ impl Entity {
             } else {
                 Ranges::No
             },
-            backend_type: true,
+            from_backend: true,
             override_charset: headers
                 .get(&HeaderName::from_static("x-accel-charset"))
                 .map(|v| Bytes::copy_from_slice(v.as_bytes())),

@@ -132,7 +132,7 @@ pub fn apply(reply: &mut Reply, ctx: &mut RequestCtx, conf: &LocConf) -> Result<
     let Some(value) = reply.headers.get(&CONTENT_TYPE).filter(|v| !v.is_empty()) else {
         return pass;
     };
-    let mut ct = ContentType::read(value.as_bytes(), reply.entity.backend_type);
+    let mut ct = ContentType::read(value.as_bytes(), reply.entity.from_backend);
     // The charset to send: X-Accel-Charset, or the location's.
     let override_charset = reply
         .entity

@@ -62,7 +62,12 @@ fn filter<D: Downstream>(ex: &mut Exchange<'_, D>, reply: &mut Reply) -> Option<
     if let Some(why) = &charset.complaint {
         ex.log(Level::Error, why, None);
     }
-    let mut known = reply.body.known_len();
+    let mut known = match reply.body {
+        // A backend's answer to HEAD: its Content-Length, if any, is among
+        // the headers.
+        Body::Empty if reply.entity.from_backend => None,
+        ref body => body.known_len(),
+    };
     let mut length = match reply.headers.get(&http::header::CONTENT_LENGTH) {
         Some(v) => v.to_str().ok().and_then(|v| v.trim().parse().ok()),
         None => known,

@@ -37,6 +37,7 @@ async fn site(extra: &str) -> (Proxy, TempDir) {
             location /utf/ {{ alias {root}/; charset utf-8; }}
             location /decor/ {{ alias {root}/; add_header X-Deco yes; add_header X-Any yes always; expires 1h; }}
             location = /text {{ return 200 "generated text"; }}
+            location /paged/ {{ alias {root}/; error_page 416 /n.html; }}
             {extra}
         }}"#,
         root = site.path().display()
@@ -160,6 +161,10 @@ async fn ranges_unsatisfiable_and_ignored_ranges() {
         assert_eq!(r.header("X-Deco").as_deref(), Some("yes"));
         assert_eq!(r.header("Cache-Control").as_deref(), Some("max-age=3600"));
     }
+    // Unlike nginx, error_page does not apply to this 416.
+    let r = get_range(&proxy, "/paged/n.txt", "bytes=80-").await;
+    assert_eq!(r.status, 416);
+    assert!(r.body.contains("416 Requested Range Not Satisfiable"));
     // nginx's second pass through its headers filter repeats `always` ones.
     let r = get_range(&proxy, "/decor/n.txt", "bytes=80-").await;
     assert_eq!(r.head.matches("X-Any: yes").count(), 2);

@@ -271,6 +271,12 @@ async fn response_filters_chunked_transfer_encoding() {
     );
     assert_eq!(r.header("Transfer-Encoding").as_deref(), Some("chunked"));
     assert_eq!(r.body, "13\r\nstreamed to the end\r\n0\r\n\r\n");
+    // HEAD: the backend said no length, and neither do we.
+    let head = b"HEAD /on/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let r = Response::parse(&raw(proxy.addr(), head).await);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), None);
+    assert_eq!(r.header("Transfer-Encoding"), None);
     // Off: no chunks; the body ends with the connection, which therefore
     // cannot stay open for the next request.
     let two = b"GET /off/x HTTP/1.1\r\nHost: t\r\n\r\nGET /off/x HTTP/1.1\r\nHost: t\r\n\r\n";
