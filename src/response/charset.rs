@@ -129,6 +129,10 @@ pub fn apply(reply: &mut Reply, ctx: &mut RequestCtx, conf: &LocConf) -> Result<
     let c = &conf.filters.charset;
     let maps = &c.maps;
     let pass = Ok(Outcome::default());
+    // The common case, checked before anything is read.
+    if c.charset == CharsetName::Off && reply.entity.override_charset.is_none() {
+        return pass;
+    }
     let Some(value) = reply.headers.get(&CONTENT_TYPE).filter(|v| !v.is_empty()) else {
         return pass;
     };

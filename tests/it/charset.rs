@@ -209,3 +209,27 @@ fn charset_refusals_at_load() {
         ""
     );
 }
+
+#[test]
+fn charset_utf8_maps_are_notes_for_check_nginx() {
+    let dir = TempDir::new();
+    let conf = dir.write(
+        "nginx.conf",
+        "events {}\nhttp {\n    charset_map koi8-r utf-8 { C0 D18E; }\n    server {\n        listen 127.0.0.1:8080;\n        location / { charset utf-8; source_charset koi8-r; }\n    }\n}\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--nginx", "-p"])
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("SY900") && text.contains("UTF-8 is not implemented"),
+        "{text}"
+    );
+    // The location using the map is not reported as lacking one.
+    assert!(!text.contains("no \"charset_map\""), "{text}");
+}

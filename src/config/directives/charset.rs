@@ -7,6 +7,7 @@ use super::{Args, Directive, HSL, HTTP, T1, T2, loc_flag, put};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
+use crate::config::note::Mode;
 use crate::config::raw::Builder;
 use crate::config::template::{Piece, Template};
 
@@ -85,6 +86,15 @@ fn set_charset_types(b: &mut Builder, st: &Statement) -> Result<()> {
     Ok(())
 }
 
+fn utf8_refusal(st: &Statement, from: &str, to: &str) -> ConfigError {
+    ConfigError::unsupported(
+        &st.span,
+        format!(
+            "\"charset_map {from} {to}\": conversion to or from UTF-8 is not implemented by switchyard (only maps between single-byte charsets are)"
+        ),
+    )
+}
+
 /// `charset_map from to { HEX HEX; ... }`: a table between two single-byte
 /// charsets, bytes 0-127 unchanged and the others `?` unless listed.
 fn set_charset_map(b: &mut Builder, st: &Statement) -> Result<()> {
@@ -105,12 +115,21 @@ fn set_charset_map(b: &mut Builder, st: &Statement) -> Result<()> {
         ));
     }
     if same(from, "utf-8") || same(to, "utf-8") {
-        return Err(ConfigError::unsupported(
-            &st.span,
-            format!(
-                "\"charset_map {from} {to}\": conversion to or from UTF-8 is not implemented by switchyard (only maps between single-byte charsets are)"
-            ),
-        ));
+        if b.mode == Mode::LintNginx {
+            // `switchyard check --nginx` notes the map as skipped; the
+            // locations that use it are still checked, against an identity
+            // map.
+            let identity: [u8; 256] = std::array::from_fn(|i| i as u8);
+            add_charset(b, from);
+            add_charset(b, to);
+            b.http.charsets.tables.push(CharsetTable {
+                from: from.clone(),
+                to: to.clone(),
+                forward: Arc::new(identity),
+                backward: Arc::new(identity),
+            });
+        }
+        return Err(utf8_refusal(st, from, to));
     }
     let mut forward = [b'?'; 256];
     let mut backward = [b'?'; 256];
