@@ -142,7 +142,6 @@ Subcommands:
 /// nginx modules Switchyard does not implement, named as nginx's
 /// `configure` names them, so tools reading `-V` can tell.
 const WITHOUT: &[&str] = &[
-    "--without-http_charset_module",
     "--without-http_ssi_module",
     "--without-http_userid_module",
     "--without-http_mirror_module",

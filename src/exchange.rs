@@ -108,6 +108,13 @@ pub struct ResponseHead<'h> {
     pub keepalive: bool,
     /// `Vary: Accept-Encoding` is due (`gzip_vary`).
     pub vary: bool,
+    /// `Last-Modified` to write from the content's modification time (a
+    /// static file's), in nginx's place for it: after the length.
+    pub last_modified: Option<crate::http1::headers::HeaderValue>,
+    /// A body of unknown length may be chunked where the protocol has
+    /// chunks (`chunked_transfer_encoding`); otherwise it ends with the
+    /// connection.
+    pub chunked: bool,
 }
 
 /// What the downstream made of a head.

@@ -156,8 +156,13 @@ pub async fn handle<D: Downstream>(
     if let Some(hit) = hit {
         ex.ctx.regex_match(&hit.regex, hit.subject.as_bytes());
     }
+    // nginx keeps one value of these request headers and refuses a
+    // request that repeats one.
+    let bad = bad
+        .map(str::to_string)
+        .or_else(|| duplicate_header(&ex.ctx.headers));
     if let Some(why) = bad {
-        ex.log(Level::Info, why, None);
+        ex.log(Level::Info, &why, None);
         let tokens = ex.conf.server_tokens;
         return ex.finish(Reply::error(400, tokens)).await;
     }
@@ -226,6 +231,39 @@ fn tls_refusal(ctx: &RequestCtx, group: &ListenGroup) -> Option<(u16, String)> {
     None
 }
 
+/// nginx's "client sent duplicate header line" for the conditional and
+/// range request headers it reads once (`If-Modified-Since`,
+/// `If-Unmodified-Since`, `If-Match`, `If-None-Match`, `If-Range`).
+fn duplicate_header(headers: &crate::http1::Headers) -> Option<String> {
+    use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE};
+    let unique = [
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_RANGE,
+    ];
+    let mut seen: Vec<&crate::http1::headers::Header> = Vec::new();
+    for h in headers.iter().filter(|h| unique.contains(&h.name)) {
+        if let Some(first) = seen.iter().find(|f| f.name == h.name) {
+            let line = |h: &crate::http1::headers::Header| {
+                format!(
+                    "{}: {}",
+                    String::from_utf8_lossy(&h.raw),
+                    String::from_utf8_lossy(h.value.as_bytes())
+                )
+            };
+            return Some(format!(
+                "client sent duplicate header line: \"{}\", previous value: \"{}\" while reading client request headers",
+                line(h),
+                line(first)
+            ));
+        }
+        seen.push(h);
+    }
+    None
+}
+
 impl<D: Downstream> Exchange<'_, D> {
     /// The phases, then error pages; `first` answers the request without
     /// routing it (a refusal the phases never see, still subject to
@@ -275,10 +313,22 @@ impl<D: Downstream> Exchange<'_, D> {
                     }
                 },
             };
-            match self.error_page(reply, &mut pages) {
-                crate::error_page::Next::Send(reply) => return self.finish(reply).await,
+            let reply = match self.error_page(reply, &mut pages) {
+                crate::error_page::Next::Send(reply) => reply,
                 crate::error_page::Next::Redirected => continue,
+            };
+            // nginx's not-modified filter comes first among the header
+            // filters; a 412 it makes is an error of its own, which
+            // error_page handles.
+            let before = reply.status;
+            let reply = crate::response::conditional::not_modified(reply, &self.ctx, &self.conf);
+            if reply.status == 412 && before != 412 {
+                match self.error_page(reply, &mut pages) {
+                    crate::error_page::Next::Send(reply) => return self.finish(reply).await,
+                    crate::error_page::Next::Redirected => continue,
+                }
             }
+            return self.finish(reply).await;
         }
     }
 
@@ -735,7 +785,7 @@ impl<D: Downstream> Exchange<'_, D> {
     /// Applies header filters, writes the response, logs it.
     pub async fn finish(mut self: Box<Self>, mut reply: Reply) -> Next {
         let conf = self.conf.clone();
-        crate::response::apply_header_filters(&mut reply, &conf, &mut self.ctx);
+        crate::response::headers::apply(&mut reply, &conf, &mut self.ctx);
         // A body the handler did not read must be drained before the next
         // request can be parsed; small ones are, large ones close (with a
         // lingering read). A client waiting for `100 Continue` may never

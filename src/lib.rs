@@ -27,7 +27,7 @@
 //!    - [`exchange`]: the request being answered, and the client-protocol seam.
 //!    - [`gzip`]: the gzip response filter.
 //!    - [`access_log`]: access log lines, rendered and written.
-//!    - [`response`]: replies, error pages, header filters, and sending them.
+//!    - [`response`]: replies, error pages, the response filters (conditional requests, headers, charset, ranges), and sending them.
 //! 5. Request phases
 //!    - [`route`]: server and location selection, URI normalisation.
 //!    - [`rewrite`]: the rewrite script (`set`, `return`, `rewrite`, `if`).

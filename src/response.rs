@@ -1,7 +1,13 @@
-//! Responses: what handlers produce, nginx's error pages, and the header
-//! filters applied on the way out (`Server`, `Date`, `add_header`,
-//! `expires`).
+//! Responses: what handlers produce, nginx's error pages, and the filters
+//! applied on the way out, in nginx's order: conditional requests
+//! ([`conditional`]), `add_header` and `expires` ([`headers`]), `charset`
+//! ([`charset`]), gzip, ranges ([`range`]); [`send`] writes the result.
 
+pub mod charset;
+pub mod conditional;
+pub mod headers;
+pub mod httptime;
+pub mod range;
 pub mod send;
 
 use std::fmt::Write as _;
@@ -11,9 +17,7 @@ use http::HeaderName;
 
 use crate::http1::headers::HeaderValue;
 
-use crate::config::{Expires, LocConf};
 use crate::http1::Headers;
-use crate::request::RequestCtx;
 use crate::upstream::UpstreamBody;
 
 /// A response to send.
@@ -39,6 +43,80 @@ pub struct Reply {
     /// The status `error_page` matches: `status`, except for nginx's own
     /// 494-497, which go out as 400.
     pub error_code: u16,
+    /// What the filters know of the content beyond its header lines
+    /// (boxed: replies travel by value through the phases).
+    pub entity: Box<Entity>,
+}
+
+/// What nginx's response filters know of a response beyond its header
+/// lines (fields of nginx's `headers_out` and request flags).
+#[derive(Debug, Clone)]
+pub struct Entity {
+    /// The modification time (nginx's `last_modified_time`): conditional
+    /// requests and `If-Range` compare with it, `expires modified` counts
+    /// from it. Without a `Last-Modified` header line, one is written from
+    /// it for statuses 200, 206 and 304 (a static file's).
+    pub last_modified: Option<i64>,
+    /// Conditional requests may be answered with 304 or 412. True for
+    /// everything Switchyard produces itself; false for proxied responses
+    /// (nginx answers those only from its cache, and Switchyard has none).
+    pub conditional: bool,
+    /// Whether ranges may be served from the body.
+    pub ranges: Ranges,
+    /// The response came from a backend: a `charset=` parameter in its
+    /// `Content-Type` names the body's charset (nginx reads it so; its own
+    /// types never do), and an empty body (the answer to a HEAD) says
+    /// nothing of the length.
+    pub from_backend: bool,
+    /// `X-Accel-Charset` from the backend: the charset to send the body in.
+    pub override_charset: Option<Bytes>,
+}
+
+/// Whether a response serves `Range` requests (nginx's `allow_ranges` and
+/// `single_range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranges {
+    /// No: the whole body, no `Accept-Ranges`.
+    No,
+    /// One range at most (a body read once as it streams).
+    Single,
+    /// Any number, up to `max_ranges` (a file or a body in memory).
+    Multi,
+}
+
+impl Default for Entity {
+    fn default() -> Self {
+        Entity {
+            last_modified: None,
+            conditional: true,
+            ranges: Ranges::No,
+            from_backend: false,
+            override_charset: None,
+        }
+    }
+}
+
+impl Entity {
+    /// What a backend's response head says: its `Last-Modified` time, its
+    /// `Content-Type` to read a charset from, its `X-Accel-Charset`; ranges
+    /// only with `proxy_force_ranges`; never answered conditionally.
+    pub fn from_backend(headers: &Headers, force_ranges: bool) -> Entity {
+        Entity {
+            last_modified: headers
+                .get(&http::header::LAST_MODIFIED)
+                .and_then(|v| httptime::parse(v.as_bytes())),
+            conditional: false,
+            ranges: if force_ranges {
+                Ranges::Single
+            } else {
+                Ranges::No
+            },
+            from_backend: true,
+            override_charset: headers
+                .get(&HeaderName::from_static("x-accel-charset"))
+                .map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        }
+    }
 }
 
 /// A response body.
@@ -136,6 +214,7 @@ impl Reply {
             pass_date: false,
             special: false,
             error_code: status,
+            entity: Box::default(),
         }
     }
 
@@ -186,75 +265,6 @@ impl Reply {
         }
         reply.body = Body::Full(body);
         reply
-    }
-}
-
-/// Statuses `add_header` (without `always`) and `expires` apply to.
-pub fn is_success_like(status: u16) -> bool {
-    matches!(
-        status,
-        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
-    )
-}
-
-/// Applies `add_header` and `expires` of `conf` to `reply`.
-pub fn apply_header_filters(reply: &mut Reply, conf: &LocConf, ctx: &mut RequestCtx) {
-    let ok = is_success_like(reply.status);
-    if ok && let Some(e) = conf.expires {
-        apply_expires(reply, e);
-    }
-    for h in conf.add_headers.iter() {
-        if !(ok || h.always) {
-            continue;
-        }
-        let value = ctx.render(&h.value);
-        if value.is_empty() {
-            continue;
-        }
-        {
-            let v = HeaderValue::from_bytes(&value);
-            let raw = Bytes::copy_from_slice(h.display.as_bytes());
-            reply.headers.append_raw(raw, h.name.clone(), v);
-        }
-    }
-}
-
-fn apply_expires(reply: &mut Reply, e: Expires) {
-    let cache_control = HeaderName::from_static("cache-control");
-    let (expires, cc): (String, Option<String>) = match e {
-        Expires::Off => return,
-        Expires::Epoch => (
-            "Thu, 01 Jan 1970 00:00:01 GMT".into(),
-            Some("no-cache".into()),
-        ),
-        Expires::Max => (
-            "Thu, 31 Dec 2037 23:55:55 GMT".into(),
-            Some("max-age=315360000".into()),
-        ),
-        Expires::After { secs, .. } => {
-            let now = std::time::SystemTime::now();
-            let when = if secs >= 0 {
-                now + std::time::Duration::from_secs(secs as u64)
-            } else {
-                now - std::time::Duration::from_secs(secs.unsigned_abs())
-            };
-            let cc = if secs < 0 {
-                "no-cache".to_string()
-            } else {
-                format!("max-age={secs}")
-            };
-            (httpdate::fmt_http_date(when), Some(cc))
-        }
-    };
-    reply.headers.set(
-        http::header::EXPIRES,
-        HeaderValue::from_string(String::from(&expires)),
-    );
-    if let Some(cc) = cc {
-        reply.headers.remove(&cache_control);
-        reply
-            .headers
-            .append_str("Cache-Control", HeaderValue::from_string(String::from(&cc)));
     }
 }
 

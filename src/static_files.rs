@@ -1,7 +1,8 @@
 //! Static files beside the proxied locations: `root`, `alias`, `index`,
 //! `try_files`, with nginx's statuses (301 for directories without a
 //! slash, 403 for directories without an index, 404, 405 for methods other
-//! than GET and HEAD) and conditional `If-Modified-Since`.
+//! than GET and HEAD); what the response filters need of a file (its
+//! modification time, `ETag`, ranges allowed) is recorded on the reply.
 
 use std::path::{Path, PathBuf};
 
@@ -225,44 +226,27 @@ async fn serve_file<D: Downstream>(ex: &mut Exchange<'_, D>, path: PathBuf) -> C
         return Content::Reply(Reply::error(405, conf.server_tokens));
     }
     let len = meta.len();
-    let mtime = meta.modified().ok();
     let mut reply = Reply::empty(200);
     let ctype = content_type(&conf, &path);
     {
         let v = HeaderValue::from_string(String::from(ctype));
         reply.headers.append_str("Content-Type", v);
     }
-    if let Some(t) = mtime {
-        let lm = httpdate::fmt_http_date(t);
-        let since = ex
-            .ctx
-            .headers
-            .get(&http::header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok());
-        let secs = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        reply
-            .headers
-            .append_str("Last-Modified", HeaderValue::from_string(String::from(&lm)));
+    // What nginx's static module records: the modification time (written
+    // as Last-Modified by the framing, compared by conditional requests and
+    // If-Range), the ETag, and that ranges may be served.
+    let mtime = {
+        use std::os::unix::fs::MetadataExt;
+        meta.mtime()
+    };
+    reply.entity.last_modified = Some(mtime);
+    reply.entity.ranges = crate::response::Ranges::Multi;
+    if conf.filters.etag {
         reply.headers.append_str(
             "ETag",
-            HeaderValue::from_string(String::from(&format!("\"{secs:x}-{len:x}\""))),
+            HeaderValue::from_string(format!("\"{mtime:x}-{len:x}\"")),
         );
-        if let Some(since) = since {
-            let since_secs = since
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if since_secs == secs {
-                reply.status = 304;
-                return Content::Reply(reply);
-            }
-        }
     }
-    reply
-        .headers
-        .append_str("Accept-Ranges", HeaderValue::from_static("bytes"));
     reply.body = if len == 0 {
         Body::Full(Bytes::new())
     } else {

@@ -117,7 +117,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("geo", "ngx_http_geo_module"),
     ("split_clients", "ngx_http_split_clients_module"),
     ("autoindex", "ngx_http_autoindex_module"),
-    ("charset", "ngx_http_charset_module"),
     ("stream", "the stream module"),
     ("mail", "the mail module"),
     ("load_module", "dynamic modules"),
@@ -202,6 +201,7 @@ macro_rules! noop {
 // The families, one per nginx module (or group of closely related ones).
 
 pub mod access;
+pub mod charset;
 pub mod core;
 pub mod gzip;
 pub mod limits;

@@ -17,6 +17,7 @@ use super::template::{Piece, Template};
 use super::var::{self, Var};
 use crate::log::{ErrorLogTarget, Level};
 
+pub mod filters;
 pub mod proxy;
 
 /// Binds variable names and looks things up while finishing.
@@ -34,6 +35,8 @@ pub struct Finisher<'a> {
     mode: Mode,
     /// Warnings found while finishing (each once).
     warnings: Vec<ConfigError>,
+    /// The charsets and `charset_map` tables of the `http` block.
+    charsets: Arc<CharsetMaps>,
     /// Lint notes; a cell because binding (`&self`) may add one.
     notes: std::cell::RefCell<Vec<Note>>,
 }
@@ -131,6 +134,11 @@ impl Finisher<'_> {
             self.bind(&mut value, span)?;
             auth_request_set.push((*slot, value));
         }
+        let mut expires = raw.expires.clone();
+        if let Some(Expires::Var { value, .. }) = &mut expires {
+            self.bind(value, &Span::command_line())?;
+        }
+        let filters = self.finish_filters(raw)?;
         let mut error_pages = raw.error_pages.clone().unwrap_or_default();
         for (i, p) in error_pages.iter_mut().enumerate() {
             self.bind(&mut p.uri, &written(raw, "error_page", i))?;
@@ -154,7 +162,8 @@ impl Finisher<'_> {
                     .unwrap_or_else(|| self.main_error_log.clone()),
             ),
             add_headers: Arc::new(add_headers),
-            expires: raw.expires,
+            expires,
+            filters,
             root: root.0,
             index,
             try_files,
@@ -426,6 +435,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         }),
     );
     let mut finisher_upstreams: Vec<Arc<Upstream>> = Vec::new();
+    let charsets = Arc::new(std::mem::take(&mut http_raw.charsets));
     let indexed = b.indexed.clone();
     let mut f = Finisher {
         indexed: &indexed,
@@ -439,6 +449,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         conf_dir: b.conf_dir.clone(),
         mode: b.mode,
         warnings: Vec::new(),
+        charsets,
         notes: std::cell::RefCell::new(Vec::new()),
     };
     f.log_formats = log_formats;

@@ -5,12 +5,14 @@
 //! serving code never sees the syntax tree and never needs a default.
 
 pub mod access;
+pub mod filters;
 pub mod gzip;
 pub mod pattern;
 pub mod proxy;
 pub mod upstream;
 
 pub use access::*;
+pub use filters::*;
 pub use gzip::*;
 pub use pattern::*;
 pub use proxy::*;
@@ -450,7 +452,8 @@ pub struct LocConf {
     pub add_headers: Arc<Vec<AddHeader>>,
     /// `expires`.
     pub expires: Option<Expires>,
-
+    /// Conditional requests, ranges, `charset`, chunked framing.
+    pub filters: Filters,
     /// `root` or `alias`.
     pub root: Root,
     /// `index` file names.
@@ -593,7 +596,7 @@ pub enum Overwrite {
 }
 
 /// `expires`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expires {
     /// `expires off` (explicit).
     Off,
@@ -605,9 +608,62 @@ pub enum Expires {
     After {
         /// Seconds (may be negative).
         secs: i64,
-        /// Relative to the file's modification time.
+        /// Relative to the response's modification time.
         modified: bool,
     },
+    /// `expires @time`: the next time this time of day comes (local time).
+    Daily {
+        /// Seconds since midnight.
+        secs: i64,
+    },
+    /// `expires [modified] $value`: the value is read per request as the
+    /// directive's argument would be; an invalid one adds nothing.
+    Var {
+        /// The argument.
+        value: Template,
+        /// `modified` was given.
+        modified: bool,
+    },
+}
+
+impl Expires {
+    /// Reads an `expires` argument as nginx's `ngx_http_parse_expires`:
+    /// `epoch`, `max`, `off` (not after `modified`), `@time` (not after
+    /// `modified`, less than a day), `[+|-]time`. The error is nginx's
+    /// wording.
+    pub fn parse(value: &str, modified: bool) -> Result<Expires, &'static str> {
+        if !modified {
+            match value {
+                "epoch" => return Ok(Expires::Epoch),
+                "max" => return Ok(Expires::Max),
+                "off" => return Ok(Expires::Off),
+                _ => {}
+            }
+        }
+        let (daily, minus, time) = if let Some(t) = value.strip_prefix('@') {
+            if modified {
+                return Err("daily time cannot be used with \"modified\" parameter");
+            }
+            (true, false, t)
+        } else if let Some(t) = value.strip_prefix('+') {
+            (false, false, t)
+        } else if let Some(t) = value.strip_prefix('-') {
+            (false, true, t)
+        } else {
+            (false, false, value)
+        };
+        let secs = super::values::parse_seconds(time).ok_or("invalid value")?;
+        if daily {
+            if secs > 24 * 60 * 60 {
+                return Err("daily time value must be less than 24 hours");
+            }
+            return Ok(Expires::Daily { secs });
+        }
+        Ok(Expires::After {
+            secs: if minus { -secs } else { secs },
+            modified,
+        })
+    }
 }
 
 /// An `add_header` entry.

@@ -120,6 +120,16 @@ pub struct LocRaw {
     pub error_log: Option<Vec<ErrorLogTarget>>,
     pub add_headers: Option<Vec<AddHeader>>,
     pub expires: Option<Expires>,
+    pub etag: Option<bool>,
+    pub if_modified_since: Option<IfModifiedSince>,
+    pub max_ranges: Option<u32>,
+    pub force_ranges: Option<bool>,
+    pub chunked_transfer_encoding: Option<bool>,
+    pub charset: Option<CharsetName>,
+    pub source_charset: Option<CharsetName>,
+    pub override_charset: Option<bool>,
+    /// `charset_types` (`None` inside: `*`).
+    pub charset_types: Option<Option<Vec<String>>>,
     pub root: Option<(Root, Span)>,
     pub index: Option<Vec<Template>>,
     pub try_files: Option<TryFiles>,
@@ -273,6 +283,8 @@ pub struct HttpRaw {
     /// `limit_req_zone`: name, key, size, rate (thousandths of a request
     /// per second), where.
     pub req_zones: Vec<(String, Template, u64, u64, Span)>,
+    /// Charset names and `charset_map` tables, in order of appearance.
+    pub charsets: CharsetMaps,
 }
 
 #[derive(Debug, Default)]
@@ -618,6 +630,15 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         error_log,
         add_headers,
         expires,
+        etag,
+        if_modified_since,
+        max_ranges,
+        force_ranges,
+        chunked_transfer_encoding,
+        charset,
+        source_charset,
+        override_charset,
+        charset_types,
         root,
         index,
         default_type,

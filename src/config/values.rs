@@ -63,6 +63,47 @@ pub fn parse_time(s: &str) -> Option<Duration> {
     Some(Duration::from_millis(total_ms as u64))
 }
 
+/// Parses an nginx time in whole seconds as `ngx_parse_time(.., 1)` does
+/// (`expires`): units `y M w d h m s`, largest first, a trailing number
+/// counts as seconds, `ms` is refused.
+pub fn parse_seconds(s: &str) -> Option<i64> {
+    const YEAR: i64 = 365 * 86_400;
+    let b = s.as_bytes();
+    let (mut value, mut total, mut valid, mut step) = (0i64, 0i64, false, 0u8);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        i += 1;
+        if c.is_ascii_digit() {
+            value = value.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+            valid = true;
+            continue;
+        }
+        // Each unit's rank (a unit may only follow larger ones) and scale.
+        let (rank, scale) = match c {
+            b'y' if step == 0 => (1, YEAR),
+            b'M' if step < 2 => (2, 30 * 86_400),
+            b'w' if step < 3 => (3, 7 * 86_400),
+            b'd' if step < 4 => (4, 86_400),
+            b'h' if step < 5 => (5, 3600),
+            b'm' if b.get(i) == Some(&b's') => return None,
+            b'm' if step < 6 => (6, 60),
+            b's' | b' ' if step < 7 => (if c == b's' { 7 } else { 8 }, 1),
+            _ => return None,
+        };
+        step = rank;
+        total = total.checked_add(value.checked_mul(scale)?)?;
+        value = 0;
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+    }
+    if !valid {
+        return None;
+    }
+    total.checked_add(value)
+}
+
 /// Parses an nginx size (`1024`, `16k`, `1m`, `2G`).
 pub fn parse_size(s: &str) -> Option<u64> {
     let (digits, mult) = match s.as_bytes().last()? {
@@ -152,6 +193,22 @@ mod tests {
         assert_eq!(parse_time("10x"), None);
         assert_eq!(parse_time(""), None);
         assert_eq!(parse_time("-1"), None);
+    }
+
+    #[test]
+    fn values_parse_seconds_as_expires_reads_them() {
+        assert_eq!(parse_seconds("2048"), Some(2048));
+        assert_eq!(parse_seconds("15h30m33s"), Some(55_833));
+        assert_eq!(parse_seconds("1h 30"), Some(3630));
+        assert_eq!(parse_seconds("1y"), Some(365 * 86_400));
+        assert_eq!(parse_seconds("1M1w"), Some(37 * 86_400));
+        assert_eq!(parse_seconds("0"), Some(0));
+        assert_eq!(parse_seconds("500ms"), None);
+        assert_eq!(parse_seconds("1s1h"), None);
+        assert_eq!(parse_seconds("h"), None);
+        assert_eq!(parse_seconds(""), None);
+        assert_eq!(parse_seconds("bad"), None);
+        assert_eq!(parse_seconds("99999999999999999999"), None);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 
 use super::ast::Statement;
 use super::directives::{
-    Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, core, gzip, limits, log, map, proxy,
-    rewrite, server, ssl, static_files, upstream,
+    Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, charset, core, gzip, limits, log, map,
+    proxy, rewrite, server, ssl, static_files, upstream,
 };
 use super::error::{ConfigError, Result, Span};
 use super::note::{Mode, Note, NoteKind};
@@ -29,6 +29,7 @@ const TABLES: &[&[Directive]] = &[
     limits::DIRECTIVES,
     access::DIRECTIVES,
     gzip::DIRECTIVES,
+    charset::DIRECTIVES,
     rewrite::DIRECTIVES,
 ];
 

@@ -36,7 +36,7 @@ use crate::http1::parse::{BodyKind, ResponseHead, parse_response, response_body_
 use crate::http1::{Headers, write};
 use crate::log::Level;
 use crate::net::UpstreamIo;
-use crate::response::{Body, Reply};
+use crate::response::{Body, Entity, Reply};
 use crate::upstream::{self, Pool, UpstreamBody, UpstreamConn};
 
 /// What proxying produced.
@@ -638,6 +638,10 @@ fn finish_response<D: Downstream>(
     let p = &conf.proxy;
     ex.ctx.upstream.headers = Some(resp.headers.clone());
     let mut reply = Reply::empty(resp.status);
+    reply.entity = Box::new(Entity::from_backend(
+        &resp.headers,
+        conf.filters.force_ranges,
+    ));
     if !resp.reason.is_empty() {
         reply.reason = Some(resp.reason.clone());
     }
@@ -690,6 +694,10 @@ fn finish_response<D: Downstream>(
         reply
             .headers
             .append_raw(h.raw.clone(), h.name.clone(), value);
+    }
+    if conf.filters.force_ranges {
+        // The range filter says whether ranges are served, not the backend.
+        reply.headers.remove(&http::header::ACCEPT_RANGES);
     }
     let kind = response_body_kind(&resp, &ex.ctx.method)
         .map_err(|e| ProxyError::InvalidHeader(e.into()))?;

@@ -31,7 +31,7 @@ pub async fn accept<D: Downstream>(
     // `add_header ... always` applies to the 101 too (an HSTS header on the
     // WebSocket handshake), as nginx's header filter runs for it.
     let mut reply = reply;
-    crate::response::apply_header_filters(&mut reply, &conf, &mut ex.ctx);
+    crate::response::headers::apply(&mut reply, &conf, &mut ex.ctx);
     let started = ex.down.start_upgrade(
         reply.reason.as_deref(),
         own_headers(&reply, &conf),

@@ -40,6 +40,18 @@ mod static_files;
 /// gzip compression of responses.
 mod compression;
 
+/// Conditional requests: ETag, Last-Modified, 304 and 412.
+mod conditional;
+
+/// Range requests: 206, multipart/byteranges, 416, If-Range.
+mod ranges;
+
+/// The charset filter: charset parameters and charset_map conversion.
+mod charset;
+
+/// expires (variables, @time, modified) and chunked_transfer_encoding.
+mod response_filters;
+
 /// Garbage, oversized and abandoned requests; dead backends; random
 /// configurations.
 mod robustness;

@@ -1,6 +1,7 @@
 //! HTTP/1.x as a [`Downstream`]: request bodies read with their framing,
-//! response heads in nginx's header order, bodies with `Content-Length` or
-//! chunked, `100 Continue`, `101 Switching Protocols`.
+//! response heads in nginx's header order, bodies with `Content-Length`,
+//! chunked or ending with the connection, `100 Continue`, `101 Switching
+//! Protocols`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -88,15 +89,15 @@ impl Downstream for ClientConn {
     }
 
     fn start_response(&mut self, head: ResponseHead<'_>) -> Started {
-        let has_length = head.headers.contains(&http::header::CONTENT_LENGTH);
         let unknown = head.has_body && head.length.is_none() && !head.head_only;
-        self.chunked = unknown && self.version == Version::HTTP_11;
-        // An HTTP/1.0 client and a length unknown: the body ends at close.
+        self.chunked = unknown && self.version == Version::HTTP_11 && head.chunked;
+        // A length unknown and no chunks (HTTP/1.0, or
+        // `chunked_transfer_encoding off`): the body ends at close.
         let keepalive = head.keepalive && (self.chunked || !unknown);
-        // nginx's order: Server, Date, Content-Type, Content-Length or
-        // Transfer-Encoding, Connection, then the rest.
+        // nginx's order: Server, Date, Content-Type, Content-Length,
+        // Last-Modified, Transfer-Encoding, Connection, then the rest.
         let mut headers = head.own;
-        headers.reserve(head.headers.len() + 3);
+        headers.reserve(head.headers.len() + 4);
         if let Some(ct) = head
             .headers
             .iter()
@@ -104,12 +105,24 @@ impl Downstream for ClientConn {
         {
             headers.append_raw(ct.raw.clone(), ct.name.clone(), ct.value.clone());
         }
-        if head.has_body && !has_length {
-            if let Some(n) = head.length {
-                headers.append_str("Content-Length", HeaderValue::from(n));
-            } else if self.chunked {
-                headers.append_str("Transfer-Encoding", HeaderValue::from_static("chunked"));
-            }
+        // A Content-Length among the headers (a backend's, for HEAD) goes
+        // in the same place as the one written from the length.
+        let listed_length = head
+            .headers
+            .iter()
+            .find(|h| h.name == http::header::CONTENT_LENGTH);
+        if let Some(cl) = listed_length {
+            headers.append_raw(cl.raw.clone(), cl.name.clone(), cl.value.clone());
+        } else if head.has_body
+            && let Some(n) = head.length
+        {
+            headers.append_str("Content-Length", HeaderValue::from(n));
+        }
+        if let Some(lm) = head.last_modified {
+            headers.append_str("Last-Modified", lm);
+        }
+        if self.chunked {
+            headers.append_str("Transfer-Encoding", HeaderValue::from_static("chunked"));
         }
         headers.append_str(
             "Connection",
@@ -119,7 +132,7 @@ impl Downstream for ClientConn {
             headers.append_str("Vary", HeaderValue::from_static("Accept-Encoding"));
         }
         for h in head.headers.iter() {
-            if h.name == http::header::CONTENT_TYPE {
+            if h.name == http::header::CONTENT_TYPE || h.name == http::header::CONTENT_LENGTH {
                 continue;
             }
             headers.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());

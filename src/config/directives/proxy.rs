@@ -45,6 +45,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("proxy_next_upstream_tries", HSL, T1, |b, st| { let n = arg_number(st, 0)? as usize; put(&mut b.loc().next_upstream_tries, n, st) }, "Most backends tried per request (0 = all)."),
     d!("proxy_next_upstream_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.next_upstream_timeout), "Time limit for trying further backends (0 = none)."),
     d!("proxy_intercept_errors", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.intercept_errors), "Use `error_page` for backend responses >= 300."),
+    d!("proxy_force_ranges", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.force_ranges), "Serve `Range` requests (a single range) from proxied 200 responses of known length, as for static files."),
     d!("proxy_ignore_client_abort", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ignore_client_abort), "Keep the backend request when the client goes away."),
     d!("proxy_ssl_verify", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ssl_verify), "Verify the backend's certificate (default off, as nginx) with OpenSSL's rules: chains by webpki, the common name when subjectAltName has no DNS names, and a self-signed certificate listed in `proxy_ssl_trusted_certificate` accepted as its own anchor (even marked CA, or X.509 v1)."),
     d!("proxy_ssl_trusted_certificate", HSL, T1, |b, st| loc_path(b, st, |l| &mut l.ssl_trusted_certificate), "CA or backend certificates (PEM) for `proxy_ssl_verify`; required with it, read at load."),

@@ -1,5 +1,7 @@
 //! Static content and response headers: `root`, `alias`, `index`,
-//! `try_files`, MIME types, `add_header`, `expires`.
+//! `try_files`, MIME types, `add_header`, `expires`, and the filters of
+//! nginx's core module for static and proxied responses (`etag`,
+//! `if_modified_since`, `max_ranges`, `chunked_transfer_encoding`).
 
 use http::HeaderName;
 
@@ -9,15 +11,18 @@ use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
 use crate::config::raw::Builder;
 use crate::config::template::Template;
-use crate::config::values::parse_time;
 
 /// The directives of this family, in the order the README lists them.
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
     noop!("types_hash_max_size", HSL, T1, "nginx hash sizing (no effect)."),
     noop!("types_hash_bucket_size", HSL, T1, "nginx hash sizing (no effect)."),
-    d!("add_header", HSL, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set."),
-    d!("expires", HSL, T12, set_expires, "`Expires` and `Cache-Control: max-age` on 2xx/3xx responses."),
+    d!("add_header", HSL, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set. `Last-Modified` and `ETag` replace the response's own (an empty value removes it), and `If-Range` then compares with them."),
+    d!("expires", HSL, T12, set_expires, "`Expires` and `Cache-Control` on 2xx/3xx responses: `[modified] [+|-]time`, `@time` (the next time of day, local time), `epoch`, `max`, `off`, or a value with variables read per request (an invalid value adds nothing)."),
+    d!("etag", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.etag), "`ETag: \"mtime-size\"` (hexadecimal) on static files (default on)."),
+    d!("if_modified_since", HSL, T1, set_if_modified_since, "`If-Modified-Since`: `exact` (default: 304 when the time is the same), `before` (not later), `off`. `If-None-Match`, `If-Match`, `If-Unmodified-Since` are answered too (304/412), for every 200 response except proxied ones, as nginx without a cache."),
+    d!("max_ranges", HSL, T1, set_max_ranges, "Most ranges served in one response (default no limit; `0`: no ranges, no `Accept-Ranges`). Static files serve `Range` (206, `multipart/byteranges`, 416) and `If-Range`."),
+    d!("chunked_transfer_encoding", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.chunked_transfer_encoding), "HTTP/1.1 bodies of unknown length are chunked (default on); off: they end with the connection."),
     d!("root", HSL, T1, |b, st| set_root(b, st, false), "Document root for static files."),
     d!("alias", LOCATION, T1, |b, st| set_root(b, st, true), "Replaces the location prefix with a directory."),
     d!("index", HSL, Args::AtLeast(1), set_index, "Index files for directory requests."),
@@ -58,43 +63,56 @@ fn set_add_header(b: &mut Builder, st: &Statement) -> Result<()> {
 }
 
 fn set_expires(b: &mut Builder, st: &Statement) -> Result<()> {
-    let mut args: Vec<&str> = st.values();
-    let modified = args.first() == Some(&"modified");
-    if modified {
-        args.remove(0);
-    }
-    if args.len() != 1 {
-        return Err(ConfigError::at(
-            &st.span,
-            "invalid number of arguments in \"expires\" directive",
-        ));
-    }
-    let v = args[0];
-    let e = match v {
-        "off" if !modified => Expires::Off,
-        "epoch" if !modified => Expires::Epoch,
-        "max" if !modified => Expires::Max,
-        _ => {
-            let (neg, t) = match v.strip_prefix('-') {
-                Some(t) => (true, t),
-                None => (false, v.strip_prefix('+').unwrap_or(v)),
-            };
-            if t.starts_with('@') {
-                return Err(ConfigError::unsupported(
-                    &st.span,
-                    "\"expires @time\" is not supported by switchyard",
-                ));
-            }
-            let d = parse_time(t)
-                .ok_or_else(|| ConfigError::at(&st.span, format!("invalid value \"{v}\"")))?;
-            let secs = d.as_secs() as i64;
-            Expires::After {
-                secs: if neg { -secs } else { secs },
-                modified,
-            }
+    let (modified, value) = match st.args.as_slice() {
+        [v] => (false, v),
+        [m, v] if m.value == "modified" => (true, v),
+        _ => return Err(directive_error(st, "invalid value")),
+    };
+    let template =
+        Template::parse(&value.value).map_err(|e| ConfigError::at(&st.span, e.to_string()))?;
+    let e = if template
+        .pieces
+        .iter()
+        .any(|p| !matches!(p, crate::config::template::Piece::Lit(_)))
+    {
+        Expires::Var {
+            value: template,
+            modified,
         }
+    } else {
+        Expires::parse(&value.value, modified).map_err(|why| directive_error(st, why))?
     };
     put(&mut b.loc().expires, e, st)
+}
+
+/// nginx's message for a setter that returns an error string.
+fn directive_error(st: &Statement, why: &str) -> ConfigError {
+    ConfigError::at(&st.span, format!("\"{}\" directive {why}", st.name))
+}
+
+fn set_if_modified_since(b: &mut Builder, st: &Statement) -> Result<()> {
+    let v = match st.args[0].value.as_str() {
+        "off" => IfModifiedSince::Off,
+        "exact" => IfModifiedSince::Exact,
+        "before" => IfModifiedSince::Before,
+        other => {
+            return Err(ConfigError::at(
+                &st.span,
+                format!("invalid value \"{other}\""),
+            ));
+        }
+    };
+    put(&mut b.loc().if_modified_since, v, st)
+}
+
+fn set_max_ranges(b: &mut Builder, st: &Statement) -> Result<()> {
+    let n = st.args[0]
+        .value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= i32::MAX as u32)
+        .ok_or_else(|| directive_error(st, "invalid number"))?;
+    put(&mut b.loc().max_ranges, n, st)
 }
 
 fn set_root(b: &mut Builder, st: &Statement, alias: bool) -> Result<()> {
