@@ -145,6 +145,17 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Installed before anything listens: a Ctrl-C (or the SIGINT that CI
+        // sends once the page answers) must stop the demo cleanly, never
+        // meet the default action.
+        let mut interrupt =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("switchyard demo: cannot install the Ctrl-C handler: {e}");
+                    return ExitCode::from(1);
+                }
+            };
         let dir = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
         if let Err(e) =
             std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("index.html"), PAGE))
@@ -192,7 +203,7 @@ pub fn main(args: &[String]) -> ExitCode {
             "Open http://{}/ in two browser windows and chat; Ctrl-C stops.",
             addr.map_or(listen, |a| a.to_string())
         );
-        let _ = tokio::signal::ctrl_c().await;
+        interrupt.recv().await;
         handle.stop_now();
         let _ = std::fs::remove_dir_all(&dir);
         ExitCode::SUCCESS

@@ -22,6 +22,7 @@
 //!    - [`balance`]: choosing a peer (round robin, hashes, least_conn) and failures.
 //!    - [`request`]: per-connection and per-request state, and `$variables`.
 //!    - [`upstream`]: backend connections, the keepalive cache, response bodies.
+//!    - [`resolver`]: names resolved at run time (`resolver`), with nginx's DNS behaviour.
 //!    - [`state`]: configuration generations and what every task shares.
 //! 4. Exchange
 //!    - [`exchange`]: the request being answered, and the client-protocol seam.
@@ -69,6 +70,7 @@ pub mod net;
 pub mod probe;
 pub mod proxy;
 pub mod request;
+pub mod resolver;
 pub mod response;
 pub mod rewrite;
 pub mod route;

@@ -42,6 +42,8 @@ pub struct Generation {
     pub tls: HashMap<SocketAddr, Arc<crate::tls::server::Acceptor>>,
     /// Open access log files by path.
     pub access_logs: LogFiles,
+    /// Runtime resolvers by `ResolverConf::index`, each with its cache.
+    pub resolvers: Vec<Arc<crate::resolver::Resolver>>,
     /// Fires when this generation was replaced by a reload and its
     /// `worker_shutdown_timeout` has passed, or on a final stop: its
     /// tunnels close then.
@@ -112,11 +114,22 @@ impl Generation {
                 }
             }
         }
+        let resolvers = match &config.http {
+            Some(http) => {
+                let log = Arc::new(config.main.error_log.clone());
+                http.resolvers
+                    .iter()
+                    .map(|c| Arc::new(crate::resolver::Resolver::new(c.clone(), log.clone())))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         Ok(Generation {
             config,
             upstreams,
             tls,
             access_logs,
+            resolvers,
             retired: crate::signal::StopSignal::new(),
         })
     }

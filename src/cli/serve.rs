@@ -175,6 +175,13 @@ pub(super) fn serve(load: LoadOptions, paths: &Paths) -> ExitCode {
         }
     }
     let code = main_rt.block_on(async move {
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                emerg(&format!("cannot install signal handlers ({e})"));
+                return ExitCode::from(1);
+            }
+        };
         let handle = match Handle::start_on(config, bound, Some(load), handles) {
             Ok(h) => h,
             Err(e) => {
@@ -195,7 +202,7 @@ pub(super) fn serve(load: LoadOptions, paths: &Paths) -> ExitCode {
             Level::Notice,
             &format!("switchyard/{} started", crate::VERSION),
         );
-        run_signals(&handle).await;
+        run_signals(&handle, signals).await;
         let _ = std::fs::remove_file(&pid_path);
         ExitCode::SUCCESS
     });
@@ -241,20 +248,42 @@ fn switch_user(config: &config::Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The signals the server acts on, installed before it binds and serves so
+/// that a signal sent as soon as it answers (or as soon as the pid file
+/// appears) is never met by the default action.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    winch: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            winch: signal(SignalKind::window_change())?,
+        })
+    }
+}
+
 /// Waits for signals and acts on them until the server stops.
-async fn run_signals(handle: &Handle) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut quit), Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut winch)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::quit()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::window_change()),
-    ) else {
-        log::error(Level::Alert, "cannot install signal handlers");
-        return;
-    };
+async fn run_signals(handle: &Handle, signals: Signals) {
+    let Signals {
+        mut hup,
+        mut quit,
+        mut term,
+        mut int,
+        mut usr1,
+        mut winch,
+    } = signals;
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -120,7 +120,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("stream", "the stream module"),
     ("mail", "the mail module"),
     ("load_module", "dynamic modules"),
-    ("resolver", "runtime DNS resolution"),
     ("secure_link", "ngx_http_secure_link_module"),
     ("stub_status", "ngx_http_stub_status_module"),
 ];

@@ -215,6 +215,8 @@ impl Finisher<'_> {
             limit_rate_after: raw.limit_rate_after.unwrap_or(0),
             internal: raw.internal,
             satisfy_any: raw.satisfy_any.unwrap_or(false),
+            resolver: raw.resolver.clone(),
+            resolver_timeout: raw.resolver_timeout.unwrap_or(Duration::from_secs(30)),
             auth_basic,
             auth_delay: raw.auth_delay.unwrap_or(Duration::ZERO),
             auth_request: raw
@@ -507,6 +509,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         maps,
         indexed,
         conn_zones,
+        resolvers: std::mem::take(&mut http_raw.resolvers),
         any_access_log,
     };
     Ok((main, Some(http), b.warnings, b.notes))

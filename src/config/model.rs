@@ -107,6 +107,8 @@ pub struct Http {
     pub indexed: Vec<IndexedVar>,
     /// `limit_conn_zone` definitions.
     pub conn_zones: Vec<Arc<ConnZoneDef>>,
+    /// Every `resolver`, by [`ResolverConf::index`].
+    pub resolvers: Vec<Arc<ResolverConf>>,
     /// Whether any access log is written anywhere (to skip log work).
     pub any_access_log: bool,
 }
@@ -509,6 +511,10 @@ pub struct LocConf {
     pub auth_request: Option<Arc<str>>,
     /// `auth_request_set`: what is set, and the value.
     pub auth_request_set: Arc<Vec<(SetTarget, Template)>>,
+    /// `resolver` for names known only at run time.
+    pub resolver: Option<Arc<ResolverConf>>,
+    /// `resolver_timeout`.
+    pub resolver_timeout: Duration,
     /// `limit_except`: the settings for methods it does not list.
     pub limit_except: Option<Arc<LimitExcept>>,
     /// Where each directive in effect here was written (diagnostics).

@@ -180,6 +180,8 @@ pub struct LocRaw {
     pub ssl_stapling_file: Option<PathBuf>,
     /// `satisfy any` (else all).
     pub satisfy_any: Option<bool>,
+    pub resolver: Option<Arc<crate::config::model::ResolverConf>>,
+    pub resolver_timeout: Option<Duration>,
     /// `auth_basic` realm (`off` included: it may come from a variable).
     pub auth_basic: Option<Template>,
     pub auth_basic_user_file: Option<Template>,
@@ -285,6 +287,8 @@ pub struct HttpRaw {
     pub req_zones: Vec<(String, Template, u64, u64, Span)>,
     /// Charset names and `charset_map` tables, in order of appearance.
     pub charsets: CharsetMaps,
+    /// Every `resolver`, in order.
+    pub resolvers: Vec<Arc<crate::config::model::ResolverConf>>,
 }
 
 #[derive(Debug, Default)]
@@ -681,6 +685,8 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         ssl_stapling,
         ssl_stapling_file,
         satisfy_any,
+        resolver,
+        resolver_timeout,
         auth_basic,
         auth_basic_user_file,
         auth_delay,

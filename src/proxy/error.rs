@@ -51,6 +51,8 @@ pub enum ProxyError {
     /// `proxy_pass` with variables named a host that is neither an address
     /// nor an upstream group: 502.
     NoResolver(String),
+    /// The `resolver` could not resolve the host: 502.
+    Unresolved(String, crate::resolver::Failure),
     /// `proxy_pass` with variables produced an unusable URL: 500.
     InvalidUrl(String),
     /// The request body is larger than `client_max_body_size`: 413.
@@ -91,6 +93,7 @@ impl ProxyError {
             | ProxyError::ClientClosed => Side::Downstream,
             ProxyError::InvalidUrl(_)
             | ProxyError::NoResolver(_)
+            | ProxyError::Unresolved(..)
             | ProxyError::BodyTemp(..)
             | ProxyError::BodyFile(_) => Side::Internal,
             _ => Side::Upstream,
@@ -166,6 +169,7 @@ impl ProxyError {
             }
             ProxyError::NoLiveUpstreams => "no live upstreams while connecting to upstream".into(),
             ProxyError::NoResolver(host) => format!("no resolver defined to resolve {host}"),
+            ProxyError::Unresolved(host, why) => format!("{host} could not be resolved ({why})"),
             ProxyError::InvalidUrl(url) => format!("invalid URL prefix in \"{url}\""),
             ProxyError::BodyTooLarge(n) => format!("client intended to send too large body: {n} bytes"),
             ProxyError::ClientBody(e) => format!("client sent invalid body: {e}"),

@@ -66,7 +66,7 @@ pub async fn forward<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<Proxied,
         .proxy_pass
         .clone()
         .expect("proxy action without proxy_pass");
-    let target = match resolve_target(ex, &pass) {
+    let target = match resolve_target(ex, &pass).await {
         Ok(t) => t,
         Err(e) => return Err(logged(ex, e)),
     };
@@ -212,8 +212,10 @@ fn logged<D: Downstream>(ex: &Exchange<'_, D>, e: ProxyError) -> ProxyError {
     e
 }
 
-/// Finds the upstream group and URI for `pass`.
-fn resolve_target<D: Downstream>(
+/// Finds the upstream group and URI for `pass`; a host named by
+/// variables that is neither an address nor an upstream group is looked up
+/// with the location's `resolver`.
+async fn resolve_target<D: Downstream>(
     ex: &mut Exchange<'_, D>,
     pass: &ProxyPass,
 ) -> Result<Target, ProxyError> {
@@ -286,18 +288,32 @@ fn resolve_target<D: Downstream>(
                     (rt.balancer.clone(), rt.pool.clone())
                 }
                 None => {
-                    let ip: std::net::IpAddr = host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse()
-                        .map_err(|_| ProxyError::NoResolver(host.to_string()))?;
+                    let bare = host.trim_start_matches('[').trim_end_matches(']');
+                    let addrs = match bare.parse::<std::net::IpAddr>() {
+                        Ok(ip) => vec![ip],
+                        Err(_) => {
+                            let Some(rc) = ex.conf.resolver.clone() else {
+                                return Err(ProxyError::NoResolver(host.to_string()));
+                            };
+                            let resolver = ex.generation.resolvers[rc.index].clone();
+                            resolver
+                                .resolve(host, ex.conf.resolver_timeout)
+                                .await
+                                .map_err(|why| ProxyError::Unresolved(host.to_string(), why))?
+                        }
+                    };
                     let upstream = Arc::new(Upstream {
                         name: hostport.to_string(),
                         index: usize::MAX,
-                        peers: vec![crate::config::Peer::new(
-                            SocketAddr::new(ip, port),
-                            hostport.to_string(),
-                        )],
+                        peers: addrs
+                            .into_iter()
+                            .map(|ip| {
+                                crate::config::Peer::new(
+                                    SocketAddr::new(ip, port),
+                                    hostport.to_string(),
+                                )
+                            })
+                            .collect(),
                         method: BalanceMethod::RoundRobin,
                         keepalive: None,
                         implicit: true,

@@ -71,6 +71,9 @@ mod balance;
 /// The source layout: layers, no import cycle, lists in step.
 mod layout;
 
+/// `resolver`: names looked up at run time against a test DNS server.
+mod resolver;
+
 /// `switchyard check`: the corpus in tests/check, exit codes, formats.
 mod check;
 

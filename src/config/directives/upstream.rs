@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Args, Ctx, Directive, HTTP, T1, T12, UPSTREAM, arg_number, arg_template, invalid_value, put,
+    Args, Ctx, Directive, HSL, HTTP, T1, T12, UPSTREAM, arg_number, arg_template, invalid_value,
+    loc_time, put,
 };
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
@@ -23,7 +24,82 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("random", UPSTREAM, Args::Take(&[0, 1]), set_random, "Random choice, or the better of `two`."),
     d!("keepalive", UPSTREAM, T1, set_upstream_keepalive, "Idle backend connections cached per worker for reuse."),
     noop!("zone", UPSTREAM, T12, "Shared upstream state (switchyard's state is always shared between threads)."),
+    d!("resolver", HSL, Args::AtLeast(1), set_resolver, "Name servers for names known only at run time (`proxy_pass` with variables): `ADDR[:PORT]... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`. Answers are kept for their TTL (or `valid=`), failures are not; queries are resent every 5 s to the next server, truncated answers retried over TCP, CNAMEs followed."),
+    d!("resolver_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.resolver_timeout), "How long a request waits for a name to resolve (default 30s); then 502."),
 ];
+
+/// `resolver ADDR... [valid=] [ipv4=] [ipv6=]`, as nginx parses it; host
+/// names among the addresses are resolved now.
+fn set_resolver(b: &mut Builder, st: &Statement) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    if b.loc().resolver.is_some() {
+        return Err(super::duplicate(st));
+    }
+    let (mut servers, mut valid, mut ipv4, mut ipv6) = (Vec::new(), None, true, true);
+    for arg in &st.args {
+        let v = arg.value.as_str();
+        let flag = |s: &str| match s {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(ConfigError::at(&st.span, format!("invalid parameter: {v}"))),
+        };
+        if let Some(t) = v.strip_prefix("valid=") {
+            valid = Some(
+                parse_time(t)
+                    .ok_or_else(|| ConfigError::at(&st.span, format!("invalid parameter: {v}")))?,
+            );
+        } else if let Some(f) = v.strip_prefix("ipv4=") {
+            ipv4 = flag(f)?;
+        } else if let Some(f) = v.strip_prefix("ipv6=") {
+            ipv6 = flag(f)?;
+        } else if v.starts_with("status_zone=") {
+            // Statistics zones of nginx's commercial version: nothing to
+            // collect them into here.
+            b.warn(
+                &st.span,
+                format!("the \"{v}\" parameter of \"resolver\" has no effect in switchyard"),
+            );
+        } else {
+            let (host, port) = crate::config::values::split_host_port(v, 53).ok_or_else(|| {
+                ConfigError::at(&st.span, format!("invalid port in resolver \"{v}\""))
+            })?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let found: Vec<_> = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+                Err(_) => (host, port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect())
+                    .unwrap_or_default(),
+            };
+            if found.is_empty() {
+                return Err(ConfigError::at(
+                    &st.span,
+                    format!("host not found in resolver \"{v}\""),
+                ));
+            }
+            servers.extend(found);
+        }
+    }
+    if !ipv4 && !ipv6 {
+        return Err(ConfigError::at(
+            &st.span,
+            "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
+        ));
+    }
+    if servers.is_empty() {
+        return Err(ConfigError::at(&st.span, "no name servers defined"));
+    }
+    let conf = std::sync::Arc::new(ResolverConf {
+        index: b.http.resolvers.len(),
+        servers,
+        valid,
+        ipv4,
+        ipv6,
+    });
+    b.http.resolvers.push(conf.clone());
+    b.loc().resolver = Some(conf);
+    Ok(())
+}
 
 fn set_upstream(b: &mut Builder, st: &Statement) -> Result<()> {
     let name = st.args[0].value.clone();

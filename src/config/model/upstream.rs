@@ -7,6 +7,23 @@ use std::time::Duration;
 use crate::config::error::Span;
 use crate::config::template::Template;
 
+/// `resolver`: the name servers asked at run time and how long answers
+/// are kept. Each `resolver` directive is one resolver with its own cache;
+/// levels that inherit it share it.
+#[derive(Debug)]
+pub struct ResolverConf {
+    /// Position in [`Http::resolvers`](super::Http::resolvers).
+    pub index: usize,
+    /// Name servers, asked in turn.
+    pub servers: Vec<SocketAddr>,
+    /// `valid=`: how long answers are kept instead of their TTL.
+    pub valid: Option<Duration>,
+    /// `ipv4=`: look up A records.
+    pub ipv4: bool,
+    /// `ipv6=`: look up AAAA records.
+    pub ipv6: bool,
+}
+
 /// An upstream group.
 #[derive(Debug)]
 pub struct Upstream {
