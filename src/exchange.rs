@@ -152,6 +152,9 @@ pub struct Exchange<'a, D> {
     pub rewritten: bool,
     /// A named location to continue in (`error_page ... @name`).
     pub next_named: Option<Arc<Location>>,
+    /// Backend headers kept across an `X-Accel-Redirect`, added to the
+    /// response finally sent.
+    pub accel_headers: Option<crate::http1::Headers>,
     /// Set when this exchange is a subrequest (`auth_request`): what it
     /// serves.
     pub subrequest: Option<Subrequest>,

@@ -150,6 +150,7 @@ pub async fn handle<D: Downstream>(
         uri_changed: false,
         rewritten: false,
         next_named: None,
+        accel_headers: None,
         subrequest: None,
         ctx,
     });
@@ -270,6 +271,7 @@ impl<D: Downstream> Exchange<'_, D> {
     /// `error_page`).
     async fn run(mut self: Box<Self>, mut first: Option<Reply>) -> Next {
         let mut pages = crate::error_page::Pages::default();
+        let mut accel_redirects = 0;
         loop {
             let routed = match first.take() {
                 Some(reply) => Action::Reply(reply),
@@ -281,6 +283,13 @@ impl<D: Downstream> Exchange<'_, D> {
                 // need it.
                 Action::Proxy => match Box::pin(proxy::forward(&mut self)).await {
                     Ok(Proxied::Reply(reply)) => reply,
+                    Ok(Proxied::Redirect(to)) => {
+                        accel_redirects += 1;
+                        match self.accel_redirect(to, accel_redirects) {
+                            Some(reply) => reply,
+                            None => continue,
+                        }
+                    }
                     Ok(Proxied::Upgrade(reply, upstream)) => {
                         return match Box::pin(proxy::tunnel::accept(&mut self, reply, upstream))
                             .await
@@ -330,6 +339,61 @@ impl<D: Downstream> Exchange<'_, D> {
             }
             return self.finish(reply).await;
         }
+    }
+
+    /// `X-Accel-Redirect` from a backend: an internal redirect to a URI
+    /// (the method becomes GET, except HEAD) or to a named location, as
+    /// nginx does; the kept backend headers go into the final response.
+    /// `None` when the request goes on; otherwise the reply to send.
+    fn accel_redirect(&mut self, to: proxy::AccelRedirect, count: usize) -> Option<Reply> {
+        let tokens = self.conf.server_tokens;
+        if count > MAX_REDIRECTS {
+            self.log(
+                Level::Error,
+                &format!(
+                    "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
+                    to.target
+                ),
+                None,
+            );
+            return Some(Reply::error(500, tokens));
+        }
+        self.accel_headers = Some(to.headers);
+        self.uri_changed = true;
+        if let Some(name) = to.target.strip_prefix('@') {
+            return match self.ctx.server.locations.named.get(name) {
+                Some(l) => {
+                    self.next_named = Some(l.clone());
+                    None
+                }
+                None => {
+                    self.log(
+                        Level::Error,
+                        &format!("could not find named location \"@{name}\""),
+                        None,
+                    );
+                    Some(Reply::error(500, tokens))
+                }
+            };
+        }
+        let (uri, args) = match to.target.split_once('?') {
+            Some((u, a)) => (u, Some(a)),
+            None => (to.target.as_str(), None),
+        };
+        let Some(uri) = route::unsafe_uri_checked(uri) else {
+            self.log(
+                Level::Error,
+                &format!("unsafe URI \"{uri}\" was detected"),
+                None,
+            );
+            return Some(Reply::error(404, tokens));
+        };
+        if self.ctx.method != Method::HEAD {
+            self.ctx.method = Method::GET;
+        }
+        self.ctx.uri = uri;
+        self.ctx.args = args.map(str::to_string);
+        None
     }
 
     /// Phases 2 to 6; returns what to send.
@@ -585,6 +649,7 @@ impl<D: Downstream> Exchange<'_, D> {
                 uri_changed: true,
                 rewritten: false,
                 next_named: None,
+                accel_headers: None,
                 subrequest: Some(crate::exchange::Subrequest {
                     main_method: self.ctx.method.clone(),
                     uri: uri.to_string(),
@@ -594,6 +659,14 @@ impl<D: Downstream> Exchange<'_, D> {
                 Action::Reply(reply) => reply,
                 Action::Proxy => match proxy::forward(&mut sub).await {
                     Ok(Proxied::Reply(reply) | Proxied::Upgrade(reply, _)) => reply,
+                    Ok(Proxied::Redirect(_)) => {
+                        self.log(
+                            Level::Error,
+                            "X-Accel-Redirect in the answer to an auth_request subrequest is not supported",
+                            None,
+                        );
+                        Reply::error(500, self.conf.server_tokens)
+                    }
                     Err(e) => Reply::error(e.status(), sub.conf.server_tokens),
                 },
             };
@@ -785,6 +858,19 @@ impl<D: Downstream> Exchange<'_, D> {
     /// Applies header filters, writes the response, logs it.
     pub async fn finish(mut self: Box<Self>, mut reply: Reply) -> Next {
         let conf = self.conf.clone();
+        if let Some(kept) = self.accel_headers.take() {
+            // After X-Accel-Redirect: the backend's Content-Type wins over
+            // the new content's, the other kept headers are added.
+            for h in kept.iter() {
+                if h.name == http::header::CONTENT_TYPE {
+                    reply.headers.set(h.name.clone(), h.value.clone());
+                } else {
+                    reply
+                        .headers
+                        .append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+                }
+            }
+        }
         crate::response::headers::apply(&mut reply, &conf, &mut self.ctx);
         // A body the handler did not read must be drained before the next
         // request can be parsed; small ones are, large ones close (with a

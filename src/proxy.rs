@@ -16,4 +16,4 @@ pub mod request_body;
 pub mod tunnel;
 
 pub use error::ProxyError;
-pub use forward::{Proxied, forward};
+pub use forward::{AccelRedirect, Proxied, forward};

@@ -263,6 +263,48 @@ enum Rc {
     Declined,
 }
 
+/// The path of an internal redirect a backend asked for
+/// (`X-Accel-Redirect`), checked as nginx's `ngx_http_parse_unsafe_uri`
+/// does: `%XX` escapes decoded, then refused (`None`) when empty, holding
+/// a NUL, or climbing out with `..` as a segment.
+pub fn unsafe_uri_checked(uri: &str) -> Option<String> {
+    fn climbs(p: &[u8]) -> bool {
+        let dotdot = |rest: &[u8]| rest.starts_with(b"..") && (rest.len() == 2 || rest[2] == b'/');
+        dotdot(p)
+            || p.iter()
+                .enumerate()
+                .any(|(i, &c)| c == b'/' && dotdot(&p[i + 1..]))
+    }
+    let raw = uri.as_bytes();
+    if raw.is_empty() || raw.contains(&0) || climbs(raw) {
+        return None;
+    }
+    if !raw.contains(&b'%') {
+        return Some(uri.to_string());
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        if raw[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    if out.is_empty() || out.contains(&0) || climbs(&out) {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// nginx's `ngx_http_core_find_location`: exact match first; else the
 /// longest prefix, then its nested locations; then regexes in order unless
 /// the prefix was `^~`.

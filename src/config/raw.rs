@@ -91,6 +91,8 @@ pub struct LocRaw {
     pub send_timeout_upstream: Option<Duration>,
     pub connect_timeout: Option<Duration>,
     pub buffering: Option<bool>,
+    /// `proxy_ignore_headers`, as [`crate::config::IgnoreHeaders`] bits.
+    pub ignore_headers: Option<u16>,
     pub request_buffering: Option<bool>,
     pub buffer_size: Option<usize>,
     pub buffers: Option<(usize, usize)>,
@@ -605,6 +607,7 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         send_timeout_upstream,
         connect_timeout,
         buffering,
+        ignore_headers,
         request_buffering,
         buffer_size,
         buffers,

@@ -28,7 +28,7 @@ use tokio::time::{Instant, timeout};
 use super::error::{ProxyError, Side};
 use super::request_body::{ReqBody, prepare_body, send_spooled, stream_body};
 use crate::balance::{Balancer, NoPeer};
-use crate::config::{BalanceMethod, ProxyPass, UpgradePolicy, Upstream};
+use crate::config::{BalanceMethod, IgnoreHeaders, ProxyPass, UpgradePolicy, Upstream};
 use crate::exchange::{Downstream, Exchange};
 use crate::http1::body::{self};
 use crate::http1::headers::has_token;
@@ -45,7 +45,30 @@ pub enum Proxied {
     Reply(Reply),
     /// A `101`: send the reply, then join the client and this connection.
     Upgrade(Reply, UpstreamConn),
+    /// `X-Accel-Redirect`: the backend's answer is dropped and the request
+    /// goes on internally at another URI or named location.
+    Redirect(AccelRedirect),
 }
+
+/// What `X-Accel-Redirect` asks for.
+pub struct AccelRedirect {
+    /// The header's value: a URI (with arguments) or `@name`.
+    pub target: String,
+    /// The backend headers nginx keeps for the redirected response:
+    /// `Content-Type`, `Set-Cookie`, `Content-Disposition`,
+    /// `Cache-Control`, `Expires`.
+    pub headers: Headers,
+}
+
+/// Backend headers that survive an `X-Accel-Redirect` (nginx's
+/// `redirect` flag in its upstream header table).
+const KEPT_ON_ACCEL_REDIRECT: &[&str] = &[
+    "content-type",
+    "set-cookie",
+    "content-disposition",
+    "cache-control",
+    "expires",
+];
 
 /// Where a request goes.
 struct Target {
@@ -653,11 +676,43 @@ fn finish_response<D: Downstream>(
     let conf = ex.conf.clone();
     let p = &conf.proxy;
     ex.ctx.upstream.headers = Some(resp.headers.clone());
+    if resp.status != 101
+        && !p.ignore.has(IgnoreHeaders::REDIRECT)
+        && let Some(to) = resp
+            .headers
+            .get(&HeaderName::from_static("x-accel-redirect"))
+    {
+        // The backend connection is not read further: closed, not reused.
+        drop(conn);
+        let mut headers = Headers::new();
+        for h in resp.headers.iter() {
+            if KEPT_ON_ACCEL_REDIRECT.contains(&h.name.as_str()) {
+                headers.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+            }
+        }
+        return Ok(Proxied::Redirect(AccelRedirect {
+            target: String::from_utf8_lossy(to.as_bytes()).into_owned(),
+            headers,
+        }));
+    }
+    if !p.ignore.has(IgnoreHeaders::LIMIT_RATE)
+        && let Some(rate) = resp
+            .headers
+            .get(&HeaderName::from_static("x-accel-limit-rate"))
+            // nginx's ngx_atoi: digits only.
+            .filter(|v| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit))
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse::<u64>().ok())
+    {
+        ex.ctx.limit_rate = Some(rate);
+    }
     let mut reply = Reply::empty(resp.status);
     reply.entity = Box::new(Entity::from_backend(
         &resp.headers,
         conf.filters.force_ranges,
     ));
+    if p.ignore.has(IgnoreHeaders::CHARSET) {
+        reply.entity.override_charset = None;
+    }
     if !resp.reason.is_empty() {
         reply.reason = Some(resp.reason.clone());
     }

@@ -71,6 +71,9 @@ mod balance;
 /// The source layout: layers, no import cycle, lists in step.
 mod layout;
 
+/// X-Accel-Redirect, X-Accel-Limit-Rate and proxy_ignore_headers.
+mod accel;
+
 /// `resolver`: names looked up at run time against a test DNS server.
 mod resolver;
 

@@ -21,6 +21,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("proxy_http_version", HSL, T1, set_proxy_http_version, "HTTP version to the backend (`1.0` default; WebSocket handshakes always use 1.1)."),
     d!("proxy_set_header", HSL, T2, set_proxy_set_header, "Header sent to the backend; a level that sets any replaces the whole inherited set; empty value removes."),
     d!("proxy_hide_header", HSL, T1, |b, st| header_list(b, st, |l| &mut l.hide_headers), "Backend response header not passed to the client."),
+    d!("proxy_ignore_headers", HSL, Args::AtLeast(1), set_ignore_headers, "Backend headers not acted upon: `X-Accel-Redirect` (an internal redirect), `X-Accel-Limit-Rate`, `X-Accel-Charset`; `X-Accel-Expires`, `X-Accel-Buffering`, `Expires`, `Cache-Control`, `Set-Cookie` and `Vary` only steer a cache or buffering, which Switchyard does not have, so ignoring them changes nothing."),
     d!("proxy_pass_header", HSL, T1, |b, st| header_list(b, st, |l| &mut l.pass_headers), "Passes a header hidden by default (`Server`, `Date`, `X-Accel-*`)."),
     d!("proxy_pass_request_headers", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.pass_request_headers), "Whether client headers are passed."),
     d!("proxy_pass_request_body", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.pass_request_body), "Whether the client body is passed."),
@@ -127,6 +128,28 @@ fn set_proxy_set_header(b: &mut Builder, st: &Statement) -> Result<()> {
         .set_headers
         .get_or_insert_with(Vec::new)
         .push((name, value, st.span.clone()));
+    Ok(())
+}
+
+/// `proxy_ignore_headers NAME...` (nginx's bitmask slot: names compared
+/// without case, unknown ones refused, repeated directives added up).
+fn set_ignore_headers(b: &mut Builder, st: &Statement) -> Result<()> {
+    let mut bits = 0;
+    for arg in &st.args {
+        let Some((_, bit)) = crate::config::IgnoreHeaders::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&arg.value))
+        else {
+            return Err(ConfigError::at(
+                &st.span,
+                format!("invalid value \"{}\"", arg.value),
+            ));
+        };
+        bits |= bit;
+    }
+    // Repeated directives add up, as nginx's bitmask slot does.
+    let slot = &mut b.loc().ignore_headers;
+    *slot = Some(slot.unwrap_or(0) | bits);
     Ok(())
 }
 

@@ -187,6 +187,7 @@ impl Finisher<'_> {
             send_timeout: raw.send_timeout_upstream.unwrap_or(Duration::from_secs(60)),
             connect_timeout: raw.connect_timeout.unwrap_or(Duration::from_secs(60)),
             buffering: raw.buffering.unwrap_or(true),
+            ignore: crate::config::IgnoreHeaders(raw.ignore_headers.unwrap_or(0)),
             request_buffering: raw.request_buffering.unwrap_or(true),
             buffer_size: raw.buffer_size.unwrap_or(4096),
             buffers: raw.buffers.unwrap_or((8, 4096)),

@@ -38,6 +38,8 @@ pub struct ProxySettings {
     pub connect_timeout: Duration,
     /// `proxy_buffering`.
     pub buffering: bool,
+    /// `proxy_ignore_headers`: backend headers not acted upon.
+    pub ignore: IgnoreHeaders,
     /// `proxy_request_buffering`.
     pub request_buffering: bool,
     /// `proxy_buffer_size`.
@@ -196,4 +198,37 @@ pub struct StaticTarget {
     pub uri: Option<String>,
     /// The location prefix the URI part replaces.
     pub location_prefix: Option<String>,
+}
+
+/// `proxy_ignore_headers`: which of the backend's control headers are not
+/// acted upon (they are still hidden as usual). Without a cache only
+/// `X-Accel-Redirect`, `X-Accel-Limit-Rate` and `X-Accel-Charset` do
+/// anything; the others steer nginx's cache and buffering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgnoreHeaders(pub u16);
+
+impl IgnoreHeaders {
+    /// The names nginx accepts, with their bits.
+    pub const NAMES: &'static [(&'static str, u16)] = &[
+        ("X-Accel-Redirect", 1),
+        ("X-Accel-Expires", 2),
+        ("X-Accel-Limit-Rate", 4),
+        ("X-Accel-Buffering", 8),
+        ("X-Accel-Charset", 16),
+        ("Expires", 32),
+        ("Cache-Control", 64),
+        ("Set-Cookie", 128),
+        ("Vary", 256),
+    ];
+    /// `X-Accel-Redirect` ignored.
+    pub const REDIRECT: u16 = 1;
+    /// `X-Accel-Limit-Rate` ignored.
+    pub const LIMIT_RATE: u16 = 4;
+    /// `X-Accel-Charset` ignored.
+    pub const CHARSET: u16 = 16;
+
+    /// Whether the header with bit `bit` is ignored.
+    pub fn has(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
 }
