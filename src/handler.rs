@@ -859,10 +859,11 @@ impl<D: Downstream> Exchange<'_, D> {
     pub async fn finish(mut self: Box<Self>, mut reply: Reply) -> Next {
         let conf = self.conf.clone();
         if let Some(kept) = self.accel_headers.take() {
-            // After X-Accel-Redirect: the backend's Content-Type wins over
-            // the new content's, the other kept headers are added.
+            // After X-Accel-Redirect: the backend's Content-Type and
+            // Accept-Ranges win over the new content's, the other kept
+            // headers are added.
             for h in kept.iter() {
-                if h.name == http::header::CONTENT_TYPE {
+                if h.name == http::header::CONTENT_TYPE || h.name == http::header::ACCEPT_RANGES {
                     reply.headers.set(h.name.clone(), h.value.clone());
                 } else {
                     reply

@@ -56,7 +56,7 @@ pub struct AccelRedirect {
     pub target: String,
     /// The backend headers nginx keeps for the redirected response:
     /// `Content-Type`, `Set-Cookie`, `Content-Disposition`,
-    /// `Cache-Control`, `Expires`.
+    /// `Cache-Control`, `Expires`, `Accept-Ranges`.
     pub headers: Headers,
 }
 
@@ -68,6 +68,7 @@ const KEPT_ON_ACCEL_REDIRECT: &[&str] = &[
     "content-disposition",
     "cache-control",
     "expires",
+    "accept-ranges",
 ];
 
 /// Where a request goes.

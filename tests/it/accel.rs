@@ -40,7 +40,7 @@ async fn proxy(app: &Backend, echo: &Backend, extra: &str) -> Proxy {
 #[tokio::test]
 async fn accel_redirect_serves_internal_content_with_the_kept_headers() {
     let app = backend(
-        "HTTP/1.1 200 OK\r\nX-Accel-Redirect: /files/report.txt\r\nContent-Type: application/x-report\r\nSet-Cookie: seen=1\r\nContent-Disposition: attachment\r\nX-Private: backend only",
+        "HTTP/1.1 200 OK\r\nX-Accel-Redirect: /files/report.txt\r\nContent-Type: application/x-report\r\nSet-Cookie: seen=1\r\nContent-Disposition: attachment\r\nAccept-Ranges: none\r\nX-Private: backend only",
         "backend body",
     )
     .await;
@@ -58,6 +58,7 @@ async fn accel_redirect_serves_internal_content_with_the_kept_headers() {
         r.header("Content-Disposition").as_deref(),
         Some("attachment")
     );
+    assert_eq!(r.header("Accept-Ranges").as_deref(), Some("none"));
     assert_eq!(r.header("X-Private"), None, "{}", r.head);
     assert_eq!(r.header("X-Accel-Redirect"), None, "{}", r.head);
     // The location itself stays internal.

@@ -77,6 +77,9 @@ mod accel;
 /// `resolver`: names looked up at run time against a test DNS server.
 mod resolver;
 
+/// The corpus of real-world-shaped configurations in tests/configs.
+mod corpus;
+
 /// `switchyard check`: the corpus in tests/check, exit codes, formats.
 mod check;
 

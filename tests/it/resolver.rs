@@ -17,7 +17,7 @@ use crate::harness::*;
 
 /// What the DNS server answers for a name.
 #[derive(Clone)]
-enum Record {
+pub enum Record {
     /// An A record with this TTL.
     A(Ipv4Addr, u32),
     /// A CNAME to a name, then that name's A record, in one answer.
@@ -32,14 +32,14 @@ enum Record {
 
 /// A DNS server on 127.0.0.1 (UDP and TCP on the same port) that counts
 /// the A queries it gets per name.
-struct Dns {
-    addr: SocketAddr,
+pub struct Dns {
+    pub addr: SocketAddr,
     a_queries: Arc<Mutex<HashMap<String, usize>>>,
     tcp_queries: Arc<Mutex<usize>>,
 }
 
 impl Dns {
-    async fn start(records: &[(&'static str, Record)]) -> Dns {
+    pub async fn start(records: &[(&'static str, Record)]) -> Dns {
         let records: Arc<HashMap<String, Record>> = Arc::new(
             records
                 .iter()

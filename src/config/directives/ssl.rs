@@ -20,7 +20,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("ssl_verify_depth", HS, T1, |b, st| { let n = arg_number(st, 0)? as u32; put(&mut b.loc().ssl_client_verify_depth, n, st) }, "Longest client certificate chain (default 1)."),
     d!("ssl_stapling", HS, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ssl_stapling), "Staples the OCSP response of `ssl_stapling_file`; without a file stapling is off (with a warning): responses are not fetched from responders."),
     d!("ssl_stapling_file", HS, T1, |b, st| { let p = b.conf_path(&st.args[0].value); put(&mut b.loc().ssl_stapling_file, p, st) }, "A DER OCSP response to staple (read at load and reload)."),
-    d!("ssl_stapling_verify", HS, Args::Flag, set_ssl_stapling_verify, "Only `off` is accepted: stapled responses come from `ssl_stapling_file`, which the operator vouches for."),
+    d!("ssl_stapling_verify", HS, Args::Flag, set_ssl_stapling_verify, "`on` and `off` load: nginx verifies only the responses it fetches from responders, and staples `ssl_stapling_file` as given, as Switchyard does."),
     d!("ssl_stapling_responder", HS, T1, set_ssl_stapling_responder, "Refused with a message: responses are not fetched from responders (use `ssl_stapling_file`)."),
     noop!("ssl_prefer_server_ciphers", HS, Args::Flag, "Cipher preference (no effect with rustls)."),
     noop!("ssl_session_cache", HS, Args::AtLeast(1), "TLS session cache sizing (rustls keeps its own in-memory cache)."),
@@ -76,13 +76,11 @@ fn set_ssl_verify_client(b: &mut Builder, st: &Statement) -> Result<()> {
     put(&mut b.loc().ssl_verify_client, mode, st)
 }
 
+/// `ssl_stapling_verify on|off`: nginx verifies only responses it fetches
+/// from responders and staples an `ssl_stapling_file` as given; Switchyard
+/// fetches none, so both values load and change nothing.
 fn set_ssl_stapling_verify(_: &mut Builder, st: &Statement) -> Result<()> {
-    if arg_flag(st) {
-        return Err(ConfigError::unsupported(
-            &st.span,
-            "\"ssl_stapling_verify on\" is not supported by switchyard: it staples the response of \"ssl_stapling_file\" as given",
-        ));
-    }
+    let _ = arg_flag(st);
     Ok(())
 }
 
