@@ -22,7 +22,7 @@
 //! success only clears the count once the window has been re-checked, and
 //! backup servers are used when every primary is unavailable.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{BalanceMethod, Peer, Upstream};
@@ -115,7 +115,7 @@ pub struct Balancer {
 #[derive(Debug, Clone)]
 pub struct Chosen {
     /// Where to connect.
-    pub addr: SocketAddr,
+    pub addr: crate::config::PeerAddr,
     /// The `server` name as written.
     pub name: String,
     backup: bool,
@@ -352,7 +352,7 @@ impl Pick {
     fn chosen(&mut self, group: &Group, i: usize) -> Chosen {
         self.tried[i] = true;
         Chosen {
-            addr: group.peers[i].addr,
+            addr: group.peers[i].addr.clone(),
             name: group.peers[i].name.clone(),
             backup: self.in_backup,
             index: i,
@@ -649,7 +649,7 @@ mod tests {
             .map(|(i, w)| Peer {
                 weight: *w,
                 ..Peer::new(
-                    SocketAddr::from(([127, 0, 0, 1], 8081 + i as u16)),
+                    std::net::SocketAddr::from(([127, 0, 0, 1], 8081 + i as u16)),
                     format!("127.0.0.1:{}", 8081 + i),
                 )
             })
@@ -671,7 +671,7 @@ mod tests {
                 let mut p = b.start(client, key.to_vec(), 0);
                 let c = p.next_peer().unwrap();
                 p.free(&c, false);
-                c.addr.port()
+                c.addr.inet().expect("a TCP peer").port()
             })
             .collect()
     }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::ListenOpts;
 
@@ -69,16 +69,18 @@ pub enum ClientIo {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// A backend connection: plain TCP or TLS.
+/// A backend connection: plain TCP, TLS, or a unix domain socket.
 pub enum UpstreamIo {
     /// Plain TCP.
     Tcp(TcpStream),
     /// TLS over TCP.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A unix domain socket.
+    Unix(UnixStream),
 }
 
 macro_rules! delegate_io {
-    ($ty:ident) => {
+    ($ty:ident: $($v:ident),+) => {
         impl AsyncRead for $ty {
             fn poll_read(
                 self: Pin<&mut Self>,
@@ -86,8 +88,7 @@ macro_rules! delegate_io {
                 buf: &mut ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
                 match self.get_mut() {
-                    $ty::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-                    $ty::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+                    $($ty::$v(s) => Pin::new(s).poll_read(cx, buf),)+
                 }
             }
         }
@@ -99,8 +100,7 @@ macro_rules! delegate_io {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
-                    $ty::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-                    $ty::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+                    $($ty::$v(s) => Pin::new(s).poll_write(cx, buf),)+
                 }
             }
 
@@ -110,37 +110,33 @@ macro_rules! delegate_io {
                 bufs: &[io::IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
-                    $ty::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-                    $ty::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+                    $($ty::$v(s) => Pin::new(s).poll_write_vectored(cx, bufs),)+
                 }
             }
 
             fn is_write_vectored(&self) -> bool {
                 match self {
-                    $ty::Tcp(s) => s.is_write_vectored(),
-                    $ty::Tls(s) => s.is_write_vectored(),
+                    $($ty::$v(s) => s.is_write_vectored(),)+
                 }
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
-                    $ty::Tcp(s) => Pin::new(s).poll_flush(cx),
-                    $ty::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+                    $($ty::$v(s) => Pin::new(s).poll_flush(cx),)+
                 }
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
-                    $ty::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-                    $ty::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+                    $($ty::$v(s) => Pin::new(s).poll_shutdown(cx),)+
                 }
             }
         }
     };
 }
 
-delegate_io!(ClientIo);
-delegate_io!(UpstreamIo);
+delegate_io!(ClientIo: Tcp, Tls);
+delegate_io!(UpstreamIo: Tcp, Tls, Unix);
 
 /// The IPv4 form of an IPv4-mapped IPv6 address (what a dual-stack socket
 /// reports for IPv4 peers).

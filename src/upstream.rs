@@ -2,7 +2,6 @@
 //! `https://` backends, the `keepalive` cache, and reading a response body.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use crate::config::Keepalive;
+use crate::config::{Keepalive, PeerAddr};
 use crate::http1::BodyReader;
 use crate::http1::parse::BodyKind;
 use crate::net::UpstreamIo;
@@ -22,7 +21,7 @@ pub struct UpstreamConn {
     /// Bytes read but not yet consumed.
     pub buf: BytesMut,
     /// The peer.
-    pub peer: SocketAddr,
+    pub peer: PeerAddr,
     /// Requests sent on it so far.
     pub requests: u64,
     /// When it was opened (`keepalive_time`).
@@ -43,16 +42,25 @@ pub enum ConnectError {
     Failed(io::Error),
 }
 
-/// Opens a TCP connection within `limit`.
-pub async fn connect(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ConnectError> {
-    match timeout(limit, TcpStream::connect(addr)).await {
+/// Opens a connection (TCP, or a unix domain socket) within `limit`.
+pub async fn connect(addr: &PeerAddr, limit: Duration) -> Result<UpstreamIo, ConnectError> {
+    let opened = match addr {
+        PeerAddr::Inet(a) => timeout(limit, TcpStream::connect(*a)).await.map(|r| {
+            r.map(|s| {
+                // Small messages are the point of a WebSocket: never
+                // delay them.
+                let _ = s.set_nodelay(true);
+                UpstreamIo::Tcp(s)
+            })
+        }),
+        PeerAddr::Unix(path) => timeout(limit, tokio::net::UnixStream::connect(path))
+            .await
+            .map(|r| r.map(UpstreamIo::Unix)),
+    };
+    match opened {
         Err(_) => Err(ConnectError::TimedOut),
         Ok(Err(e)) => Err(ConnectError::Failed(e)),
-        Ok(Ok(s)) => {
-            // Small messages are the point of a WebSocket: never delay them.
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
+        Ok(Ok(s)) => Ok(s),
     }
 }
 
@@ -105,13 +113,13 @@ impl Pool {
     }
 
     /// Takes an idle connection to `peer` that is still open.
-    pub fn take(&self, peer: SocketAddr) -> Option<UpstreamConn> {
+    pub fn take(&self, peer: &PeerAddr) -> Option<UpstreamConn> {
         let mut dead = Vec::new();
         let found = {
             let mut cache = self.lock();
             let now = Instant::now();
             let mut found = None;
-            while let Some(pos) = cache.idle.iter().rposition(|i| i.conn.peer == peer) {
+            while let Some(pos) = cache.idle.iter().rposition(|i| i.conn.peer == *peer) {
                 let mut entry = cache.idle.remove(pos);
                 if now.duration_since(entry.since) < self.settings.timeout
                     && still_open(&mut entry.conn)
@@ -194,6 +202,14 @@ fn still_open(conn: &mut UpstreamConn) -> bool {
     let (tcp, tls) = match &conn.io {
         UpstreamIo::Tcp(s) => (s, false),
         UpstreamIo::Tls(s) => (s.get_ref().0, true),
+        UpstreamIo::Unix(s) => {
+            // The socket is non-blocking: nothing to read is WouldBlock.
+            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            return matches!(
+                socket2::SockRef::from(s).peek(&mut probe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            );
+        }
     };
     let mut probe = [0u8; 1];
     let mut buf = tokio::io::ReadBuf::new(&mut probe);

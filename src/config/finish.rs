@@ -377,7 +377,7 @@ impl Finisher<'_> {
                 None => BalanceMethod::RoundRobin,
             };
             // Linting an nginx file, servers Switchyard cannot use
-            // (`unix:`) were skipped and noted: an upstream may be empty.
+            // were skipped and noted: an upstream may be empty.
             if u.peers.is_empty() && self.mode != Mode::LintNginx {
                 return Err(ConfigError::at(
                     &u.span,

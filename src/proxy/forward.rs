@@ -28,7 +28,7 @@ use tokio::time::{Instant, timeout};
 use super::error::{ProxyError, Side};
 use super::request_body::{ReqBody, prepare_body, send_spooled, stream_body};
 use crate::balance::{Balancer, NoPeer};
-use crate::config::{BalanceMethod, IgnoreHeaders, ProxyPass, UpgradePolicy, Upstream};
+use crate::config::{BalanceMethod, IgnoreHeaders, PeerAddr, ProxyPass, UpgradePolicy, Upstream};
 use crate::exchange::{Downstream, Exchange};
 use crate::http1::body::{self};
 use crate::http1::headers::has_token;
@@ -157,9 +157,14 @@ pub async fn forward<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<Proxied,
             addr: chosen.addr.to_string(),
             ..Attempt::default()
         });
-        let url = format!("{scheme}://{}{}", chosen.addr, target.uri);
+        // As nginx names the backend in its log lines; a unix socket's
+        // path ends with a colon there (`http://unix:/run/app.sock:/uri`).
+        let url = match &chosen.addr {
+            PeerAddr::Unix(_) => format!("{scheme}://{}:{}", chosen.addr, target.uri),
+            PeerAddr::Inet(_) => format!("{scheme}://{}{}", chosen.addr, target.uri),
+        };
         let attempt_start = Instant::now();
-        let result = attempt(ex, &target, chosen.addr, &head, &body, retry_cached).await;
+        let result = attempt(ex, &target, &chosen.addr, &head, &body, retry_cached).await;
         let this = ex.ctx.upstream.attempts.last_mut().expect("pushed above");
         match result {
             Ok((resp, mut conn, connected)) => {
@@ -279,6 +284,9 @@ async fn resolve_target<D: Downstream>(
             } else {
                 return Err(ProxyError::InvalidUrl(url));
             };
+            if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("unix:") {
+                return unix_target(ex, tls, &url, &rest[5..]);
+            }
             let (hostport, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], Some(&rest[i..])),
                 None => (rest, None),
@@ -356,6 +364,45 @@ async fn resolve_target<D: Downstream>(
             })
         }
     }
+}
+
+/// A `proxy_pass` with variables that produced `http://unix:PATH[:URI]`.
+fn unix_target<D: Downstream>(
+    ex: &Exchange<'_, D>,
+    tls: bool,
+    url: &str,
+    socket: &str,
+) -> Result<Target, ProxyError> {
+    let (path, uri) = match socket.split_once(':') {
+        Some((p, u)) if !u.is_empty() => (p, u.to_string()),
+        Some((p, _)) => (p, client_uri(ex)),
+        None => (socket, client_uri(ex)),
+    };
+    if tls {
+        return Err(ProxyError::Tls(
+            "TLS to a unix domain socket is not supported".into(),
+        ));
+    }
+    let addr =
+        crate::config::PeerAddr::unix(path).map_err(|_| ProxyError::InvalidUrl(url.to_string()))?;
+    let name = format!("unix:{path}");
+    let upstream = Arc::new(Upstream {
+        name: name.clone(),
+        index: usize::MAX,
+        peers: vec![crate::config::Peer::new(addr, name)],
+        method: BalanceMethod::RoundRobin,
+        keepalive: None,
+        implicit: true,
+        span: crate::config::Span::command_line(),
+    });
+    Ok(Target {
+        balancer: Arc::new(Balancer::new(upstream)),
+        pool: None,
+        tls,
+        proxy_host: "localhost".to_string(),
+        proxy_port: 80,
+        uri,
+    })
 }
 
 fn append_args(s: &mut String, args: Option<&str>) {
@@ -471,7 +518,7 @@ impl From<ProxyError> for AttemptError {
 async fn attempt<D: Downstream>(
     ex: &mut Exchange<'_, D>,
     target: &Target,
-    addr: SocketAddr,
+    addr: &PeerAddr,
     head: &[u8],
     body: &ReqBody,
     retry_cached: bool,
@@ -530,11 +577,16 @@ async fn attempt<D: Downstream>(
 async fn open<D: Downstream>(
     ex: &mut Exchange<'_, D>,
     target: &Target,
-    addr: SocketAddr,
+    addr: &PeerAddr,
 ) -> Result<UpstreamConn, ProxyError> {
     let conf = ex.conf.clone();
-    let stream = upstream::connect(addr, conf.proxy.connect_timeout).await?;
+    let io = upstream::connect(addr, conf.proxy.connect_timeout).await?;
     let io = if target.tls {
+        let UpstreamIo::Tcp(stream) = io else {
+            return Err(ProxyError::Tls(
+                "TLS to a unix domain socket is not supported".into(),
+            ));
+        };
         let Some(tls_conf) = conf.proxy.ssl.client.clone() else {
             return Err(ProxyError::Tls("no TLS settings for this location".into()));
         };
@@ -562,12 +614,12 @@ async fn open<D: Downstream>(
             Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
         }
     } else {
-        UpstreamIo::Tcp(stream)
+        io
     };
     Ok(UpstreamConn {
         io,
         buf: BytesMut::new(),
-        peer: addr,
+        peer: addr.clone(),
         requests: 0,
         created: Instant::now(),
         cached: false,

@@ -74,7 +74,7 @@ impl Transport for crate::net::UpstreamIo {
     fn tcp(&self) -> Option<&TcpStream> {
         match self {
             crate::net::UpstreamIo::Tcp(s) => Some(s),
-            crate::net::UpstreamIo::Tls(_) => None,
+            crate::net::UpstreamIo::Tls(_) | crate::net::UpstreamIo::Unix(_) => None,
         }
     }
 }

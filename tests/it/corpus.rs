@@ -156,6 +156,9 @@ async fn corpus_configurations_load_with_dash_t_and_carry_a_websocket() {
     })
     .await;
     let dns = Dns::start(&[("chat.internal", Record::A(Ipv4Addr::LOCALHOST, 60))]).await;
+    let sockets = TempDir::new();
+    let unix_socket = sockets.path().join("app.sock");
+    crate::unix_upstream::ws_echo_unix(&unix_socket);
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -166,7 +169,8 @@ async fn corpus_configurations_load_with_dash_t_and_carry_a_websocket() {
             .replace("{backend}", &ws.to_string())
             .replace("{backend_port}", &ws.port().to_string())
             .replace("{auth}", &auth.addr.to_string())
-            .replace("{dns}", &dns.addr.to_string());
+            .replace("{dns}", &dns.addr.to_string())
+            .replace("{backend_unix}", &unix_socket.display().to_string());
         let dir = TempDir::new();
         let der = support_files(&dir);
         dir.write(

@@ -74,6 +74,9 @@ mod layout;
 /// X-Accel-Redirect, X-Accel-Limit-Rate and proxy_ignore_headers.
 mod accel;
 
+/// Backends on unix domain sockets.
+mod unix_upstream;
+
 /// `resolver`: names looked up at run time against a test DNS server.
 mod resolver;
 

@@ -108,10 +108,15 @@ fn sy019(scope: &Scope<'_>, site: &Site<'_>, out: &mut Vec<Finding>) {
         None => "/".to_string(),
     };
     for peer in &t.upstream.peers {
-        if peer.addr.ip().is_unspecified() || peer.down {
+        // Only TCP peers are tried (a unix socket's backend is local to
+        // the proxy's machine, which `check` may not run on).
+        let Some(addr) = peer.addr.inet() else {
+            continue;
+        };
+        if addr.ip().is_unspecified() || peer.down {
             continue;
         }
-        let verdict = match handshake(peer.addr, &t.proxy_host, &path) {
+        let verdict = match handshake(addr, &t.proxy_host, &path) {
             Ok(line) if line.contains(" 101") => continue,
             Ok(line) if line.is_empty() => "closed without an answer".to_string(),
             Ok(line) => format!("answered \"{line}\""),

@@ -17,7 +17,7 @@ use crate::config::values::parse_time;
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
     block!("upstream", HTTP, T1, set_upstream, Ctx::UPSTREAM, leave_upstream, "A group of backend servers."),
-    d!("server", UPSTREAM, Args::AtLeast(1), set_upstream_server, "A backend: `ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]`."),
+    d!("server", UPSTREAM, Args::AtLeast(1), set_upstream_server, "A backend (`HOST[:PORT]` or `unix:PATH`): `ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]`."),
     d!("ip_hash", UPSTREAM, Args::None, |b, st| set_balance(b, st, BalanceMethod::IpHash), "Sticky by client address (nginx's algorithm, same choices)."),
     d!("hash", UPSTREAM, T12, set_hash, "Sticky by a key; `consistent` for ketama-style hashing."),
     d!("least_conn", UPSTREAM, Args::None, |b, st| set_balance(b, st, BalanceMethod::LeastConn), "Fewest active connections, weighted."),
@@ -130,12 +130,13 @@ fn leave_upstream(b: &mut Builder, _: &Statement) -> Result<()> {
 
 fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
     let target = st.args[0].value.clone();
-    if target.starts_with("unix:") {
-        return Err(ConfigError::unsupported(
-            &st.span,
-            "unix domain upstream servers are not supported by switchyard",
-        ));
-    }
+    let unix = match target.strip_prefix("unix:") {
+        Some(path) => Some(
+            crate::config::PeerAddr::unix(path)
+                .map_err(|e| ConfigError::at(&st.span, format!("{e} in upstream \"{target}\"")))?,
+        ),
+        None => None,
+    };
     let mut weight = 1u32;
     let mut max_fails = 1u32;
     let mut fail_timeout = Duration::from_secs(10);
@@ -175,9 +176,16 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
             ));
         }
     }
-    let addrs = b.resolve(&target, 80, false, &st.span, |m| {
-        format!("host not found in upstream \"{target}\"{m}")
-    })?;
+    let addrs: Vec<PeerAddr> = match unix {
+        Some(addr) => vec![addr],
+        None => b
+            .resolve(&target, 80, false, &st.span, |m| {
+                format!("host not found in upstream \"{target}\"{m}")
+            })?
+            .into_iter()
+            .map(PeerAddr::from)
+            .collect(),
+    };
     let ups = b.upstream();
     if backup
         && matches!(

@@ -283,6 +283,9 @@ impl Finisher<'_> {
                 format!("invalid URL prefix in \"{url}\""),
             ));
         };
+        if let Some(socket) = strip_prefix_ci(rest, "unix:") {
+            return self.unix_target(url, socket, tls, span, loc_prefix, regex_loc);
+        }
         let (hostport, uri) = match rest.find('/') {
             Some(i) => (&rest[..i], Some(rest[i..].to_string())),
             None => (rest, None),
@@ -309,6 +312,63 @@ impl Finisher<'_> {
             upstream,
             proxy_host: hostport.to_string(),
             proxy_port: port,
+            uri,
+            location_prefix: loc_prefix.map(str::to_string),
+        }))
+    }
+
+    /// `proxy_pass http://unix:/path/to.sock[:/uri]`: a unix domain socket,
+    /// its path ending at the first colon; the backend is sent
+    /// `Host: localhost`, as nginx does.
+    fn unix_target(
+        &mut self,
+        url: &str,
+        socket: &str,
+        tls: bool,
+        span: &Span,
+        loc_prefix: Option<&str>,
+        regex_loc: bool,
+    ) -> Result<ProxyPass> {
+        let (path, uri) = match socket.split_once(':') {
+            Some((p, u)) => (p, Some(u.to_string()).filter(|u| !u.is_empty())),
+            None => (socket, None),
+        };
+        let addr = crate::config::PeerAddr::unix(path)
+            .map_err(|e| ConfigError::at(span, format!("{e} in \"{url}\"")))?;
+        if tls {
+            return Err(ConfigError::unsupported(
+                span,
+                format!("TLS to a unix domain socket (\"{url}\") is not supported by switchyard"),
+            ));
+        }
+        if uri.is_some() && regex_loc {
+            return Err(ConfigError::at(
+                span,
+                "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
+            ));
+        }
+        let name = format!("unix:{path}");
+        let upstream = match self.upstreams.iter().find(|u| u.implicit && u.name == name) {
+            Some(u) => u.clone(),
+            None => {
+                let u = Arc::new(Upstream {
+                    name: name.clone(),
+                    index: self.upstreams.len(),
+                    peers: vec![Peer::new(addr, name)],
+                    method: BalanceMethod::RoundRobin,
+                    keepalive: None,
+                    implicit: true,
+                    span: span.clone(),
+                });
+                self.upstreams.push(u.clone());
+                u
+            }
+        };
+        Ok(ProxyPass::Static(StaticTarget {
+            tls,
+            upstream,
+            proxy_host: "localhost".to_string(),
+            proxy_port: 80,
             uri,
             location_prefix: loc_prefix.map(str::to_string),
         }))

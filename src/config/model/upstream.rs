@@ -43,11 +43,62 @@ pub struct Upstream {
     pub span: Span,
 }
 
+/// Where a backend listens: a TCP address or a unix domain socket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerAddr {
+    /// An IPv4 or IPv6 address and port.
+    Inet(SocketAddr),
+    /// A unix domain socket's path (`unix:/run/app.sock`).
+    Unix(std::sync::Arc<std::path::Path>),
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(a: SocketAddr) -> PeerAddr {
+        PeerAddr::Inet(a)
+    }
+}
+
+impl PeerAddr {
+    /// The peer of a `unix:PATH` address, refused as nginx refuses it: an
+    /// empty path, or one longer than `sun_path` holds.
+    pub fn unix(path: &str) -> Result<PeerAddr, &'static str> {
+        if path.is_empty() {
+            return Err("no path in the unix domain socket");
+        }
+        // sun_path is 108 bytes on Linux, the last one a NUL.
+        if path.len() >= 108 {
+            return Err("too long path in the unix domain socket");
+        }
+        Ok(PeerAddr::Unix(std::sync::Arc::from(std::path::Path::new(
+            path,
+        ))))
+    }
+
+    /// The TCP address, for a TCP peer.
+    pub fn inet(&self) -> Option<SocketAddr> {
+        match self {
+            PeerAddr::Inet(a) => Some(*a),
+            PeerAddr::Unix(_) => None,
+        }
+    }
+}
+
+/// As nginx writes peers in logs and `$upstream_addr`: `127.0.0.1:8080`,
+/// `[::1]:8080`, `unix:/run/app.sock`.
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Inet(a) => a.fmt(f),
+            PeerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// One upstream server address.
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// The address.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// The `server` argument as written (`backend1:8080`), which `hash
     /// consistent` hashes and logs show for names.
     pub name: String,
@@ -68,9 +119,9 @@ pub struct Peer {
 impl Peer {
     /// A server with nginx's defaults (`weight=1 max_fails=1
     /// fail_timeout=10s`, no `backup`, `down` or `max_conns`).
-    pub fn new(addr: SocketAddr, name: String) -> Peer {
+    pub fn new(addr: impl Into<PeerAddr>, name: String) -> Peer {
         Peer {
-            addr,
+            addr: addr.into(),
             name,
             weight: 1,
             max_fails: 1,
