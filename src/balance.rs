@@ -662,6 +662,8 @@ mod tests {
             keepalive: None,
             implicit: false,
             span: crate::config::Span::command_line(),
+            resolved: Vec::new(),
+            resolver: None,
         })))
     }
 

@@ -196,7 +196,8 @@ pub fn main(args: &[String]) -> ExitCode {
         };
         let addr = handle.local_addrs().first().map(|(_, a)| *a);
         println!(
-            "Switchyard demo: proxy on http://{}/ , chat backend on {backend}",
+            "Switchyard demo (pid {}): proxy on http://{}/ , chat backend on {backend}",
+            std::process::id(),
             addr.map_or(listen.clone(), |a| a.to_string())
         );
         println!(

@@ -324,7 +324,9 @@ impl Resolver {
         }
     }
 
-    fn note(&self, message: &str) {
+    /// Writes an error line to the log this resolver reports to (the main
+    /// level's `error_log`).
+    pub fn note(&self, message: &str) {
         crate::log::error_to(&self.log, Level::Error, 0, message);
     }
 }

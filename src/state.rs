@@ -26,10 +26,116 @@ use crate::upstream::Pool;
 /// Per-upstream runtime state.
 #[derive(Debug)]
 pub struct UpstreamRuntime {
-    /// Peer choice and failure accounting.
-    pub balancer: Arc<Balancer>,
+    /// Peer choice and failure accounting; replaced when the addresses of
+    /// its `server ... resolve` names change.
+    pub balancer: Arc<ArcSwap<Balancer>>,
+    /// For groups with `server ... resolve`: what keeps the peers current.
+    pub refresh: Option<Arc<Refresh>>,
     /// The `keepalive` cache.
     pub pool: Option<Arc<Pool>>,
+}
+
+/// Keeps the peers of an upstream group with `server NAME resolve` current:
+/// a task, started by the group's first request, that looks the names up
+/// every second (answers come from the resolver's cache until their TTL or
+/// `valid=` runs out) and swaps in a new balancer when the addresses
+/// change. It ends when its generation is gone.
+#[derive(Debug)]
+pub struct Refresh {
+    upstream: Arc<crate::config::Upstream>,
+    balancer: std::sync::Weak<ArcSwap<Balancer>>,
+    started: std::sync::atomic::AtomicBool,
+    /// Whether the first lookups are done.
+    ready: watch::Sender<bool>,
+}
+
+/// How often the names are looked up again (a cache hit until they expire).
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+impl Refresh {
+    /// Starts the task on first use, then waits (at most `limit`) until the
+    /// first lookups have finished, so a group that has only resolved
+    /// servers has peers before its first request is balanced.
+    pub async fn ready(
+        self: &Arc<Self>,
+        resolvers: &[Arc<crate::resolver::Resolver>],
+        limit: Duration,
+    ) {
+        if !self.started.swap(true, Ordering::AcqRel) {
+            let Some(resolver) = self
+                .upstream
+                .resolver
+                .as_ref()
+                .and_then(|r| resolvers.get(r.index))
+                .cloned()
+            else {
+                return;
+            };
+            tokio::spawn(self.clone().run(resolver, limit));
+        }
+        let mut rx = self.ready.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|done| *done)).await;
+    }
+
+    async fn run(self: Arc<Self>, resolver: Arc<crate::resolver::Resolver>, limit: Duration) {
+        let servers = &self.upstream.resolved;
+        let mut found: Vec<Option<Vec<std::net::IpAddr>>> = vec![None; servers.len()];
+        let mut failing = vec![false; servers.len()];
+        loop {
+            let mut changed = false;
+            for (i, s) in servers.iter().enumerate() {
+                match resolver.resolve(&s.host, limit).await {
+                    Ok(mut addrs) => {
+                        addrs.sort();
+                        failing[i] = false;
+                        if found[i].as_ref() != Some(&addrs) {
+                            found[i] = Some(addrs);
+                            changed = true;
+                        }
+                    }
+                    // The addresses last found stay in use.
+                    Err(why) => {
+                        if !failing[i] {
+                            resolver.note(&format!(
+                                "{} could not be resolved ({why}) for upstream \"{}\"",
+                                s.host, self.upstream.name
+                            ));
+                        }
+                        failing[i] = true;
+                    }
+                }
+            }
+            let Some(slot) = self.balancer.upgrade() else {
+                return;
+            };
+            if changed {
+                let u = &self.upstream;
+                let mut peers = u.peers.clone();
+                for (s, addrs) in servers.iter().zip(&found) {
+                    for ip in addrs.iter().flatten() {
+                        let mut p = s.params.clone();
+                        p.addr = SocketAddr::new(*ip, s.port).into();
+                        peers.push(p);
+                    }
+                }
+                let current = Arc::new(crate::config::Upstream {
+                    name: u.name.clone(),
+                    index: u.index,
+                    peers,
+                    method: u.method.clone(),
+                    keepalive: u.keepalive,
+                    implicit: u.implicit,
+                    span: u.span.clone(),
+                    resolved: Vec::new(),
+                    resolver: None,
+                });
+                slot.store(Arc::new(Balancer::new(current)));
+            }
+            drop(slot);
+            self.ready.send_replace(true);
+            tokio::time::sleep(REFRESH_EVERY).await;
+        }
+    }
 }
 
 /// One configuration and what was built from it.
@@ -65,8 +171,17 @@ impl Generation {
         let mut access_logs = HashMap::new();
         if let Some(http) = &config.http {
             for u in &http.upstreams {
+                let balancer = Arc::new(ArcSwap::from_pointee(Balancer::new(u.clone())));
                 upstreams.push(UpstreamRuntime {
-                    balancer: Arc::new(Balancer::new(u.clone())),
+                    refresh: (!u.resolved.is_empty()).then(|| {
+                        Arc::new(Refresh {
+                            upstream: u.clone(),
+                            balancer: Arc::downgrade(&balancer),
+                            started: std::sync::atomic::AtomicBool::new(false),
+                            ready: watch::channel(false).0,
+                        })
+                    }),
+                    balancer,
                     pool: u.keepalive.map(|k| Arc::new(Pool::new(k))),
                 });
             }

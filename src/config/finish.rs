@@ -362,7 +362,7 @@ impl Finisher<'_> {
     }
 
     /// The explicit `upstream` groups, first, so `proxy_pass` finds them.
-    fn upstream_blocks(&mut self) -> Result<()> {
+    fn upstream_blocks(&mut self, resolver: Option<Arc<ResolverConf>>) -> Result<()> {
         for (i, u) in self.upstream_raw.iter().enumerate() {
             let method = match &u.method {
                 Some(BalanceMethod::Hash { key, consistent }) => {
@@ -378,7 +378,15 @@ impl Finisher<'_> {
             };
             // Linting an nginx file, servers Switchyard cannot use
             // were skipped and noted: an upstream may be empty.
-            if u.peers.is_empty() && self.mode != Mode::LintNginx {
+            if let Some(first) = u.resolved.first()
+                && resolver.is_none()
+            {
+                return Err(ConfigError::at(
+                    &u.span,
+                    format!("no resolver defined to resolve {}", first.host),
+                ));
+            }
+            if u.peers.is_empty() && u.resolved.is_empty() && self.mode != Mode::LintNginx {
                 return Err(ConfigError::at(
                     &u.span,
                     format!("no servers are inside upstream \"{}\"", u.name),
@@ -397,6 +405,8 @@ impl Finisher<'_> {
                 }),
                 implicit: false,
                 span: u.span.clone(),
+                resolved: u.resolved.clone(),
+                resolver: resolver.clone(),
             }));
         }
         Ok(())
@@ -456,7 +466,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     };
     f.log_formats = log_formats;
     f.named_definitions(&http_raw)?;
-    f.upstream_blocks()?;
+    f.upstream_blocks(http_raw.loc.resolver.clone())?;
     let maps = finish_maps(&f, std::mem::take(&mut http_raw.maps))?;
 
     // Servers and locations, merging http -> server -> location.

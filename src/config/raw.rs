@@ -261,6 +261,7 @@ pub struct ServerRaw {
 pub struct UpstreamRaw {
     pub name: String,
     pub peers: Vec<Peer>,
+    pub resolved: Vec<crate::config::model::ResolvedServer>,
     pub method: Option<BalanceMethod>,
     pub keepalive: Option<usize>,
     pub keepalive_timeout: Option<Duration>,

@@ -250,7 +250,13 @@ async fn resolve_target<D: Downstream>(
 ) -> Result<Target, ProxyError> {
     match pass {
         ProxyPass::Static(t) => {
-            let rt = &ex.generation.upstreams[t.upstream.index];
+            let generation = ex.generation.clone();
+            let rt = &generation.upstreams[t.upstream.index];
+            if let Some(refresh) = &rt.refresh {
+                refresh
+                    .ready(&generation.resolvers, ex.conf.resolver_timeout)
+                    .await;
+            }
             let uri = match (&t.uri, &t.location_prefix) {
                 _ if ex.rewritten => client_uri(ex),
                 (Some(u), Some(prefix)) if ex.ctx.uri.starts_with(prefix.as_str()) => {
@@ -267,7 +273,7 @@ async fn resolve_target<D: Downstream>(
                 (None, _) => client_uri(ex),
             };
             Ok(Target {
-                balancer: rt.balancer.clone(),
+                balancer: rt.balancer.load_full(),
                 pool: rt.pool.clone(),
                 tls: t.tls,
                 proxy_host: t.proxy_host.clone(),
@@ -316,8 +322,14 @@ async fn resolve_target<D: Downstream>(
                 });
             let (balancer, pool) = match group {
                 Some(u) => {
-                    let rt = &ex.generation.upstreams[u.index];
-                    (rt.balancer.clone(), rt.pool.clone())
+                    let generation = ex.generation.clone();
+                    let rt = &generation.upstreams[u.index];
+                    if let Some(refresh) = &rt.refresh {
+                        refresh
+                            .ready(&generation.resolvers, ex.conf.resolver_timeout)
+                            .await;
+                    }
+                    (rt.balancer.load_full(), rt.pool.clone())
                 }
                 None => {
                     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -350,6 +362,8 @@ async fn resolve_target<D: Downstream>(
                         keepalive: None,
                         implicit: true,
                         span: crate::config::Span::command_line(),
+                        resolved: Vec::new(),
+                        resolver: None,
                     });
                     (Arc::new(Balancer::new(upstream)), None)
                 }
@@ -394,6 +408,8 @@ fn unix_target<D: Downstream>(
         keepalive: None,
         implicit: true,
         span: crate::config::Span::command_line(),
+        resolved: Vec::new(),
+        resolver: None,
     });
     Ok(Target {
         balancer: Arc::new(Balancer::new(upstream)),

@@ -34,18 +34,19 @@ pub enum Record {
 /// the A queries it gets per name.
 pub struct Dns {
     pub addr: SocketAddr,
+    records: Arc<Mutex<HashMap<String, Record>>>,
     a_queries: Arc<Mutex<HashMap<String, usize>>>,
     tcp_queries: Arc<Mutex<usize>>,
 }
 
 impl Dns {
     pub async fn start(records: &[(&'static str, Record)]) -> Dns {
-        let records: Arc<HashMap<String, Record>> = Arc::new(
+        let records: Arc<Mutex<HashMap<String, Record>>> = Arc::new(Mutex::new(
             records
                 .iter()
                 .map(|(n, r)| (n.to_string(), r.clone()))
                 .collect(),
-        );
+        ));
         // One port for both transports: bind TCP first, then UDP on it.
         let (tcp, udp) = loop {
             let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,9 +99,18 @@ impl Dns {
         }
         Dns {
             addr,
+            records,
             a_queries,
             tcp_queries,
         }
+    }
+
+    /// Changes what `name` resolves to from now on.
+    fn set(&self, name: &str, record: Record) {
+        self.records
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), record);
     }
 
     fn a_queries(&self, name: &str) -> usize {
@@ -143,7 +153,7 @@ fn encode_name(name: &str) -> Vec<u8> {
 
 fn answer(
     q: &[u8],
-    records: &HashMap<String, Record>,
+    records: &Mutex<HashMap<String, Record>>,
     counts: &Mutex<HashMap<String, usize>>,
     tcp: bool,
 ) -> Option<Vec<u8>> {
@@ -153,7 +163,12 @@ fn answer(
     if qtype == A {
         *counts.lock().unwrap().entry(name.clone()).or_default() += 1;
     }
-    let record = records.get(&name).cloned().unwrap_or(Record::NxDomain);
+    let record = records
+        .lock()
+        .unwrap()
+        .get(&name)
+        .cloned()
+        .unwrap_or(Record::NxDomain);
     let mut flags: u16 = 0x8180; // response, recursion desired and available
     let mut answers: Vec<Vec<u8>> = Vec::new();
     let rr = |owner: Vec<u8>, rtype: u16, ttl: u32, rdata: Vec<u8>| {
@@ -412,4 +427,99 @@ fn resolver_parameters_are_checked_at_load() {
         "{}",
         http_config_error("resolver;")
     );
+}
+
+/// An HTTP server on `addr` that answers every request with `tag`.
+async fn tagged(addr: SocketAddr, tag: &'static str) -> Option<SocketAddr> {
+    let listener = TcpListener::bind(addr).await.ok()?;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_request(&mut s).await.is_some() {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{tag}",
+                        tag.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                }
+            });
+        }
+    });
+    Some(addr)
+}
+
+#[tokio::test]
+async fn upstream_servers_with_resolve_follow_the_name() {
+    // Two backends on one port, on 127.0.0.1 and 127.0.0.2.
+    let (first, second) = loop {
+        let first = tagged("127.0.0.1:0".parse().unwrap(), "first")
+            .await
+            .unwrap();
+        let other = SocketAddr::new([127, 0, 0, 2].into(), first.port());
+        if let Some(second) = tagged(other, "second").await {
+            break (first, second);
+        }
+    };
+    let dns = Dns::start(&[("app.test", Record::A(Ipv4Addr::LOCALHOST, 1))]).await;
+    let proxy = Proxy::start(&http_conf(&format!(
+        "    resolver {};
+    upstream app {{ zone app 64k; server app.test:{} resolve max_fails=0; server unknown.test:1 resolve backup; }}
+    server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://app; }} }}",
+        dns.addr,
+        first.port()
+    )))
+    .await;
+    let r = get_response(proxy.addr(), "/").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "first"), "{}", r.head);
+
+    dns.set("app.test", Record::A(Ipv4Addr::new(127, 0, 0, 2), 1));
+    // Once the 1 s TTL has passed, the next lookup moves the traffic.
+    let mut body = String::new();
+    for _ in 0..40 {
+        body = get_response(proxy.addr(), "/").await.body;
+        if body == "second" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        body, "second",
+        "traffic follows the new address of {}",
+        second
+    );
+    assert!(
+        eventually(|| proxy.error_log().contains(
+            "unknown.test could not be resolved (3: Host not found) for upstream \"app\""
+        ))
+        .await,
+        "{}",
+        proxy.error_log()
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_whose_names_do_not_resolve_answers_502() {
+    let dns = Dns::start(&[]).await;
+    let proxy = Proxy::start(&http_conf(&format!(
+        "    resolver {};
+    resolver_timeout 1s;
+    upstream app {{ server nowhere.test resolve; }}
+    server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://app; }} }}",
+        dns.addr
+    )))
+    .await;
+    assert_eq!(get_response(proxy.addr(), "/").await.status, 502);
+}
+
+#[test]
+fn resolve_needs_a_resolver() {
+    let e = http_config_error(
+        "upstream app { server app.test:8080 resolve; } server { location / { proxy_pass http://app; } }",
+    );
+    assert!(e.contains("no resolver defined to resolve app.test"), "{e}");
+    let e = http_config_error(
+        "upstream app { server unix:/run/a.sock resolve; } server { location / { proxy_pass http://app; } }",
+    );
+    assert!(e.contains("invalid parameter \"resolve\""), "{e}");
 }

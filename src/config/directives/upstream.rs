@@ -17,7 +17,7 @@ use crate::config::values::parse_time;
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
     block!("upstream", HTTP, T1, set_upstream, Ctx::UPSTREAM, leave_upstream, "A group of backend servers."),
-    d!("server", UPSTREAM, Args::AtLeast(1), set_upstream_server, "A backend (`HOST[:PORT]` or `unix:PATH`): `ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]`."),
+    d!("server", UPSTREAM, Args::AtLeast(1), set_upstream_server, "A backend (`HOST[:PORT]` or `unix:PATH`): `ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N] [resolve]`. With `resolve` (nginx 1.27.3+) the name is looked up at run time with the `http` level's `resolver`, again whenever its answer expires, and traffic follows the addresses found."),
     d!("ip_hash", UPSTREAM, Args::None, |b, st| set_balance(b, st, BalanceMethod::IpHash), "Sticky by client address (nginx's algorithm, same choices)."),
     d!("hash", UPSTREAM, T12, set_hash, "Sticky by a key; `consistent` for ketama-style hashing."),
     d!("least_conn", UPSTREAM, Args::None, |b, st| set_balance(b, st, BalanceMethod::LeastConn), "Fewest active connections, weighted."),
@@ -112,6 +112,7 @@ fn set_upstream(b: &mut Builder, st: &Statement) -> Result<()> {
     let ups = UpstreamRaw {
         name,
         peers: Vec::new(),
+        resolved: Vec::new(),
         method: None,
         keepalive: None,
         keepalive_timeout: None,
@@ -143,6 +144,7 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
     let mut backup = false;
     let mut down = false;
     let mut max_conns = 0u32;
+    let mut resolve = false;
     for (i, arg) in st.args.iter().enumerate().skip(1) {
         let v = arg.value.as_str();
         let num = |s: &str| {
@@ -168,6 +170,8 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
             backup = true;
         } else if v == "down" {
             down = true;
+        } else if v == "resolve" && unix.is_none() {
+            resolve = true;
         } else {
             let _ = i;
             return Err(ConfigError::at(
@@ -175,6 +179,43 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
                 format!("invalid parameter \"{v}\""),
             ));
         }
+    }
+    if backup
+        && matches!(
+            b.upstream().method,
+            Some(BalanceMethod::IpHash | BalanceMethod::Hash { .. })
+        )
+    {
+        return Err(ConfigError::at(
+            &st.span,
+            "balancing method does not support parameter \"backup\"",
+        ));
+    }
+    let params = Peer {
+        addr: PeerAddr::Inet(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+        name: target.clone(),
+        weight,
+        max_fails,
+        fail_timeout,
+        backup,
+        down,
+        max_conns,
+    };
+    if resolve
+        && let Some((host, port)) = crate::config::values::split_host_port(&target, 80)
+        && host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_err()
+    {
+        // Looked up at run time, not now.
+        b.upstream().resolved.push(ResolvedServer {
+            host: host.to_string(),
+            port,
+            params,
+        });
+        return Ok(());
     }
     let addrs: Vec<PeerAddr> = match unix {
         Some(addr) => vec![addr],
@@ -187,17 +228,6 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
             .collect(),
     };
     let ups = b.upstream();
-    if backup
-        && matches!(
-            ups.method,
-            Some(BalanceMethod::IpHash | BalanceMethod::Hash { .. })
-        )
-    {
-        return Err(ConfigError::at(
-            &st.span,
-            "balancing method does not support parameter \"backup\"",
-        ));
-    }
     for addr in addrs {
         ups.peers.push(Peer {
             addr,

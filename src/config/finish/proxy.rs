@@ -359,6 +359,8 @@ impl Finisher<'_> {
                     keepalive: None,
                     implicit: true,
                     span: span.clone(),
+                    resolved: Vec::new(),
+                    resolver: None,
                 });
                 self.upstreams.push(u.clone());
                 u
@@ -419,6 +421,8 @@ impl Finisher<'_> {
             keepalive: None,
             implicit: true,
             span: span.clone(),
+            resolved: Vec::new(),
+            resolver: None,
         });
         self.upstreams.push(u.clone());
         Ok(u)

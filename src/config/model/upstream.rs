@@ -41,6 +41,24 @@ pub struct Upstream {
     pub implicit: bool,
     /// Where it was defined.
     pub span: Span,
+    /// `server NAME resolve`: names looked up at run time, whose addresses
+    /// join `peers`.
+    pub resolved: Vec<ResolvedServer>,
+    /// The resolver those names are looked up with (the `http` level's).
+    pub resolver: Option<std::sync::Arc<ResolverConf>>,
+}
+
+/// `server NAME[:PORT] resolve ...`: a name looked up at run time, again
+/// whenever its answer expires; each address becomes a peer with the
+/// line's parameters.
+#[derive(Debug, Clone)]
+pub struct ResolvedServer {
+    /// The name.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The line's parameters (its address is replaced by each one found).
+    pub params: Peer,
 }
 
 /// Where a backend listens: a TCP address or a unix domain socket.
