@@ -93,7 +93,6 @@ impl Refresh {
                             changed = true;
                         }
                     }
-                    // The addresses last found stay in use.
                     Err(why) => {
                         if !failing[i] {
                             resolver.note(&format!(
@@ -102,6 +101,15 @@ impl Refresh {
                             ));
                         }
                         failing[i] = true;
+                        // A name that is gone (or has no address) leaves
+                        // nothing to send to, as in nginx; timeouts and
+                        // server failures keep the last addresses in use.
+                        if why == crate::resolver::Failure::NOT_FOUND
+                            && found[i].as_ref().is_some_and(|a| !a.is_empty())
+                        {
+                            found[i] = Some(Vec::new());
+                            changed = true;
+                        }
                     }
                 }
             }
