@@ -4,7 +4,7 @@
 //! `charset_map` joins the two.
 //!
 //! nginx keeps a response's MIME type and its charset apart; so does this
-//! filter ([`ContentType`]), and the header is rewritten only when it
+//! filter (`ContentType`), and the header is rewritten only when it
 //! changes something.
 
 use std::sync::Arc;

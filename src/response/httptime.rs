@@ -4,7 +4,7 @@
 //! RFC 9110 (`Sun, 06 Nov 1994 08:49:37 GMT`, `Sunday, 06-Nov-94 08:49:37
 //! GMT`, `Sun Nov  6 08:49:37 1994`), the weekday and zone unchecked, any
 //! year from 0 to 9999; conditional requests compare what it returns, so
-//! it must accept and refuse what nginx does. [`format`] writes the
+//! it must accept and refuse what nginx does. [`format()`] writes the
 //! RFC 9110 form.
 
 /// Days in each month of a common year.
