@@ -453,7 +453,8 @@ async fn auth_request_authorises_requests_and_websockets() {
 
 #[tokio::test]
 async fn auth_request_to_a_dead_service_is_a_500() {
-    let port = free_port();
+    let dead = DeadPort::new();
+    let port = dead.addr().port();
     let proxy = Proxy::http(&format!(
         r#"server {{
             listen 127.0.0.1:0;

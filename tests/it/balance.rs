@@ -77,7 +77,8 @@ async fn balance_ip_hash_and_hash_are_sticky() {
 #[tokio::test]
 async fn balance_backup_and_down_servers() {
     let b = backends(2).await;
-    let dead = free_port();
+    let dead_port = DeadPort::new();
+    let dead = dead_port.addr().port();
     let proxy = Proxy::http(&conf(
         "",
         &[

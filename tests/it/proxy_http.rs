@@ -18,7 +18,7 @@ fn server(backend: std::net::SocketAddr, location: &str) -> String {
 async fn proxy_sends_nginx_default_request() {
     let mut be = Backend::echo().await;
     let proxy = Proxy::http(&server(be.addr, "")).await;
-    let r = Response::parse(&raw(proxy.addr(), b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Custom: yes\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\n\r\n").await);
+    let r = Response::parse(&raw_one(proxy.addr(), b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Custom: yes\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\n\r\n").await);
     assert_eq!(r.status, 200);
     let seen = be.next().await;
     // HTTP/1.0 by default, Host is $proxy_host, Connection: close, the
@@ -310,7 +310,8 @@ async fn proxy_413_survives_a_client_still_sending_its_body() {
 
 #[tokio::test]
 async fn proxy_502_when_the_backend_refuses_with_nginx_log_line() {
-    let port = free_port();
+    let dead = DeadPort::new();
+    let port = dead.addr().port();
     let proxy = Proxy::http(&format!("server {{ listen 127.0.0.1:0; server_name example.com; location / {{ proxy_pass http://127.0.0.1:{port}; }} }}")).await;
     let r = Response::parse(
         &raw(
@@ -508,7 +509,8 @@ async fn proxy_keepalive_pool_reuses_backend_connections() {
 
 #[tokio::test]
 async fn proxy_next_upstream_tries_the_next_server() {
-    let dead = free_port();
+    let dead_port = DeadPort::new();
+    let dead = dead_port.addr().port();
     let mut be = Backend::echo().await;
     let proxy = Proxy::http(&format!(
         "upstream two {{ server 127.0.0.1:{dead}; server {}; }}
@@ -612,7 +614,8 @@ async fn proxy_cached_connection_failures_retry_only_what_may_repeat() {
 /// full when the first server fails.
 #[tokio::test]
 async fn proxy_large_bodies_are_spooled_to_disk_and_replayed() {
-    let dead = free_port();
+    let dead_port = DeadPort::new();
+    let dead = dead_port.addr().port();
     let mut be = Backend::with(|seen| {
         format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",

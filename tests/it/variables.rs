@@ -204,7 +204,7 @@ async fn map_matches_exact_regex_and_hostnames() {
 
 #[tokio::test]
 async fn routing_selects_servers_like_nginx() {
-    let port = free_port();
+    let port = "{port0}";
     let conf = [
         ("default_server", "server_name _;", "fallback"),
         ("", "server_name exact.test;", "exact"),
@@ -216,7 +216,7 @@ async fn routing_selects_servers_like_nginx() {
     .map(|(flag, name, body)| format!("server {{ listen 127.0.0.1:{port} {flag}; {name} location / {{ return 200 \"{body}\"; }} }}"))
     .collect::<Vec<_>>()
     .join("\n");
-    let proxy = Proxy::http(&conf).await;
+    let proxy = Proxy::start_on_ports(1, &http_conf(&conf)).await;
     let ask = |host: &'static str| {
         let addr = proxy.addr();
         async move {
