@@ -533,12 +533,30 @@ pub async fn ws_connect(
     addr: SocketAddr,
     path: &str,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let s = TcpStream::connect(addr).await.unwrap();
+    let s = bounded("connect", TcpStream::connect(addr)).await.unwrap();
     let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     config.max_message_size = Some(64 << 20);
     config.max_frame_size = Some(64 << 20);
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), s, Some(config))
-            .await?;
+    let (ws, _) = bounded(
+        "the WebSocket handshake",
+        tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), s, Some(config)),
+    )
+    .await?;
     Ok(ws)
+}
+
+/// Sends `text` over `ws` and fails the test unless the same text comes
+/// back within [`wait_limit`].
+pub async fn assert_echo<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text)).await.unwrap();
+    let got = bounded("the echo", ws.next())
+        .await
+        .expect("the WebSocket ended")
+        .expect("WebSocket error");
+    assert_eq!(got, Message::text(text));
 }

@@ -181,7 +181,12 @@ async fn probe_diagnoses_upgrade_headers_that_did_not_reach_the_backend() {
         "{}",
         r.text()
     );
-    assert!(backend.next().await.header("upgrade").is_none());
+    assert!(
+        bounded("a WebSocket message", backend.next())
+            .await
+            .header("upgrade")
+            .is_none()
+    );
 }
 
 fn self_signed(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {

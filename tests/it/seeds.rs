@@ -92,7 +92,10 @@ async fn seeds_000_complete_carries_websockets() {
     let (backend, mut heads) = ws_echo().await;
     let proxy = start("000-complete.conf", backend, &[]).await;
     echo_once(proxy.addr(), "/ws").await;
-    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    let head = bounded("a report from the backend", heads.recv())
+        .await
+        .unwrap()
+        .to_ascii_lowercase();
     // The seed's headers reach the backend.
     for line in [
         "x-real-ip: 127.0.0.1",
@@ -256,8 +259,10 @@ async fn seeds_000_wss_terminates_tls() {
     )
     .await
     .unwrap();
-    ws.send(Message::text("secure")).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("secure"));
-    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert_echo(&mut ws, "secure").await;
+    let head = bounded("a report from the backend", heads.recv())
+        .await
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(head.contains("x-forwarded-proto: https"), "{head}");
 }

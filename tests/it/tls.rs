@@ -84,7 +84,9 @@ async fn tls_terminates_and_picks_certificates_by_sni() {
             .await
             .unwrap();
         let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap_or_default();
+        bounded("the response", s.read_to_string(&mut out))
+            .await
+            .unwrap_or_default();
         assert!(out.ends_with(want), "{name}: {out}");
     }
 }
@@ -103,7 +105,13 @@ async fn tls_wss_to_plain_backend() {
     let mut ws = wss_connect(proxy.addr(), c.der.clone()).await;
     let big = "z".repeat(300_000);
     ws.send(Message::text(big.clone())).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(big));
+    assert_eq!(
+        bounded("a WebSocket message", ws.next())
+            .await
+            .unwrap()
+            .unwrap(),
+        Message::text(big)
+    );
 }
 
 #[tokio::test]
@@ -317,7 +325,9 @@ async fn tls_session_variables() {
     let mut s = connect(proxy.addrs[0], "vars.test", c.der.clone()).await;
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    bounded("the response", s.read_to_string(&mut out))
+        .await
+        .unwrap();
     let body = Response::parse(&out).body;
     let parts: Vec<&str> = body.split('|').collect();
     assert_eq!(parts[0], "vars.test");

@@ -63,7 +63,7 @@ async fn variables_in_logs_and_binary_remote_addr() {
     .await;
     let text = get(proxy.addr(), "/logme").await;
     let r = Response::parse(&text);
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(
         seen.header("X-PH"),
         Some(format!("{}:{}", be.addr, be.addr.port()))

@@ -148,7 +148,10 @@ async fn websocket_first_upgrades_without_header_lines() {
     let mut ws = ws_connect(proxy.addr(), "/chat").await.unwrap();
     ws.send(Message::text("works")).await.unwrap();
     assert_eq!(recv(&mut ws).await, Message::text("works"));
-    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    let head = bounded("a report from the backend", heads.recv())
+        .await
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(head.contains("upgrade: websocket"), "{head}");
     assert!(head.contains("connection: upgrade"), "{head}");
 }
@@ -178,7 +181,7 @@ async fn websocket_first_can_be_turned_off_per_location() {
     // The backend gets a plain request (no Upgrade) and answers 200: the
     // client's handshake fails on that 200.
     handshake_refused_with(proxy.addr(), "/", 200).await;
-    let seen = backend.next().await;
+    let seen = bounded("a WebSocket message", backend.next()).await;
     assert_eq!(seen.header("Upgrade"), None, "{}", seen.head);
 }
 
@@ -552,7 +555,7 @@ async fn websocket_access_log_counts_tunnel_bytes() {
     assert_eq!(recv(&mut ws).await, Message::text("0123456789"));
     ws.close(None).await.unwrap();
     bounded("the end of the WebSocket", async {
-        while let Some(Ok(_)) = ws.next().await {}
+        while let Some(Ok(_)) = bounded("a WebSocket message", ws.next()).await {}
     })
     .await;
     // The backend closed; the client closes too and the tunnel ends.
