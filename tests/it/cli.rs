@@ -582,10 +582,11 @@ async fn cli_demo_serves_the_chat_page_and_chat() {
 
 /// The demo page in a real browser: two headless Chromium tabs chat
 /// through the proxy (`tests/browser/demo-chat.mjs`). Needs Node.js,
-/// Chromium and `npm ci --prefix tests/browser`; `.ci/run` installs them and
-/// sets `SWITCHYARD_BROWSER_TESTS=1`, which turns a missing piece into a
-/// failure instead of a skip.
+/// Chromium and `npm ci --prefix tests/browser`, so a plain `cargo test`
+/// lists it as ignored; `.ci/run` installs them and runs the ignored tests,
+/// where a missing piece is a failure, never a skip.
 #[tokio::test]
+#[ignore = "needs Chromium, Node.js and playwright-core; run with --ignored (CI does)"]
 async fn cli_demo_chat_works_in_a_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -600,14 +601,10 @@ async fn cli_demo_chat_works_in_a_browser() {
             .then_some("node"),
     ];
     let missing: Vec<&str> = missing.into_iter().flatten().collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("SWITCHYARD_BROWSER_TESTS").is_none(),
-            "browser test required but missing: {missing:?}"
-        );
-        eprintln!("skipped: missing {missing:?}");
-        return;
-    }
+    assert!(
+        missing.is_empty(),
+        "the browser test cannot run: missing {missing:?}"
+    );
     let (mut demo, addr) = start_demo().await;
     let browser = tokio::process::Command::new("node")
         .arg(root.join("demo-chat.mjs"))
