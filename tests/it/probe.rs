@@ -320,7 +320,7 @@ async fn client_sends_stdin_lines_and_prints_replies() {
 
 // --- The same setups behind a real nginx.
 
-mod nginx {
+pub mod nginx {
     //! Runs Debian's nginx (`/usr/sbin/nginx`) with a configuration in a
     //! test directory, in the foreground, stopped by its PID on drop.
 
