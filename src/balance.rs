@@ -694,7 +694,7 @@ mod tests {
     fn balance_ip_hash_is_sticky_and_matches_nginx() {
         let b = upstream(BalanceMethod::IpHash, &[1, 1]);
         let got = ports(&b, 4, LOCAL, b"");
-        // 127.0.0.x hashes to (((89*113+127)%6271*113+0)%6271*113+0)%6271 = 1512, even: first peer.
+        // 127.0.0.x: h = 89, then h = (h * 113 + b) % 6271 for b in 127, 0, 0 gives 4040, even: first peer.
         assert_eq!(got, [8081; 4]);
         let other = ports(&b, 2, IpAddr::from([127, 0, 1, 1]), b"");
         assert!(other.iter().all(|p| *p == other[0]));

@@ -356,12 +356,12 @@ mod tests {
     #[test]
     fn parse_response_keeps_reason_and_framing() {
         let mut buf = BytesMut::from(
-            &b"HTTP/1.1 101 WebSocket Protocol Handshake\nUpgrade: foo\n\nhandshaked"[..],
+            &b"HTTP/1.1 101 Tunnel Open Now\nUpgrade: chat-v2\n\nfirst tunnel bytes"[..],
         );
         let head = parse_response(&mut buf).unwrap().unwrap();
         assert_eq!(head.status, 101);
-        assert_eq!(head.reason, Bytes::from("WebSocket Protocol Handshake"));
-        assert_eq!(&buf[..], b"handshaked");
+        assert_eq!(head.reason, Bytes::from("Tunnel Open Now"));
+        assert_eq!(&buf[..], b"first tunnel bytes");
         assert_eq!(response_body_kind(&head, &Method::GET), Ok(BodyKind::None));
         let mut buf = BytesMut::from(&b"HTTP/1.0 200 OK\r\n\r\n"[..]);
         let head = parse_response(&mut buf).unwrap().unwrap();

@@ -147,7 +147,7 @@ async fn access_real_ip_is_not_taken_from_untrusted_peers() {
     )
     .await;
     let mut be = be;
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(seen.header("X-Seen").as_deref(), Some("127.0.0.1"));
     assert_eq!(seen.header("X-Forwarded-For").as_deref(), Some("127.0.0.1"));
 }

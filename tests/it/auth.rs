@@ -385,7 +385,7 @@ async fn auth_request_authorises_requests_and_websockets() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("X-Auth-Status").as_deref(), Some("200"));
-    let check = sso.next().await;
+    let check = bounded("a WebSocket message", sso.next()).await;
     assert_eq!(check.request_line(), "GET /check HTTP/1.0");
     assert_eq!(check.header("Cookie").as_deref(), Some("session=ok"));
     assert_eq!(
@@ -393,7 +393,7 @@ async fn auth_request_authorises_requests_and_websockets() {
         Some("/app/x?y=1")
     );
     assert!(check.body.is_empty());
-    let seen = app.next().await;
+    let seen = bounded("a WebSocket message", app.next()).await;
     assert_eq!(seen.request_line(), "POST /app/x?y=1 HTTP/1.0");
     assert_eq!(seen.header("X-User").as_deref(), Some("alice"));
     assert_eq!(seen.body, b"body");
@@ -440,7 +440,9 @@ async fn auth_request_authorises_requests_and_websockets() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 101);
-    let head = ws_seen.recv().await.unwrap();
+    let head = bounded("the backend's handshake", ws_seen.recv())
+        .await
+        .unwrap();
     assert!(head.contains("\nx-user: alice"), "{head}");
     client.send(Message::text("hi")).await.unwrap();
     let echoed = tokio::time::timeout(Duration::from_secs(5), client.next())
@@ -453,7 +455,8 @@ async fn auth_request_authorises_requests_and_websockets() {
 
 #[tokio::test]
 async fn auth_request_to_a_dead_service_is_a_500() {
-    let port = free_port();
+    let dead = DeadPort::new();
+    let port = dead.addr().port();
     let proxy = Proxy::http(&format!(
         r#"server {{
             listen 127.0.0.1:0;

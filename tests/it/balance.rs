@@ -77,7 +77,8 @@ async fn balance_ip_hash_and_hash_are_sticky() {
 #[tokio::test]
 async fn balance_backup_and_down_servers() {
     let b = backends(2).await;
-    let dead = free_port();
+    let dead_port = DeadPort::new();
+    let dead = dead_port.addr().port();
     let proxy = Proxy::http(&conf(
         "",
         &[
@@ -182,5 +183,102 @@ async fn balance_client_errors_do_not_count_against_peers() {
     let got = picks(&proxy, "/", 4).await;
     for peer in &b {
         assert!(got.contains(&peer.to_string()), "{peer} dropped: {got:?}");
+    }
+}
+
+/// Client addresses for the mapping test: `n` IPv4 and `n` IPv6 ones from
+/// a fixed pseudo-random sequence (spread over the whole address space,
+/// so every /24 of ip_hash and every hash bucket is exercised).
+fn client_addrs(n: usize) -> Vec<String> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::with_capacity(2 * n);
+    for _ in 0..n {
+        let v = next();
+        out.push(std::net::Ipv4Addr::from((v >> 16) as u32).to_string());
+    }
+    for _ in 0..n {
+        let hi = u128::from(next());
+        let lo = u128::from(next());
+        out.push(std::net::Ipv6Addr::from((hi << 64) | lo).to_string());
+    }
+    out
+}
+
+/// `ip_hash`, `hash` and `hash ... consistent` send each of 2,000 client
+/// addresses (IPv4 and IPv6; the realip module takes them from
+/// X-Real-IP) to the same peer as a real nginx does, with weights and a
+/// down peer, both proxies in front of the same backends.
+#[tokio::test]
+#[ignore = "needs nginx (apt-get install nginx); .ci/run runs it"]
+async fn balance_hash_methods_map_clients_like_nginx() {
+    let b = backends(5).await;
+    let peers = format!(
+        "server {} weight=3; server {}; server {} down; server {} weight=2; server {};",
+        b[0], b[1], b[2], b[3], b[4]
+    );
+    let upstreams = format!(
+        "upstream by_ip {{ ip_hash; {peers} }}
+         upstream by_hash {{ hash $remote_addr; {peers} }}
+         upstream by_ring {{ hash $remote_addr consistent; {peers} }}"
+    );
+    let locations = "set_real_ip_from 127.0.0.1; real_ip_header X-Real-IP;
+            add_header X-Up $upstream_addr always;
+            location /ip {{ proxy_pass http://by_ip; }}
+            location /hash {{ proxy_pass http://by_hash; }}
+            location /ring {{ proxy_pass http://by_ring; }}";
+    let ours = Proxy::http(&format!(
+        "{upstreams} server {{ listen 127.0.0.1:0; {} }}",
+        locations.replace("{{", "{").replace("}}", "}")
+    ))
+    .await;
+    let server = format!(
+        "{upstreams} server {{ listen 127.0.0.1:{{port}}; {} }}",
+        locations.replace("{{", "{").replace("}}", "}")
+    );
+    let nginx = tokio::task::spawn_blocking(move || crate::probe::nginx::start(&server))
+        .await
+        .unwrap();
+    let theirs = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    let ask = |addr: SocketAddr, path: &'static str, client: String| async move {
+        let r = Response::parse(
+            &raw(
+                addr,
+                format!("GET {path} HTTP/1.0\r\nHost: h\r\nX-Real-IP: {client}\r\n\r\n").as_bytes(),
+            )
+            .await,
+        );
+        assert_eq!(r.status, 200, "{path} {client}: {}", r.head);
+        r.header("X-Up").unwrap_or_default()
+    };
+    let clients = client_addrs(1000);
+    let down = b[2].to_string();
+    for path in ["/ip", "/hash", "/ring"] {
+        let mut differ = Vec::new();
+        let mut used = std::collections::BTreeMap::new();
+        for c in &clients {
+            let mine = ask(ours.addr(), path, c.clone()).await;
+            let real = ask(theirs, path, c.clone()).await;
+            assert_ne!(mine, down, "{path} {c}: the down peer was chosen");
+            *used.entry(real.clone()).or_insert(0) += 1;
+            if mine != real {
+                differ.push(format!("{c}: ours {mine}, nginx {real}"));
+            }
+        }
+        // The comparison means something only if nginx spread the clients
+        // over every peer that is up.
+        assert_eq!(used.len(), 4, "{path}: nginx used {used:?}");
+        assert!(
+            differ.is_empty(),
+            "{path}: {} of {} clients mapped differently, e.g. {:?}",
+            differ.len(),
+            clients.len(),
+            &differ[..differ.len().min(5)]
+        );
     }
 }

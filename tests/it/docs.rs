@@ -27,7 +27,7 @@ fn check_region(begin: &str, end: &str, wanted: &str, what: &str) {
     if std::env::var_os("SWITCHYARD_UPDATE_README").is_some() {
         let updated = format!("{}\n{}{}", &readme[..start], wanted, &readme[stop..]);
         std::fs::write(path, updated).unwrap();
-        return;
+        panic!("README.md's {what} was stale and has been rewritten: review and commit it");
     }
     panic!("README.md's {what} is stale: run SWITCHYARD_UPDATE_README=1 cargo test docs_");
 }

@@ -85,6 +85,54 @@ impl Proxy {
         Ok(Proxy { handle, dir, addrs })
     }
 
+    /// Starts a configuration that must name its own ports (a server
+    /// proxying to itself, TLS names per port...): `{port0}`, `{port1}`...
+    /// are replaced by the ports of loopback listeners bound here on port 0
+    /// and handed to the server as they are, so no other process can take a
+    /// port between choosing and serving it. `n` listeners are bound; a
+    /// listen of the configuration on `127.0.0.1:{portN}` uses listener N.
+    pub async fn start_on_ports(n: usize, conf: &str) -> Proxy {
+        let dir = TempDir::new();
+        let mut held: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.set_nonblocking(true).unwrap();
+                l
+            })
+            .collect();
+        let mut text = conf.replace("{dir}", &dir.path().display().to_string());
+        for (i, l) in held.iter().enumerate() {
+            let port = l.local_addr().unwrap().port().to_string();
+            text = text.replace(&format!("{{port{i}}}"), &port);
+        }
+        let config = switchyard::config::load_str(&text, dir.path())
+            .unwrap_or_else(|e| panic!("proxy did not start: {e}\n{text}"));
+        let mut bound = Vec::new();
+        if let Some(http) = &config.http {
+            for group in &http.listens {
+                if !switchyard::config::listen::binds_own_socket(group, &http.listens) {
+                    continue;
+                }
+                let listener = match held
+                    .iter()
+                    .position(|l| l.local_addr().unwrap() == group.addr)
+                {
+                    Some(i) => held.swap_remove(i),
+                    None => switchyard::net::bind_listener(group.addr, &group.opts)
+                        .unwrap_or_else(|e| panic!("bind() to {}: {e}", group.addr)),
+                };
+                bound.push(server::Bound {
+                    key: group.addr,
+                    listener,
+                });
+            }
+        }
+        let handle = Handle::start(config, bound, None)
+            .unwrap_or_else(|e| panic!("proxy did not start: {e}\n{text}"));
+        let addrs = handle.local_addrs().into_iter().map(|(_, a)| a).collect();
+        Proxy { handle, dir, addrs }
+    }
+
     /// Starts with `body` as the contents of the `http` block, logging to
     /// the test directory.
     pub async fn http(body: &str) -> Proxy {
@@ -153,27 +201,110 @@ pub async fn eventually<F: FnMut() -> bool>(mut f: F) -> bool {
     }
 }
 
-/// A port that was free a moment ago (for configurations that must name
-/// an address before the server starts, e.g. a server proxying to itself).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A "dead" address: a TCP socket bound on loopback and never listened
+/// on, kept for as long as this value lives, so connecting to it is
+/// refused and no other process or test can take the port meanwhile.
+pub struct DeadPort(socket2::Socket);
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        DeadPort(s)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.0.local_addr().unwrap().as_socket().unwrap()
+    }
 }
 
-/// Sends raw bytes and reads the answer until the server closes (or 10s).
+/// How long any single network wait in a test may take before the test
+/// fails (`SWITCHYARD_TEST_WAIT_MS`, default 10000).
+pub fn wait_limit() -> Duration {
+    Duration::from_millis(
+        std::env::var("SWITCHYARD_TEST_WAIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000),
+    )
+}
+
+/// Awaits `fut` for at most [`wait_limit`]; a test that waits longer fails,
+/// naming what it was waiting for.
+pub async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    let limit = wait_limit();
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Connects and sends `request`, within [`wait_limit`].
+pub async fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut s = bounded("connect", TcpStream::connect(addr))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    bounded("write of the request", s.write_all(request))
+        .await
+        .unwrap();
+    s
+}
+
+/// Sends raw bytes and reads the answer until the server closes; a server
+/// that has not closed within [`wait_limit`] fails the test.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
+    let mut s = send(addr, request).await;
     read_to_close(&mut s).await
 }
 
+/// Sends raw bytes and reads one response whose body has a
+/// Content-Length (for keep-alive requests, where the server rightly keeps
+/// the connection open), within [`wait_limit`].
+pub async fn raw_one(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = send(addr, request).await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    bounded("one response", async {
+        loop {
+            if let Some(i) = find(&got, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..i]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("raw_one needs a Content-Length");
+                if got.len() >= i + 4 + len {
+                    return;
+                }
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "closed mid-response: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Reads until the peer closes. A connection still open after
+/// [`wait_limit`] fails the test, showing what had arrived; a reset after
+/// some bytes returns those bytes.
 pub async fn read_to_close(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+    let limit = wait_limit();
+    match tokio::time::timeout(limit, s.read_to_end(&mut out)).await {
+        Ok(_) => String::from_utf8_lossy(&out).into_owned(),
+        Err(_) => panic!(
+            "the server did not close the connection within {limit:?}; received so far:\n{}",
+            String::from_utf8_lossy(&out)
+        ),
+    }
 }
 
 /// `GET path HTTP/1.0` with a Host header; the full response text.
@@ -402,12 +533,30 @@ pub async fn ws_connect(
     addr: SocketAddr,
     path: &str,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let s = TcpStream::connect(addr).await.unwrap();
+    let s = bounded("connect", TcpStream::connect(addr)).await.unwrap();
     let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     config.max_message_size = Some(64 << 20);
     config.max_frame_size = Some(64 << 20);
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), s, Some(config))
-            .await?;
+    let (ws, _) = bounded(
+        "the WebSocket handshake",
+        tokio_tungstenite::client_async_with_config(format!("ws://{addr}{path}"), s, Some(config)),
+    )
+    .await?;
     Ok(ws)
+}
+
+/// Sends `text` over `ws` and fails the test unless the same text comes
+/// back within [`wait_limit`].
+pub async fn assert_echo<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text)).await.unwrap();
+    let got = bounded("the echo", ws.next())
+        .await
+        .expect("the WebSocket ended")
+        .expect("WebSocket error");
+    assert_eq!(got, Message::text(text));
 }

@@ -181,7 +181,12 @@ async fn probe_diagnoses_upgrade_headers_that_did_not_reach_the_backend() {
         "{}",
         r.text()
     );
-    assert!(backend.next().await.header("upgrade").is_none());
+    assert!(
+        bounded("a WebSocket message", backend.next())
+            .await
+            .header("upgrade")
+            .is_none()
+    );
 }
 
 fn self_signed(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -315,7 +320,7 @@ async fn client_sends_stdin_lines_and_prints_replies() {
 
 // --- The same setups behind a real nginx.
 
-mod nginx {
+pub mod nginx {
     //! Runs Debian's nginx (`/usr/sbin/nginx`) with a configuration in a
     //! test directory, in the foreground, stopped by its PID on drop.
 

@@ -18,9 +18,9 @@ fn server(backend: std::net::SocketAddr, location: &str) -> String {
 async fn proxy_sends_nginx_default_request() {
     let mut be = Backend::echo().await;
     let proxy = Proxy::http(&server(be.addr, "")).await;
-    let r = Response::parse(&raw(proxy.addr(), b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Custom: yes\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\n\r\n").await);
+    let r = Response::parse(&raw_one(proxy.addr(), b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Custom: yes\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\n\r\n").await);
     assert_eq!(r.status, 200);
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     // HTTP/1.0 by default, Host is $proxy_host, Connection: close, the
     // client's hop-by-hop headers are dropped, others pass in order.
     assert_eq!(seen.request_line(), "GET /a/b?c=d HTTP/1.0");
@@ -46,7 +46,7 @@ async fn proxy_set_header_order_and_empty_values() {
     ))
     .await;
     raw(proxy.addr(), b"GET / HTTP/1.0\r\nHost: Example.COM:8080\r\nX-Forwarded-For: 10.0.0.1\r\nX-Drop: client\r\n\r\n").await;
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(
         seen.headers(),
         vec![
@@ -74,11 +74,11 @@ async fn proxy_set_header_inheritance_replaces_the_whole_set() {
     ))
     .await;
     get(proxy.addr(), "/inherit").await;
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(seen.header("X-From").as_deref(), Some("server"));
     assert_eq!(seen.header("X-Server-Only").as_deref(), Some("1"));
     get(proxy.addr(), "/own").await;
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(seen.header("X-From").as_deref(), Some("location"));
     assert_eq!(
         seen.header("X-Server-Only"),
@@ -102,17 +102,26 @@ async fn proxy_pass_uri_part_replaces_the_location_prefix() {
     .await;
     get(proxy.addr(), "/api/users/a%20b?x=1").await;
     assert_eq!(
-        be.next().await.request_line(),
+        bounded("a WebSocket message", be.next())
+            .await
+            .request_line(),
         "GET /v2/users/a%20b?x=1 HTTP/1.0"
     );
     get(proxy.addr(), "/raw/x/../y?q").await;
     assert_eq!(
-        be.next().await.request_line(),
+        bounded("a WebSocket message", be.next())
+            .await
+            .request_line(),
         "GET /raw/x/../y?q HTTP/1.0",
         "no URI part: the client's URI as sent"
     );
     get(proxy.addr(), "/exact?k=v").await;
-    assert_eq!(be.next().await.request_line(), "GET /other?k=v HTTP/1.0");
+    assert_eq!(
+        bounded("a WebSocket message", be.next())
+            .await
+            .request_line(),
+        "GET /other?k=v HTTP/1.0"
+    );
     // /api (no slash) redirects to /api/ because the location proxies.
     let r = get_response(proxy.addr(), "/api?z").await;
     assert_eq!(r.status, 301);
@@ -138,9 +147,19 @@ async fn proxy_pass_with_variables_and_upstream_names() {
     ))
     .await;
     get(proxy.addr(), "/v?a=1").await;
-    assert_eq!(be.next().await.request_line(), "GET /fixed?a=1 HTTP/1.0");
+    assert_eq!(
+        bounded("a WebSocket message", be.next())
+            .await
+            .request_line(),
+        "GET /fixed?a=1 HTTP/1.0"
+    );
     get(proxy.addr(), "/v?to=n").await;
-    assert_eq!(be.next().await.request_line(), "GET /fixed?to=n HTTP/1.0");
+    assert_eq!(
+        bounded("a WebSocket message", be.next())
+            .await
+            .request_line(),
+        "GET /fixed?to=n HTTP/1.0"
+    );
     let r = get_response(proxy.addr(), "/bad?host=no.such.host.invalid").await;
     assert_eq!(r.status, 502);
     assert!(
@@ -188,7 +207,7 @@ async fn proxy_request_body_is_sent_with_content_length() {
     let mut be = Backend::echo().await;
     let proxy = Proxy::http(&server(be.addr, "")).await;
     raw(proxy.addr(), b"POST /p HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n").await;
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(seen.header("Content-Length").as_deref(), Some("9"));
     assert_eq!(seen.header("Transfer-Encoding"), None);
     assert_eq!(seen.body, b"wikipedia");
@@ -220,7 +239,9 @@ async fn proxy_large_bodies_stream_both_ways() {
     .unwrap();
     c.write_all(&body).await.unwrap();
     let mut out = Vec::new();
-    c.read_to_end(&mut out).await.unwrap();
+    bounded("the response", c.read_to_end(&mut out))
+        .await
+        .unwrap();
     let split = find(&out, b"\r\n\r\n").unwrap() + 4;
     assert_eq!(&out[split..], &body[..]);
 }
@@ -310,7 +331,8 @@ async fn proxy_413_survives_a_client_still_sending_its_body() {
 
 #[tokio::test]
 async fn proxy_502_when_the_backend_refuses_with_nginx_log_line() {
-    let port = free_port();
+    let dead = DeadPort::new();
+    let port = dead.addr().port();
     let proxy = Proxy::http(&format!("server {{ listen 127.0.0.1:0; server_name example.com; location / {{ proxy_pass http://127.0.0.1:{port}; }} }}")).await;
     let r = Response::parse(
         &raw(
@@ -508,7 +530,8 @@ async fn proxy_keepalive_pool_reuses_backend_connections() {
 
 #[tokio::test]
 async fn proxy_next_upstream_tries_the_next_server() {
-    let dead = free_port();
+    let dead_port = DeadPort::new();
+    let dead = dead_port.addr().port();
     let mut be = Backend::echo().await;
     let proxy = Proxy::http(&format!(
         "upstream two {{ server 127.0.0.1:{dead}; server {}; }}
@@ -520,7 +543,7 @@ async fn proxy_next_upstream_tries_the_next_server() {
     for _ in 0..2 {
         let r = get_response(proxy.addr(), "/").await;
         assert_eq!(r.status, 200);
-        be.next().await;
+        bounded("a WebSocket message", be.next()).await;
     }
     let log = std::fs::read_to_string(proxy.dir.path().join("up.log")).unwrap();
     assert!(
@@ -612,7 +635,8 @@ async fn proxy_cached_connection_failures_retry_only_what_may_repeat() {
 /// full when the first server fails.
 #[tokio::test]
 async fn proxy_large_bodies_are_spooled_to_disk_and_replayed() {
-    let dead = free_port();
+    let dead_port = DeadPort::new();
+    let dead = dead_port.addr().port();
     let mut be = Backend::with(|seen| {
         format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
@@ -644,10 +668,12 @@ async fn proxy_large_bodies_are_spooled_to_disk_and_replayed() {
     }
     c.write_all(b"0\r\n\r\n").await.unwrap();
     let mut out = Vec::new();
-    c.read_to_end(&mut out).await.unwrap();
+    bounded("the response", c.read_to_end(&mut out))
+        .await
+        .unwrap();
     let r = Response::parse(&String::from_utf8_lossy(&out));
     assert_eq!(r.status, 200, "{}", proxy.error_log());
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(seen.header("Content-Length"), Some(body.len().to_string()));
     assert_eq!(seen.header("Transfer-Encoding"), None);
     assert!(seen.body == body, "the body changed on its way");
@@ -677,13 +703,18 @@ async fn proxy_client_body_timeout_is_per_read() {
         c.write_all(&[*b]).await.unwrap();
     }
     let mut out = Vec::new();
-    c.read_to_end(&mut out).await.unwrap();
+    bounded("the response", c.read_to_end(&mut out))
+        .await
+        .unwrap();
     assert!(
         out.starts_with(b"HTTP/1.1 200"),
         "{}",
         String::from_utf8_lossy(&out)
     );
-    assert_eq!(be.next().await.body, b"abcde");
+    assert_eq!(
+        bounded("a WebSocket message", be.next()).await.body,
+        b"abcde"
+    );
 
     let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
     c.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab")
@@ -721,7 +752,7 @@ async fn proxy_absolute_form_targets() {
         .await,
     );
     assert_eq!(r.status, 200);
-    let seen = be.next().await;
+    let seen = bounded("a WebSocket message", be.next()).await;
     assert_eq!(seen.request_line(), "GET /?x=/y HTTP/1.0");
     let r = Response::parse(
         &raw(
@@ -749,18 +780,23 @@ async fn proxy_keepalive_pool_closes_dead_and_expired_connections() {
             // The first connection is closed by the backend after its
             // answer; the second is kept open by the backend.
             let backend_closes = n == 1;
+            // Failures are reported to the test, not panicked here.
             tokio::spawn(async move {
-                read_request(&mut s).await.unwrap();
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await
-                    .unwrap();
-                if backend_closes {
-                    s.shutdown().await.unwrap();
+                let outcome = async {
+                    read_request(&mut s).await.ok_or("no request")?;
+                    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .map_err(|_| "write failed")?;
+                    if backend_closes {
+                        s.shutdown().await.map_err(|_| "shutdown failed")?;
+                    }
+                    let started = std::time::Instant::now();
+                    let mut rest = Vec::new();
+                    let _ = bounded("the response", s.read_to_end(&mut rest)).await;
+                    Ok::<_, &str>((backend_closes, started.elapsed()))
                 }
-                let started = std::time::Instant::now();
-                let mut rest = Vec::new();
-                let _ = s.read_to_end(&mut rest).await;
-                let _ = tx.send((backend_closes, started.elapsed()));
+                .await;
+                let _ = tx.send(outcome);
             });
         }
     });
@@ -773,13 +809,15 @@ async fn proxy_keepalive_pool_closes_dead_and_expired_connections() {
     let (first, waited) = tokio::time::timeout(Duration::from_secs(4), closed.recv())
         .await
         .expect("the proxy kept a connection the backend closed")
-        .unwrap();
+        .unwrap()
+        .unwrap_or_else(|e| panic!("backend: {e}"));
     assert!(first, "{waited:?}");
     assert_eq!(get_response(proxy.addr(), "/").await.body, "ok");
     let (first, waited) = tokio::time::timeout(Duration::from_secs(6), closed.recv())
         .await
         .expect("the proxy kept a connection past keepalive_timeout")
-        .unwrap();
+        .unwrap()
+        .unwrap_or_else(|e| panic!("backend: {e}"));
     assert!(!first);
     assert!(
         waited >= Duration::from_millis(1900),

@@ -75,7 +75,15 @@ async fn seeds_all_configurations_load() {
         "001-limits.conf",
     ] {
         let proxy = start(seed, backend, &[("/var/www/html", "/tmp".into())]).await;
-        assert!(!proxy.addrs.is_empty(), "{seed}");
+        // Every listen of the seed accepts connections and answers HTTP.
+        for addr in &proxy.addrs {
+            let text = raw(
+                *addr,
+                b"GET /nonexistent-probe HTTP/1.0\r\nHost: localhost\r\n\r\n",
+            )
+            .await;
+            assert!(text.starts_with("HTTP/1.1 "), "{seed}: {addr}: {text}");
+        }
     }
 }
 
@@ -84,7 +92,10 @@ async fn seeds_000_complete_carries_websockets() {
     let (backend, mut heads) = ws_echo().await;
     let proxy = start("000-complete.conf", backend, &[]).await;
     echo_once(proxy.addr(), "/ws").await;
-    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    let head = bounded("a report from the backend", heads.recv())
+        .await
+        .unwrap()
+        .to_ascii_lowercase();
     // The seed's headers reach the backend.
     for line in [
         "x-real-ip: 127.0.0.1",
@@ -210,7 +221,6 @@ async fn seeds_001_limits_refuse_the_eleventh_websocket() {
     );
     // Closing one frees a slot.
     drop(open.pop());
-    assert!(eventually(|| true).await);
     let mut ok = false;
     for _ in 0..50 {
         if ws_connect(proxy.addr(), "/ws/").await.is_ok() {
@@ -249,8 +259,10 @@ async fn seeds_000_wss_terminates_tls() {
     )
     .await
     .unwrap();
-    ws.send(Message::text("secure")).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("secure"));
-    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert_echo(&mut ws, "secure").await;
+    let head = bounded("a report from the backend", heads.recv())
+        .await
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(head.contains("x-forwarded-proto: https"), "{head}");
 }

@@ -65,15 +65,15 @@ async fn tls_terminates_and_picks_certificates_by_sni() {
     let dir = TempDir::new();
     let a = cert(&dir, "a.test");
     let b = cert(&dir, "b.test");
-    let port = free_port();
-    let proxy = Proxy::http(&format!(
+    let port = "{port0}";
+    let proxy = Proxy::start_on_ports(1, &http_conf(&format!(
         r#"server {{ listen 127.0.0.1:{port} ssl; server_name a.test; ssl_certificate {}; ssl_certificate_key {}; location / {{ return 200 "a $scheme $https"; }} }}
            server {{ listen 127.0.0.1:{port} ssl; server_name b.test; ssl_certificate {}; ssl_certificate_key {}; location / {{ return 200 "b $scheme"; }} }}"#,
         a.cert.display(),
         a.key.display(),
         b.cert.display(),
         b.key.display()
-    ))
+    )))
     .await;
     for (name, der, want) in [
         ("a.test", a.der.clone(), "a https on"),
@@ -84,7 +84,9 @@ async fn tls_terminates_and_picks_certificates_by_sni() {
             .await
             .unwrap();
         let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap_or_default();
+        bounded("the response", s.read_to_string(&mut out))
+            .await
+            .unwrap_or_default();
         assert!(out.ends_with(want), "{name}: {out}");
     }
 }
@@ -103,7 +105,13 @@ async fn tls_wss_to_plain_backend() {
     let mut ws = wss_connect(proxy.addr(), c.der.clone()).await;
     let big = "z".repeat(300_000);
     ws.send(Message::text(big.clone())).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(big));
+    assert_eq!(
+        bounded("a WebSocket message", ws.next())
+            .await
+            .unwrap()
+            .unwrap(),
+        Message::text(big)
+    );
 }
 
 #[tokio::test]
@@ -112,8 +120,8 @@ async fn tls_https_backend_with_and_without_verification() {
     let c = cert(&dir, "backend.test");
     let other = cert(&dir, "other.test");
     // A TLS backend served by a second Switchyard server block.
-    let backend_port = free_port();
-    let proxy = Proxy::http(&format!(
+    let backend_port = "{port0}";
+    let proxy = Proxy::start_on_ports(1, &http_conf(&format!(
         r#"server {{ listen 127.0.0.1:{backend_port} ssl; ssl_certificate {crt}; ssl_certificate_key {key}; location / {{ return 200 "tls backend"; }} }}
            server {{ listen 127.0.0.1:0;
                location /noverify {{ proxy_pass https://127.0.0.1:{backend_port}/; }}
@@ -123,7 +131,7 @@ async fn tls_https_backend_with_and_without_verification() {
         crt = c.cert.display(),
         key = c.key.display(),
         other = other.cert.display()
-    ))
+    )))
     .await;
     let front = proxy.addrs[1];
     assert_eq!(get_response(front, "/noverify").await.body, "tls backend");
@@ -170,11 +178,17 @@ async fn tls_plain_http_to_a_tls_port_is_refused_cleanly() {
     // keeps serving.
     let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
-    let _ = read_to_close(&mut s).await;
+    let refused = read_to_close(&mut s).await;
+    assert!(
+        !refused.contains(" 200 "),
+        "plaintext on a TLS port must not be served: {refused}"
+    );
     let mut t = connect(proxy.addr(), "localhost", c.der.clone()).await;
     t.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut out = String::new();
-    t.read_to_string(&mut out).await.unwrap_or_default();
+    bounded("the TLS answer", t.read_to_string(&mut out))
+        .await
+        .unwrap_or_default();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
@@ -216,13 +230,13 @@ async fn tls_backend_verification_follows_openssl() {
     // An X.509 v1 certificate (no extensions), as `openssl req -x509` makes
     // without an extensions section.
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-    let (p_san, p_ca, p_v1) = (free_port(), free_port(), free_port());
-    let backend = |port: u16, crt: &str, key: &str| {
+    let (p_san, p_ca, p_v1) = ("{port0}", "{port1}", "{port2}");
+    let backend = |port: &str, crt: &str, key: &str| {
         format!(
             "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {crt}; ssl_certificate_key {key}; location / {{ return 200 \"ok $ssl_server_name\"; }} }}\n"
         )
     };
-    let front = |path: &str, port: u16, name: &str, trusted: &str| {
+    let front = |path: &str, port: &str, name: &str, trusted: &str| {
         format!(
             "location {path} {{ proxy_pass https://127.0.0.1:{port}/; proxy_ssl_verify on; proxy_ssl_server_name on; proxy_ssl_name {name}; proxy_ssl_trusted_certificate {trusted}; }}\n"
         )
@@ -247,7 +261,7 @@ async fn tls_backend_verification_follows_openssl() {
     conf += &front("/untrusted", p_ca, "ca.example.com", &san_crt);
     conf += &format!("location /v1-unverified {{ proxy_pass https://127.0.0.1:{p_v1}/; }}\n");
     conf += "}\n";
-    let proxy = Proxy::http(&conf).await;
+    let proxy = Proxy::start_on_ports(3, &http_conf(&conf)).await;
     let addr = proxy.addrs[3];
     for (path, want) in [
         ("/san", "ok example.com"),
@@ -299,19 +313,21 @@ async fn tls_verification_needs_trusted_certificates_at_load() {
 async fn tls_session_variables() {
     let dir = TempDir::new();
     let c = cert(&dir, "vars.test");
-    let plain = free_port();
-    let proxy = Proxy::http(&format!(
+    let plain = "{port0}";
+    let proxy = Proxy::start_on_ports(1, &http_conf(&format!(
         r#"server {{ listen 127.0.0.1:0 ssl; ssl_certificate {}; ssl_certificate_key {};
               location / {{ return 200 "$ssl_server_name|$ssl_protocol|$ssl_cipher|$ssl_session_reused"; }} }}
            server {{ listen 127.0.0.1:{plain}; location / {{ return 200 "[$ssl_protocol]"; }} }}"#,
         c.cert.display(),
         c.key.display()
-    ))
+    )))
     .await;
     let mut s = connect(proxy.addrs[0], "vars.test", c.der.clone()).await;
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    bounded("the response", s.read_to_string(&mut out))
+        .await
+        .unwrap();
     let body = Response::parse(&out).body;
     let parts: Vec<&str> = body.split('|').collect();
     assert_eq!(parts[0], "vars.test");
@@ -333,15 +349,18 @@ async fn tls_relay_flushes_bursts_across_two_tls_hops() {
     let (backend, _) = ws_echo().await;
     let dir = TempDir::new();
     let c = cert(&dir, "localhost");
-    let inner = free_port();
-    let proxy = Proxy::http(&format!(
-        "server {{ listen 127.0.0.1:0 ssl; ssl_certificate {crt}; ssl_certificate_key {key};
+    let inner = "{port0}";
+    let proxy = Proxy::start_on_ports(
+        1,
+        &http_conf(&format!(
+            "server {{ listen 127.0.0.1:0 ssl; ssl_certificate {crt}; ssl_certificate_key {key};
                location / {{ proxy_pass https://127.0.0.1:{inner}; }} }}
          server {{ listen 127.0.0.1:{inner} ssl; ssl_certificate {crt}; ssl_certificate_key {key};
                location / {{ proxy_pass http://{backend}; }} }}",
-        crt = c.cert.display(),
-        key = c.key.display(),
-    ))
+            crt = c.cert.display(),
+            key = c.key.display(),
+        )),
+    )
     .await;
     let ws = wss_connect(proxy.addr(), c.der.clone()).await;
     let (mut tx, mut rx) = ws.split();
