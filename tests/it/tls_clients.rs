@@ -577,3 +577,34 @@ fn tls_verify_client_without_a_ca_is_refused_like_nginx() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn tls_without_sni_or_with_an_unknown_name_gets_the_default_server() {
+    let dir = TempDir::new();
+    let ca = Ca::new("server ca");
+    // The default server's certificate also names the loopback address
+    // (a client connecting by address sends no SNI) and the unknown name.
+    let a = ca.leaf(&["a.test", "127.0.0.1", "unknown.test"]);
+    let b = ca.leaf(&["b.test"]);
+    let (a_crt, a_key) = (dir.write("a.crt", &a.pem), dir.write("a.key", &a.key_pem));
+    let (b_crt, b_key) = (dir.write("b.crt", &b.pem), dir.write("b.key", &b.key_pem));
+    let conf = http_conf(&format!(
+        "server {{ listen 127.0.0.1:0 ssl; server_name a.test; ssl_certificate {}; ssl_certificate_key {}; location / {{ return 200 \"server a\"; }} }}
+         server {{ listen 127.0.0.1:0 ssl; server_name b.test; ssl_certificate {}; ssl_certificate_key {}; location / {{ return 200 \"server b\"; }} }}",
+        a_crt.display(),
+        a_key.display(),
+        b_crt.display(),
+        b_key.display()
+    ));
+    let proxy = Proxy::start_in(dir, &conf).await.unwrap();
+    for name in ["127.0.0.1", "unknown.test"] {
+        let r = get(proxy.addr(), name, "/", &ca, Client::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the default server's certificate: {e}"));
+        assert!(r.ends_with("server a"), "{name}: {r}");
+    }
+    let r = get(proxy.addr(), "b.test", "/", &ca, Client::default())
+        .await
+        .unwrap();
+    assert!(r.ends_with("server b"), "{r}");
+}
