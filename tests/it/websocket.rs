@@ -577,3 +577,61 @@ async fn websocket_access_log_counts_tunnel_bytes() {
     assert!(total > body + 100, "{line}");
     assert_eq!(fields[3], "upgrade");
 }
+
+#[tokio::test]
+async fn websocket_client_that_stops_reading_is_cut_at_send_timeout() {
+    // A backend that accepts the upgrade, then writes until the proxy
+    // stops taking bytes and closes; it reports how long it could write.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        if read_request(&mut s).await.is_none() {
+            let _ = tx.send(Err("no handshake".to_string()));
+            return;
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await;
+        // Unmasked binary frames of 64 KiB, at most 1 GiB in all.
+        let mut frame = vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0];
+        frame.resize(10 + 65536, b'x');
+        let started = std::time::Instant::now();
+        for _ in 0..16384 {
+            if s.write_all(&frame).await.is_err() {
+                let _ = tx.send(Ok(started.elapsed()));
+                return;
+            }
+        }
+        let _ = tx.send(Err("1 GiB written: the proxy never gave up".to_string()));
+    });
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0; send_timeout 1s; proxy_read_timeout 60s;
+           location / {{ proxy_pass http://{backend}; }} }}"
+    ))
+    .await;
+    // The client upgrades, then never reads again.
+    let mut client = bounded("connect", TcpStream::connect(proxy.addr()))
+        .await
+        .unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    bounded("the 101", client.read_exact(&mut first))
+        .await
+        .unwrap();
+    assert_eq!(&first, b"HTTP/1.1 101");
+    let wrote_for = tokio::time::timeout(Duration::from_secs(30), done.recv())
+        .await
+        .expect("the proxy cut the tunnel within 30 s")
+        .expect("backend report")
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Buffers fill within moments; the cut comes after send_timeout.
+    assert!(wrote_for >= Duration::from_millis(900), "{wrote_for:?}");
+    drop(client);
+}
