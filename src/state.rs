@@ -126,17 +126,7 @@ impl Refresh {
                         peers.push(p);
                     }
                 }
-                let current = Arc::new(crate::config::Upstream {
-                    name: u.name.clone(),
-                    index: u.index,
-                    peers,
-                    method: u.method.clone(),
-                    keepalive: u.keepalive,
-                    implicit: u.implicit,
-                    span: u.span.clone(),
-                    resolved: Vec::new(),
-                    resolver: None,
-                });
+                let current = Arc::new(u.with_peers(peers));
                 slot.store(Arc::new(Balancer::new(current)));
             }
             drop(slot);

@@ -176,6 +176,15 @@ pub fn resolve_addr(
     Ok(addrs)
 }
 
+/// `s` without `prefix`, compared without ASCII case; `None` when `s`
+/// does not start with it (also when its first bytes are not a whole
+/// character).
+pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,13 +250,7 @@ async fn resolve_target<D: Downstream>(
 ) -> Result<Target, ProxyError> {
     match pass {
         ProxyPass::Static(t) => {
-            let generation = ex.generation.clone();
-            let rt = &generation.upstreams[t.upstream.index];
-            if let Some(refresh) = &rt.refresh {
-                refresh
-                    .ready(&generation.resolvers, ex.conf.resolver_timeout)
-                    .await;
-            }
+            let (balancer, pool) = group_state(ex, t.upstream.index).await;
             let uri = match (&t.uri, &t.location_prefix) {
                 _ if ex.rewritten => client_uri(ex),
                 (Some(u), Some(prefix)) if ex.ctx.uri.starts_with(prefix.as_str()) => {
@@ -273,8 +267,8 @@ async fn resolve_target<D: Downstream>(
                 (None, _) => client_uri(ex),
             };
             Ok(Target {
-                balancer: rt.balancer.load_full(),
-                pool: rt.pool.clone(),
+                balancer,
+                pool,
                 tls: t.tls,
                 proxy_host: t.proxy_host.clone(),
                 proxy_port: t.proxy_port,
@@ -290,8 +284,8 @@ async fn resolve_target<D: Downstream>(
             } else {
                 return Err(ProxyError::InvalidUrl(url));
             };
-            if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("unix:") {
-                return unix_target(ex, tls, &url, &rest[5..]);
+            if let Some(socket) = crate::config::values::strip_prefix_ci(rest, "unix:") {
+                return unix_target(ex, tls, &url, socket);
             }
             let (hostport, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], Some(&rest[i..])),
@@ -321,16 +315,7 @@ async fn resolve_target<D: Downstream>(
                         .find(|u| u.implicit && u.name == hostport)
                 });
             let (balancer, pool) = match group {
-                Some(u) => {
-                    let generation = ex.generation.clone();
-                    let rt = &generation.upstreams[u.index];
-                    if let Some(refresh) = &rt.refresh {
-                        refresh
-                            .ready(&generation.resolvers, ex.conf.resolver_timeout)
-                            .await;
-                    }
-                    (rt.balancer.load_full(), rt.pool.clone())
-                }
+                Some(u) => group_state(ex, u.index).await,
                 None => {
                     let bare = host.trim_start_matches('[').trim_end_matches(']');
                     let addrs = match bare.parse::<std::net::IpAddr>() {
@@ -346,25 +331,21 @@ async fn resolve_target<D: Downstream>(
                                 .map_err(|why| ProxyError::Unresolved(host.to_string(), why))?
                         }
                     };
-                    let upstream = Arc::new(Upstream {
-                        name: hostport.to_string(),
-                        index: usize::MAX,
-                        peers: addrs
-                            .into_iter()
-                            .map(|ip| {
-                                crate::config::Peer::new(
-                                    SocketAddr::new(ip, port),
-                                    hostport.to_string(),
-                                )
-                            })
-                            .collect(),
-                        method: BalanceMethod::RoundRobin,
-                        keepalive: None,
-                        implicit: true,
-                        span: crate::config::Span::command_line(),
-                        resolved: Vec::new(),
-                        resolver: None,
-                    });
+                    let peers = addrs
+                        .into_iter()
+                        .map(|ip| {
+                            crate::config::Peer::new(
+                                SocketAddr::new(ip, port),
+                                hostport.to_string(),
+                            )
+                        })
+                        .collect();
+                    let upstream = Arc::new(Upstream::implicit(
+                        hostport.to_string(),
+                        usize::MAX,
+                        peers,
+                        crate::config::Span::command_line(),
+                    ));
                     (Arc::new(Balancer::new(upstream)), None)
                 }
             };
@@ -380,6 +361,21 @@ async fn resolve_target<D: Downstream>(
     }
 }
 
+/// The current balancer and keepalive cache of upstream group `index`; a
+/// group with `server ... resolve` first has its names looked up.
+async fn group_state<D: Downstream>(
+    ex: &Exchange<'_, D>,
+    index: usize,
+) -> (Arc<Balancer>, Option<Arc<Pool>>) {
+    let rt = &ex.generation.upstreams[index];
+    if let Some(refresh) = &rt.refresh {
+        refresh
+            .ready(&ex.generation.resolvers, ex.conf.resolver_timeout)
+            .await;
+    }
+    (rt.balancer.load_full(), rt.pool.clone())
+}
+
 /// A `proxy_pass` with variables that produced `http://unix:PATH[:URI]`.
 fn unix_target<D: Downstream>(
     ex: &Exchange<'_, D>,
@@ -387,30 +383,21 @@ fn unix_target<D: Downstream>(
     url: &str,
     socket: &str,
 ) -> Result<Target, ProxyError> {
-    let (path, uri) = match socket.split_once(':') {
-        Some((p, u)) if !u.is_empty() => (p, u.to_string()),
-        Some((p, _)) => (p, client_uri(ex)),
-        None => (socket, client_uri(ex)),
-    };
+    let (path, uri) = PeerAddr::split_unix_url(socket);
+    let uri = uri.map_or_else(|| client_uri(ex), str::to_string);
     if tls {
         return Err(ProxyError::Tls(
             "TLS to a unix domain socket is not supported".into(),
         ));
     }
-    let addr =
-        crate::config::PeerAddr::unix(path).map_err(|_| ProxyError::InvalidUrl(url.to_string()))?;
+    let addr = PeerAddr::unix(path).map_err(|_| ProxyError::InvalidUrl(url.to_string()))?;
     let name = format!("unix:{path}");
-    let upstream = Arc::new(Upstream {
-        name: name.clone(),
-        index: usize::MAX,
-        peers: vec![crate::config::Peer::new(addr, name)],
-        method: BalanceMethod::RoundRobin,
-        keepalive: None,
-        implicit: true,
-        span: crate::config::Span::command_line(),
-        resolved: Vec::new(),
-        resolver: None,
-    });
+    let upstream = Arc::new(Upstream::implicit(
+        name.clone(),
+        usize::MAX,
+        vec![crate::config::Peer::new(addr, name)],
+        crate::config::Span::command_line(),
+    ));
     Ok(Target {
         balancer: Arc::new(Balancer::new(upstream)),
         pool: None,

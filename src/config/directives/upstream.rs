@@ -227,19 +227,12 @@ fn set_upstream_server(b: &mut Builder, st: &Statement) -> Result<()> {
             .map(PeerAddr::from)
             .collect(),
     };
-    let ups = b.upstream();
-    for addr in addrs {
-        ups.peers.push(Peer {
+    b.upstream()
+        .peers
+        .extend(addrs.into_iter().map(|addr| Peer {
             addr,
-            name: target.clone(),
-            weight,
-            max_fails,
-            fail_timeout,
-            backup,
-            down,
-            max_conns,
-        });
-    }
+            ..params.clone()
+        }));
     Ok(())
 }
 

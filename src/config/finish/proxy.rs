@@ -12,7 +12,7 @@ use crate::config::model::*;
 use crate::config::note::{Note, NoteKind};
 use crate::config::raw::{LocRaw, RedirectsRaw, resolve_noting};
 use crate::config::template::Template;
-use crate::config::values::split_host_port;
+use crate::config::values::{split_host_port, strip_prefix_ci};
 
 /// Headers nginx sends upstream unless configured otherwise
 /// (`ngx_http_proxy_headers`): `Host` and `Connection` are set, the rest
@@ -297,10 +297,7 @@ impl Finisher<'_> {
             ));
         }
         if uri.is_some() && regex_loc {
-            return Err(ConfigError::at(
-                span,
-                "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
-            ));
+            return Err(uri_part_refused(span));
         }
         let default_port = if tls { 443 } else { 80 };
         let upstream = self.upstream_for(hostport, default_port, span)?;
@@ -329,12 +326,10 @@ impl Finisher<'_> {
         loc_prefix: Option<&str>,
         regex_loc: bool,
     ) -> Result<ProxyPass> {
-        let (path, uri) = match socket.split_once(':') {
-            Some((p, u)) => (p, Some(u.to_string()).filter(|u| !u.is_empty())),
-            None => (socket, None),
-        };
-        let addr = crate::config::PeerAddr::unix(path)
-            .map_err(|e| ConfigError::at(span, format!("{e} in \"{url}\"")))?;
+        let (path, uri) = PeerAddr::split_unix_url(socket);
+        let uri = uri.map(str::to_string);
+        let addr =
+            PeerAddr::unix(path).map_err(|e| ConfigError::at(span, format!("{e} in \"{url}\"")))?;
         if tls {
             return Err(ConfigError::unsupported(
                 span,
@@ -342,26 +337,18 @@ impl Finisher<'_> {
             ));
         }
         if uri.is_some() && regex_loc {
-            return Err(ConfigError::at(
-                span,
-                "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
-            ));
+            return Err(uri_part_refused(span));
         }
         let name = format!("unix:{path}");
         let upstream = match self.upstreams.iter().find(|u| u.implicit && u.name == name) {
             Some(u) => u.clone(),
             None => {
-                let u = Arc::new(Upstream {
-                    name: name.clone(),
-                    index: self.upstreams.len(),
-                    peers: vec![Peer::new(addr, name)],
-                    method: BalanceMethod::RoundRobin,
-                    keepalive: None,
-                    implicit: true,
-                    span: span.clone(),
-                    resolved: Vec::new(),
-                    resolver: None,
-                });
+                let u = Arc::new(Upstream::implicit(
+                    name.clone(),
+                    self.upstreams.len(),
+                    vec![Peer::new(addr, name)],
+                    span.clone(),
+                ));
                 self.upstreams.push(u.clone());
                 u
             }
@@ -412,24 +399,22 @@ impl Finisher<'_> {
             .into_iter()
             .map(|addr| Peer::new(addr, hostport.to_string()))
             .collect();
-        let index = self.upstreams.len();
-        let u = Arc::new(Upstream {
-            name: hostport.to_string(),
-            index,
+        let u = Arc::new(Upstream::implicit(
+            hostport.to_string(),
+            self.upstreams.len(),
             peers,
-            method: BalanceMethod::RoundRobin,
-            keepalive: None,
-            implicit: true,
-            span: span.clone(),
-            resolved: Vec::new(),
-            resolver: None,
-        });
+            span.clone(),
+        ));
         self.upstreams.push(u.clone());
         Ok(u)
     }
 }
 
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
+/// nginx's refusal of a URI part where the location's own URI cannot be
+/// replaced.
+fn uri_part_refused(span: &Span) -> ConfigError {
+    ConfigError::at(
+        span,
+        "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
+    )
 }

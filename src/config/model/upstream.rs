@@ -48,6 +48,40 @@ pub struct Upstream {
     pub resolver: Option<std::sync::Arc<ResolverConf>>,
 }
 
+impl Upstream {
+    /// A group made from a `proxy_pass` target rather than an `upstream`
+    /// block: round robin over `peers`, no keepalive cache.
+    pub fn implicit(name: String, index: usize, peers: Vec<Peer>, span: Span) -> Upstream {
+        Upstream {
+            name,
+            index,
+            peers,
+            method: BalanceMethod::RoundRobin,
+            keepalive: None,
+            implicit: true,
+            span,
+            resolved: Vec::new(),
+            resolver: None,
+        }
+    }
+
+    /// This group with `peers` instead of its own and nothing left to look
+    /// up (what its `server ... resolve` names stand for at the moment).
+    pub fn with_peers(&self, peers: Vec<Peer>) -> Upstream {
+        Upstream {
+            name: self.name.clone(),
+            index: self.index,
+            peers,
+            method: self.method.clone(),
+            keepalive: self.keepalive,
+            implicit: self.implicit,
+            span: self.span.clone(),
+            resolved: Vec::new(),
+            resolver: None,
+        }
+    }
+}
+
 /// `server NAME[:PORT] resolve ...`: a name looked up at run time, again
 /// whenever its answer expires; each address becomes a peer with the
 /// line's parameters.
@@ -90,6 +124,16 @@ impl PeerAddr {
         Ok(PeerAddr::Unix(std::sync::Arc::from(std::path::Path::new(
             path,
         ))))
+    }
+
+    /// What follows `unix:` in a `proxy_pass` URL, split as nginx does:
+    /// the socket's path ends at the first colon, and what comes after it,
+    /// when anything does, is the URI.
+    pub fn split_unix_url(rest: &str) -> (&str, Option<&str>) {
+        match rest.split_once(':') {
+            Some((path, uri)) => (path, Some(uri).filter(|u| !u.is_empty())),
+            None => (rest, None),
+        }
     }
 
     /// The TCP address, for a TCP peer.
