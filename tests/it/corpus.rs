@@ -4,7 +4,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -81,22 +80,6 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// A TLS client trusting only `der`, sending SNI `name`.
-fn tls_connector(der: &[u8]) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(der.to_vec()))
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// Opens a WebSocket as `spec` says, sends a message and expects its echo.
 async fn carries_a_websocket(addr: SocketAddr, spec: &Spec, der: &[u8]) -> Result<(), String> {
     let scheme = if spec.tls.is_some() { "wss" } else { "ws" };
@@ -113,7 +96,7 @@ async fn carries_a_websocket(addr: SocketAddr, spec: &Spec, der: &[u8]) -> Resul
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     match &spec.tls {
         Some(name) => {
-            let tls = tls_connector(der)
+            let tls = crate::tls::connector(der.to_vec())
                 .connect(
                     rustls::pki_types::ServerName::try_from(name.clone()).unwrap(),
                     tcp,
@@ -237,7 +220,7 @@ async fn corpus_hsts_reaches_the_websocket_handshake() {
     let proxy = Proxy::start_in(dir, &conf).await.unwrap();
     let addr = proxy.addr();
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = tls_connector(&der)
+    let tls = crate::tls::connector(der.clone())
         .connect(
             rustls::pki_types::ServerName::try_from("app.example.com").unwrap(),
             tcp,

@@ -482,7 +482,6 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// answers close with the same code, and reports each handshake's
 /// request head.
 pub async fn ws_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -504,26 +503,35 @@ pub async fn ws_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
                     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
                 config.max_message_size = Some(64 << 20);
                 config.max_frame_size = Some(64 << 20);
-                let Ok(mut ws) =
+                if let Ok(ws) =
                     tokio_tungstenite::accept_hdr_async_with_config(s, cb, Some(config)).await
-                else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_close() {
-                        // tungstenite queued the echo of the close frame;
-                        // flush it before the socket is dropped.
-                        let _ = ws.flush().await;
-                        break;
-                    }
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
-                    }
+                {
+                    echo_until_close(ws).await;
                 }
             });
         }
     });
     (addr, rx)
+}
+
+/// Echoes text and binary messages until the peer closes (its close frame
+/// is answered) or the connection fails.
+pub async fn echo_until_close<S>(mut ws: tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.is_close() {
+            // tungstenite queued the echo of the close frame; flush it
+            // before the socket is dropped.
+            let _ = ws.flush().await;
+            break;
+        }
+        if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
 }
 
 pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;

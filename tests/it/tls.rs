@@ -11,8 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::*;
 
-/// Connects with TLS to `addr`, sending SNI `name` and trusting only `ca`.
-pub async fn connect(addr: SocketAddr, name: &str, ca: Vec<u8>) -> TlsStream<TcpStream> {
+/// A TLS client that trusts only the certificate `ca` (DER).
+pub fn connector(ca: Vec<u8>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(ca))
@@ -24,9 +24,13 @@ pub async fn connect(addr: SocketAddr, name: &str, ca: Vec<u8>) -> TlsStream<Tcp
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Connects with TLS to `addr`, sending SNI `name` and trusting only `ca`.
+pub async fn connect(addr: SocketAddr, name: &str, ca: Vec<u8>) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    connector
+    connector(ca)
         .connect(
             rustls::pki_types::ServerName::try_from(name.to_string()).unwrap(),
             tcp,
