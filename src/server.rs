@@ -300,7 +300,17 @@ async fn connection(
     };
     let default_conf = &group.servers[group.default_server].conf;
     let header_timeout = default_conf.client_header_timeout;
-    let server_tokens = default_conf.server_tokens;
+    let defaults = crate::client::h1::ConnDefaults {
+        header_timeout,
+        server_tokens: default_conf.server_tokens,
+        limits: crate::http1::parse::HeadLimits {
+            first: default_conf.client_header_buffer_size,
+            large: default_conf.large_client_header_buffers.1,
+            large_count: default_conf.large_client_header_buffers.0,
+            underscores: default_conf.underscores_in_headers,
+            ignore_invalid: default_conf.ignore_invalid_headers,
+        },
+    };
     let mut info = ConnInfo {
         error_log: default_conf.error_log.clone(),
         id: shared.next_conn_id(),
@@ -321,16 +331,7 @@ async fn connection(
                 // Plain HTTP to a TLS port: read the request, answer 497.
                 info.tls = false;
                 info.plain_http_on_tls = true;
-                return serve_plain(
-                    shared,
-                    stream,
-                    info,
-                    key,
-                    active,
-                    header_timeout,
-                    server_tokens,
-                )
-                .await;
+                return serve_plain(shared, stream, info, key, active, defaults).await;
             }
             Ok(Err(_)) | Err(_) => return,
         }
@@ -358,14 +359,7 @@ async fn connection(
     };
     crate::client::h1::serve(
         shared,
-        crate::client::h1::ClientConn::new(
-            io,
-            Arc::new(info),
-            key,
-            active,
-            header_timeout,
-            server_tokens,
-        ),
+        crate::client::h1::ClientConn::new(io, Arc::new(info), key, active, defaults),
     )
     .await;
 }
@@ -377,8 +371,7 @@ async fn serve_plain(
     info: ConnInfo,
     key: SocketAddr,
     active: crate::state::Active,
-    header_timeout: Duration,
-    server_tokens: bool,
+    defaults: crate::client::h1::ConnDefaults,
 ) {
     crate::client::h1::serve(
         shared,
@@ -387,8 +380,7 @@ async fn serve_plain(
             Arc::new(info),
             key,
             active,
-            header_timeout,
-            server_tokens,
+            defaults,
         ),
     )
     .await;

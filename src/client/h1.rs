@@ -23,7 +23,9 @@ use crate::exchange::Refusal;
 use crate::handler::Next;
 use crate::http1::body::{self, BodyReader};
 use crate::http1::headers::HeaderValue;
-use crate::http1::parse::{BodyKind, FramingError, HeadError, parse_request, request_body_kind};
+use crate::http1::parse::{
+    BodyKind, FramingError, HeadError, HeadLimits, RequestParser, request_body_kind,
+};
 use crate::http1::{Headers, RequestHead, write};
 use crate::log::Level;
 use crate::net::ClientIo;
@@ -33,11 +35,17 @@ use crate::state::{Active, RunState, Shared};
 
 mod downstream;
 
-/// Longest request head accepted (nginx's `large_client_header_buffers 4
-/// 8k` allows about this much).
-const MAX_HEAD: usize = 32 * 1024;
-/// Longest request line (nginx answers 414 beyond one 8k buffer).
-const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// What the default server of the listening address decides for a
+/// connection before any request names its server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnDefaults {
+    /// `client_header_timeout`.
+    pub header_timeout: Duration,
+    /// `server_tokens` (for answers to heads that never reach a server).
+    pub server_tokens: bool,
+    /// Header buffers and name rules.
+    pub limits: HeadLimits,
+}
 
 /// An HTTP/1.x client connection.
 pub struct ClientConn {
@@ -45,6 +53,8 @@ pub struct ClientConn {
     pub io: ClientIo,
     /// Bytes read but not yet parsed (pipelined requests, bodies).
     pub buf: BytesMut,
+    /// The request head being scanned in `buf`.
+    parser: RequestParser,
     /// Facts for variables and logs.
     pub info: Arc<ConnInfo>,
     /// The configured listen address it arrived on.
@@ -81,13 +91,18 @@ impl ClientConn {
         info: Arc<ConnInfo>,
         key: SocketAddr,
         active: Active,
-        header_timeout: Duration,
-        server_tokens: bool,
+        defaults: ConnDefaults,
     ) -> ClientConn {
+        let ConnDefaults {
+            header_timeout,
+            server_tokens,
+            limits,
+        } = defaults;
         let state = active.shared().state.subscribe();
         ClientConn {
             io,
             buf: BytesMut::new(),
+            parser: RequestParser::new(limits),
             info,
             key,
             requests: 0,
@@ -217,25 +232,25 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
     let mut waiting_first_byte = idle;
     loop {
         if !conn.buf.is_empty() {
-            match parse_request(&mut conn.buf) {
-                Ok(Some(head)) => return HeadRead::Head(head),
-                Ok(None) => {
-                    if conn.buf.len() > MAX_HEAD {
-                        return HeadRead::Bad(494, "client sent too long header line".into());
+            match conn.parser.parse(&mut conn.buf) {
+                Ok(Some(head)) => {
+                    for line in &head.dropped {
+                        conn.info.log(
+                            Level::Info,
+                            &format!(
+                                "client sent invalid header line: \"{}\", client: {}",
+                                String::from_utf8_lossy(line).escape_debug(),
+                                conn.info.remote.ip()
+                            ),
+                        );
                     }
-                    if conn.buf.len() > MAX_REQUEST_LINE
-                        && memchr::memchr(b'\n', &conn.buf).is_none()
-                    {
-                        return HeadRead::Bad(414, "client sent too long URI".into());
-                    }
+                    return HeadRead::Head(head);
                 }
-                Err(HeadError::TooManyHeaders) => {
-                    return HeadRead::Bad(494, "client sent too many header lines".into());
-                }
-                Err(HeadError::UnsupportedVersion) => {
-                    return HeadRead::Bad(505, "client sent invalid version".into());
-                }
-                Err(e) => return HeadRead::Bad(400, format!("client sent invalid request ({e})")),
+                Ok(None) => {}
+                Err(e @ HeadError::UriTooLong) => return HeadRead::Bad(414, e.to_string()),
+                Err(e @ HeadError::HeaderTooLarge(_)) => return HeadRead::Bad(494, e.to_string()),
+                Err(e @ HeadError::UnsupportedVersion) => return HeadRead::Bad(505, e.to_string()),
+                Err(e) => return HeadRead::Bad(400, e.to_string()),
             }
         }
         let draining = conn.buf.is_empty() && conn.draining();

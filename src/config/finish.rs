@@ -155,6 +155,12 @@ impl Finisher<'_> {
             client_body_buffer_size: raw.client_body_buffer_size.unwrap_or(16 * 1024),
             client_body_temp_path: raw.client_body_temp_path.clone(),
             client_header_timeout: raw.client_header_timeout.unwrap_or(Duration::from_secs(60)),
+            client_header_buffer_size: raw.client_header_buffer_size.unwrap_or(1024) as usize,
+            large_client_header_buffers: raw
+                .large_client_header_buffers
+                .map_or((4, 8192), |(n, size)| (n as usize, size as usize)),
+            underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
+            ignore_invalid_headers: raw.ignore_invalid_headers.unwrap_or(true),
             access_log: Arc::new(access_log),
             error_log: Arc::new(
                 raw.error_log

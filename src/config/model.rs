@@ -446,6 +446,14 @@ pub struct LocConf {
     pub client_body_temp_path: Option<std::path::PathBuf>,
     /// `client_header_timeout`: TLS handshake and request head.
     pub client_header_timeout: Duration,
+    /// `client_header_buffer_size`: the first buffer of a request head.
+    pub client_header_buffer_size: usize,
+    /// `large_client_header_buffers`: number and size.
+    pub large_client_header_buffers: (usize, usize),
+    /// `underscores_in_headers`.
+    pub underscores_in_headers: bool,
+    /// `ignore_invalid_headers`.
+    pub ignore_invalid_headers: bool,
     /// `access_log` targets; empty means `off`.
     pub access_log: Arc<Vec<AccessLogTarget>>,
     /// `error_log` targets (inherited from main when unset).

@@ -89,6 +89,17 @@ impl Downstream for ClientConn {
     }
 
     fn start_response(&mut self, head: ResponseHead<'_>) -> Started {
+        if self.version == Version::HTTP_09 {
+            // HTTP/0.9 has no status line and no headers: the body alone,
+            // ended by the close.
+            self.chunked = false;
+            self.out.clear();
+            return Started {
+                headers: head.own,
+                head_len: 0,
+                keepalive: false,
+            };
+        }
         let unknown = head.has_body && head.length.is_none() && !head.head_only;
         self.chunked = unknown && self.version == Version::HTTP_11 && head.chunked;
         // A length unknown and no chunks (HTTP/1.0, or

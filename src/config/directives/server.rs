@@ -21,12 +21,12 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("listen", SERVER, Args::AtLeast(1), set_listen, "Address and port (`8080`, `127.0.0.1:80`, `[::]:443`), with `default_server`, `ssl`, `http2`, `backlog=`, `rcvbuf=`, `sndbuf=`, `reuseport`, `ipv6only=`, `so_keepalive=`."),
     d!("server_name", SERVER, Args::AtLeast(1), set_server_name, "Names: exact, `*.example.com`, `example.*`, `.example.com`, `~regex`; default server selection as nginx."),
     block!("location", SL, T12, set_location, Ctx::LOCATION, leave_location, "Prefix, `=`, `^~`, `~`, `~*` and `@named` locations, nested; nginx's selection order."),
-    noop!("client_header_buffer_size", HS, T1, "Header buffer sizing (no effect)."),
-    noop!("large_client_header_buffers", HS, T2, "Header buffer sizing (no effect)."),
+    d!("client_header_buffer_size", HS, T1, |b, st| loc_size(b, st, |l| &mut l.client_header_buffer_size), "First buffer of a request head (default 1k); a head that does not fit moves to the large buffers. The listening address's default server decides."),
+    d!("large_client_header_buffers", HS, T2, set_large_client_header_buffers, "Number and size of the buffers for long heads (default `4 8k`): a request line longer than the size gets 414, a header line longer than it or a head that fills them all 400, counted as nginx does."),
     d!("client_header_timeout", HS, T1, |b, st| loc_time(b, st, |l| &mut l.client_header_timeout), "Time allowed for a TLS handshake and a request head (default 60s; the listening address's default server decides)."),
     noop!("merge_slashes", HS, Args::Flag, "Slashes in URIs are always merged."),
-    noop!("underscores_in_headers", HS, Args::Flag, "Header names with underscores are always accepted."),
-    noop!("ignore_invalid_headers", HS, Args::Flag, "Invalid header lines are rejected by the HTTP parser."),
+    d!("underscores_in_headers", HS, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.underscores_in_headers), "Takes `_` in request header names (default off: such headers are invalid, so dropped)."),
+    d!("ignore_invalid_headers", HS, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.ignore_invalid_headers), "Drops request header lines whose names hold bytes other than letters, digits and `-` (default on; when off they are passed on, except names that are not HTTP tokens)."),
     d!("send_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.send_timeout), "Bound on each write to the client (default 60s)."),
     d!("keepalive_timeout", Ctx(4 | 8 | 16 | 32), T12, set_keepalive_timeout, "Idle time of client keep-alive connections (default 75s); in `upstream`, of cached backend connections (60s)."),
     d!("keepalive_requests", Ctx(4 | 8 | 16 | 32), T1, set_keepalive_requests, "Requests per keep-alive connection (default 1000)."),
@@ -380,4 +380,18 @@ fn set_server_tokens(b: &mut Builder, st: &Statement) -> Result<()> {
         _ => return Err(invalid_value(st, 0)),
     };
     put(&mut b.loc().server_tokens, v, st)
+}
+
+/// `large_client_header_buffers NUMBER SIZE`.
+fn set_large_client_header_buffers(b: &mut Builder, st: &Statement) -> Result<()> {
+    let number = st.args[0]
+        .value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid_value(st, 0))?;
+    let size = parse_size(&st.args[1].value)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| invalid_value(st, 1))?;
+    put(&mut b.loc().large_client_header_buffers, (number, size), st)
 }
