@@ -86,7 +86,8 @@ pub async fn handle<D: Downstream>(
     let (server, host, bad) = match host {
         Ok(h) => {
             let server = route::select_server(&group, h.as_deref(), &mut hit);
-            let missing = h.is_none() && head.version == Version::HTTP_11;
+            // nginx wants the header even when the target is absolute.
+            let missing = hosts == 0 && head.version == Version::HTTP_11;
             let name = h.unwrap_or_else(|| server.primary_name().to_string());
             (
                 server,
@@ -232,17 +233,23 @@ fn tls_refusal(ctx: &RequestCtx, group: &ListenGroup) -> Option<(u16, String)> {
     None
 }
 
-/// nginx's "client sent duplicate header line" for the conditional and
-/// range request headers it reads once (`If-Modified-Since`,
-/// `If-Unmodified-Since`, `If-Match`, `If-None-Match`, `If-Range`).
+/// nginx's "client sent duplicate header line" for the request headers
+/// it reads once (Host, Content-Length and Transfer-Encoding have their
+/// own checks and messages).
 fn duplicate_header(headers: &crate::http1::Headers) -> Option<String> {
-    use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE};
+    use http::header::{
+        AUTHORIZATION, CONTENT_RANGE, EXPECT, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+        IF_UNMODIFIED_SINCE,
+    };
     let unique = [
         IF_MODIFIED_SINCE,
         IF_UNMODIFIED_SINCE,
         IF_MATCH,
         IF_NONE_MATCH,
+        CONTENT_RANGE,
         IF_RANGE,
+        EXPECT,
+        AUTHORIZATION,
     ];
     let mut seen: Vec<&crate::http1::headers::Header> = Vec::new();
     for h in headers.iter().filter(|h| unique.contains(&h.name)) {

@@ -209,7 +209,10 @@ async fn bad_request(conn: &mut ClientConn, status: u16, why: &str) {
     };
     headers.append_str("Content-Length", HeaderValue::from(body.len()));
     headers.append_str("Connection", HeaderValue::from_static("close"));
-    write::response_head(&mut out, reply.status, None, &headers);
+    // An HTTP/0.9 client gets the page alone.
+    if conn.version != Version::HTTP_09 {
+        write::response_head(&mut out, reply.status, None, &headers);
+    }
     out.extend_from_slice(&body);
     let _ = timeout(
         Duration::from_secs(5),
@@ -222,6 +225,7 @@ async fn bad_request(conn: &mut ClientConn, status: u16, why: &str) {
 }
 
 async fn read_head(conn: &mut ClientConn) -> HeadRead {
+    conn.version = Version::HTTP_11;
     let idle = conn.buf.is_empty() && conn.requests > 0;
     let mut deadline = Instant::now()
         + if idle {
@@ -250,6 +254,10 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
                 Err(e @ HeadError::UriTooLong) => return HeadRead::Bad(414, e.to_string()),
                 Err(e @ HeadError::HeaderTooLarge(_)) => return HeadRead::Bad(494, e.to_string()),
                 Err(e @ HeadError::UnsupportedVersion) => return HeadRead::Bad(505, e.to_string()),
+                Err(e @ HeadError::NineMethod) => {
+                    conn.version = Version::HTTP_09;
+                    return HeadRead::Bad(400, e.to_string());
+                }
                 Err(e) => return HeadRead::Bad(400, e.to_string()),
             }
         }

@@ -13,8 +13,9 @@ use super::parse::BodyKind;
 
 /// How much to ask the socket for per read.
 const READ_CHUNK: usize = 16 * 1024;
-/// Longest chunk-size or trailer line accepted.
-const MAX_LINE: usize = 4096;
+/// Longest chunk-size or trailer line accepted (nginx streams past long
+/// chunk extensions; lines are held whole here, so they are bounded).
+const MAX_LINE: usize = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
@@ -187,6 +188,9 @@ impl BodyReader {
                         return Ok(None);
                     };
                     self.wire_bytes += len as u64;
+                    if line.contains(&b'\r') {
+                        return Err(invalid("client sent invalid chunked body"));
+                    }
                     if line.is_empty() {
                         self.done = true;
                         return Ok(None);
@@ -215,21 +219,32 @@ fn take_line(buf: &mut BytesMut) -> io::Result<Option<(BytesMut, usize)>> {
     }
 }
 
+/// A chunk-size line (its line end removed) as nginx reads it: hex digits
+/// from the first byte (no leading white space; any number of leading
+/// zeros), then the end, or `;`, space or tab and an extension of any
+/// bytes but CR. A size that could overflow a file offset is invalid.
 fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
-    let end = line.iter().position(|b| *b == b';').unwrap_or(line.len());
-    let digits = line[..end].trim_ascii();
-    if digits.is_empty() || digits.len() > 15 {
-        return Err(invalid("invalid chunk size"));
+    const MAX: u64 = i64::MAX as u64;
+    let bad = || invalid("client sent invalid chunked body");
+    if line.contains(&b'\r') {
+        return Err(bad());
     }
     let mut n: u64 = 0;
-    for &d in digits {
+    for (i, &d) in line.iter().enumerate() {
         let v = match d {
             b'0'..=b'9' => d - b'0',
             b'a'..=b'f' => d - b'a' + 10,
             b'A'..=b'F' => d - b'A' + 10,
-            _ => return Err(invalid("invalid chunk size")),
+            b';' | b' ' | b'\t' if i > 0 => break,
+            _ => return Err(bad()),
         };
-        n = n * 16 + v as u64;
+        if n > MAX / 16 {
+            return Err(bad());
+        }
+        n = n * 16 + u64::from(v);
+    }
+    if line.is_empty() || n > MAX - 5 {
+        return Err(bad());
     }
     Ok(n)
 }
@@ -309,6 +324,35 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let (body, _) = read_all(BodyKind::Close, b"until eof").await.unwrap();
         assert_eq!(body, b"until eof");
+    }
+
+    #[tokio::test]
+    async fn body_chunk_lines_follow_nginx() {
+        for ok in [
+            &b"0000000000000000000000005\r\nhello\r\n0\r\n\r\n"[..],
+            b"5 \r\nhello\r\n0\t;x\r\n\r\n",
+            b"5;a=\"q;r\"\r\nhello\r\n0\r\nT: v\r\n\r\n",
+        ] {
+            let (body, _) = read_all(BodyKind::Chunked, ok).await.unwrap();
+            assert_eq!(body, b"hello", "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b" 5\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b"5x\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"10000000000000000\r\n",
+            b"5\r\nhello\r\n0\r\nT: a\rb\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n\r\r\n",
+        ] {
+            let err = read_all(BodyKind::Chunked, bad).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                io::ErrorKind::InvalidData,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub enum HeadError {
     HeaderTooLarge(&'static str),
     /// An HTTP major version above 1 (505).
     UnsupportedVersion,
+    /// An HTTP/0.9 request with a method other than GET (400, answered
+    /// the HTTP/0.9 way: the page alone).
+    NineMethod,
     /// A backend's answer does not start with a status line.
     NoStatusLine,
 }
@@ -79,6 +82,7 @@ impl std::fmt::Display for HeadError {
             HeadError::Invalid(why) | HeadError::HeaderTooLarge(why) => f.write_str(why),
             HeadError::UriTooLong => f.write_str("client sent too long URI"),
             HeadError::UnsupportedVersion => f.write_str("client sent invalid version"),
+            HeadError::NineMethod => f.write_str("client sent invalid method in HTTP/0.9 request"),
             HeadError::NoStatusLine => f.write_str("upstream sent no valid HTTP/1.0 header"),
         }
     }
@@ -615,9 +619,7 @@ impl RequestParser {
         self.line = LineOfRequest::Done;
         if self.major == 0 {
             if &buf[self.request_start..self.method_end] != b"GET" {
-                return Err(HeadError::Invalid(
-                    "client sent invalid method in HTTP/0.9 request",
-                ));
+                return Err(HeadError::NineMethod);
             }
             return Ok(true);
         }
@@ -842,12 +844,7 @@ mod tests {
         assert_eq!(h.target, "http://host?q");
         let h = parse(b"GET /nine\r\n").unwrap().unwrap();
         assert_eq!(h.version, Version::HTTP_09);
-        assert_eq!(
-            parse(b"POST /nine\r\n").err(),
-            Some(HeadError::Invalid(
-                "client sent invalid method in HTTP/0.9 request"
-            ))
-        );
+        assert_eq!(parse(b"POST /nine\r\n").err(), Some(HeadError::NineMethod));
         assert_eq!(
             parse(b"get / HTTP/1.1\r\n\r\n").err(),
             Some(HeadError::Invalid("client sent invalid method"))

@@ -86,10 +86,8 @@ pub fn request_body_kind(head: &RequestHead) -> Result<BodyKind, FramingError> {
         }
         return Ok(BodyKind::Chunked);
     }
-    Ok(match cl {
-        Some(0) | None => BodyKind::None,
-        Some(n) => BodyKind::Length(n),
-    })
+    // An explicit `Content-Length: 0` stays a length: nginx passes it on.
+    Ok(cl.map_or(BodyKind::None, BodyKind::Length))
 }
 
 /// Body framing of a response to a request with `method`, as nginx frames

@@ -34,21 +34,24 @@ pub(super) async fn prepare_body<D: Downstream>(
     version: Version,
 ) -> Result<ReqBody, ProxyError> {
     let conf = ex.conf.clone();
-    if let Some(t) = &conf.proxy.set_body {
-        let b = ex.ctx.render(t);
-        return Ok(ReqBody::Buffered(Bytes::from(b)));
-    }
     let kind = ex.down.body_kind();
     let limit = conf.client_max_body_size;
-    if kind == BodyKind::None {
-        return Ok(ReqBody::None);
-    }
     if let BodyKind::Length(n) = kind
         && limit > 0
         && n > limit
     {
         ex.keepalive = false;
         return Err(ProxyError::BodyTooLarge(n));
+    }
+    // nginx answers `Expect: 100-continue` whenever it reads a body for
+    // the proxy, even an empty or replaced one.
+    send_continue(ex).await;
+    if let Some(t) = &conf.proxy.set_body {
+        let b = ex.ctx.render(t);
+        return Ok(ReqBody::Buffered(Bytes::from(b)));
+    }
+    if kind == BodyKind::None {
+        return Ok(ReqBody::None);
     }
     if !conf.proxy.pass_request_body {
         return Ok(ReqBody::None);
@@ -61,7 +64,6 @@ pub(super) async fn prepare_body<D: Downstream>(
         BodyKind::Length(_) => conf.proxy.request_buffering,
         _ => conf.proxy.request_buffering || version == Version::HTTP_10,
     };
-    send_continue(ex).await;
     if !buffer {
         return Ok(ReqBody::Stream(kind));
     }

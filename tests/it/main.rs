@@ -96,3 +96,7 @@ mod tls_clients;
 /// What real nginx configurations need: lexing, copied snippets' cache
 /// directives, error pages, handshake headers, errors with places.
 mod dropin;
+
+/// Raw requests and backend responses through Switchyard and a real nginx:
+/// the same verdicts.
+mod differential;

@@ -74,8 +74,8 @@ impl Downstream for ClientConn {
     }
 
     async fn send_continue(&mut self) {
-        // A client that already sends its body needs no invitation.
-        if self.version == Version::HTTP_11 && self.buf.is_empty() {
+        // Sent even when the body is already arriving, as nginx does.
+        if self.version == Version::HTTP_11 {
             let _ = write_flushed(&mut self.io, b"HTTP/1.1 100 Continue\r\n\r\n").await;
         }
     }
