@@ -406,3 +406,149 @@ async fn tls_relay_flushes_bursts_across_two_tls_hops() {
         .unwrap();
     assert_eq!(m, Message::text("alone"));
 }
+
+/// A TLS client driven by hand, so that the test decides how the bytes
+/// after the server's flight reach the socket: the request is queued before
+/// the handshake ends, so rustls sends it in the same write as its
+/// Finished; `split` then cuts that write in two at a byte offset, with a
+/// pause between the parts. Returns what was decrypted from the answer,
+/// read until `want` appears, the server closes, or 5 s pass.
+fn tls_exchange(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    request: &[u8],
+    split: Option<usize>,
+    want: &[u8],
+) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    conn.writer().write_all(request).unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_nodelay(true).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut flights = 0;
+    let mut got = Vec::new();
+    loop {
+        if conn.wants_write() {
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            flights += 1;
+            match split {
+                // The second flight holds Finished and the request.
+                Some(at) if flights == 2 && at < out.len() => {
+                    sock.write_all(&out[..at]).map_err(|e| e.to_string())?;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    sock.write_all(&out[at..]).map_err(|e| e.to_string())?;
+                }
+                _ => sock.write_all(&out).map_err(|e| e.to_string())?,
+            }
+        }
+        match conn.read_tls(&mut sock) {
+            Ok(0) => return Ok(got),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(format!(
+                    "{e} after {} decrypted bytes: {:?}",
+                    got.len(),
+                    String::from_utf8_lossy(&got)
+                ));
+            }
+        }
+        conn.process_new_packets().map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.reader().read(&mut buf) {
+                Ok(0) => return Ok(got),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        if find(&got, want).is_some() {
+            return Ok(got);
+        }
+    }
+}
+
+/// A request (or a WebSocket upgrade) written in the same TCP segment as
+/// the client's Finished is answered, a thousand times in TLS 1.3 and in
+/// TLS 1.2, and so is one cut
+/// at every byte offset of that last flight: the proxy must read data
+/// that arrives with the end of the handshake.
+#[tokio::test]
+async fn tls_request_with_the_finished_message_is_answered() {
+    let (backend, _) = ws_echo().await;
+    let dir = TempDir::new();
+    let c = cert(&dir, "localhost");
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0 ssl; ssl_certificate {}; ssl_certificate_key {};
+            location / {{ return 200 'answered'; }}
+            location /ws {{ proxy_pass http://{backend}; }} }}",
+        c.cert.display(),
+        c.key.display()
+    ))
+    .await;
+    let addr = proxy.addr();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(c.der.clone()))
+        .unwrap();
+    // One configuration per version, each reused, so that after the first
+    // exchange sessions are resumed: then the client's Finished is the
+    // last handshake message, and the request travels with it in TLS 1.2
+    // too.
+    let builder = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth(),
+        )
+    };
+    let config = builder(&[&rustls::version::TLS13]);
+    let config12 = builder(&[&rustls::version::TLS12]);
+    let plain: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let upgrade: &[u8] = b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let failures = tokio::task::spawn_blocking(move || {
+        let mut failures = Vec::new();
+        let mut check = |what: String, request: &[u8], split: Option<usize>, tls12: bool| {
+            let want: &[u8] = if request == plain {
+                b"answered"
+            } else {
+                b"\r\n\r\n"
+            };
+            let config = if tls12 { &config12 } else { &config };
+            match tls_exchange(config.clone(), addr, request, split, want) {
+                Ok(got) if request == plain && find(&got, b"answered").is_some() => {}
+                Ok(got) if request != plain && got.starts_with(b"HTTP/1.1 101 ") => {}
+                Ok(got) => failures.push(format!("{what}: {:?}", String::from_utf8_lossy(&got))),
+                Err(e) => failures.push(format!("{what}: {e}")),
+            }
+        };
+        for i in 0..1000 {
+            let request = if i % 2 == 0 { plain } else { upgrade };
+            check(format!("same segment #{i}"), request, None, false);
+            check(format!("TLS 1.2 #{i}"), request, None, true);
+        }
+        // The last flight is one Finished record and one data record: a
+        // few hundred bytes, cut at each offset.
+        for at in 1..400 {
+            check(format!("cut at {at}"), plain, Some(at), false);
+        }
+        failures
+    })
+    .await
+    .unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} exchanges failed, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
