@@ -623,3 +623,61 @@ async fn cli_demo_chat_works_in_a_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Out of file descriptors (EMFILE): accepting pauses with an error line
+/// (at most one per 100 ms, not a spin), the process stays up, and once
+/// descriptors are free again new clients are served.
+#[tokio::test]
+async fn cli_out_of_descriptors_pauses_accepting_and_recovers() {
+    let dir = TempDir::new();
+    dir.write(
+        "sy.conf",
+        format!(
+            "daemon off;\nworker_rlimit_nofile 48;\npid {d}/sy.pid;\nerror_log {d}/error.log info;\nevents {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:0; location / {{ return 200 \"served\"; }} }} }}\n",
+            d = dir.path().display()
+        ),
+    );
+    let mut child = start(dir.path());
+    let pid = wait_for_pid(dir.path(), &mut child).await;
+    let addr = listening_addr(pid).await;
+    // Silent clients, more than the limit: the later ones wait in the
+    // listen queue while accept() fails.
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(
+            bounded("connect", tokio::net::TcpStream::connect(addr))
+                .await
+                .unwrap(),
+        );
+    }
+    let log = dir.path().join("error.log");
+    let full = bounded("accept() to fail with EMFILE", async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("accept() failed (24: Too many open files)") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    full.await;
+    let paused_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let failures = |text: &str| text.matches("accept() failed").count();
+    let during = failures(&std::fs::read_to_string(&log).unwrap());
+    let elapsed = paused_at.elapsed().as_millis() as usize;
+    assert!(
+        during <= elapsed / 100 + 3,
+        "{during} accept() failures logged in {elapsed} ms: accepting spins"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited when out of descriptors"
+    );
+    drop(held);
+    let r = Response::parse(&get(addr, "/").await);
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.body, "served");
+    signal(pid, nix::sys::signal::Signal::SIGQUIT);
+    exits_cleanly(&mut child).await;
+}
