@@ -42,8 +42,13 @@ impl<D: Downstream> Exchange<'_, D> {
                     return Flow::Reply(self.return_reply(r.status, text));
                 }
                 RewriteOp::Break => return Flow::Break,
-                RewriteOp::If { cond, ops } => {
+                RewriteOp::If { cond, ops, conf } => {
                     if self.test(cond) {
+                        // nginx's implicit location: the block's settings
+                        // apply to the request from here on.
+                        if let crate::config::IfConf::Conf(c) = conf {
+                            self.conf = c.clone();
+                        }
                         match self.rewrite(ops) {
                             Flow::Next => {}
                             other => return other,

@@ -7,6 +7,7 @@
 //! switchyard-bench bulk      --target ADDR --label L --conns N --mib M [--pid P]
 //! switchyard-bench handshakes --target ADDR --label L --conns N --count K [--pid P]
 //! switchyard-bench idle      --target ADDR --label L --conns N [--pid P]
+//! switchyard-bench soak      --target ADDR --label L --conns N --messages M --seconds S
 //! switchyard-bench report    FILE.jsonl
 //! ```
 //!
@@ -55,6 +56,7 @@ fn main() {
             "bulk" => bulk(&opts).await,
             "handshakes" => handshakes(&opts).await,
             "idle" => idle(&opts).await,
+            "soak" => soak(&opts).await,
             other => usage(&format!("unknown scenario {other:?}")),
         }
     });
@@ -63,7 +65,7 @@ fn main() {
 /// Prints the problem and the usage (the module's header), then exits 2.
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "switchyard-bench: {problem}\nusage:\n  switchyard-bench backend    --listen ADDR\n  switchyard-bench echo       --target ADDR --label L --conns N --size BYTES --seconds S [--pid P]\n  switchyard-bench bulk       --target ADDR --label L --conns N --mib M [--pid P]\n  switchyard-bench handshakes --target ADDR --label L --conns N --count K [--pid P]\n  switchyard-bench idle       --target ADDR --label L --conns N [--pid P]\n  switchyard-bench report     FILE.jsonl"
+        "switchyard-bench: {problem}\nusage:\n  switchyard-bench backend    --listen ADDR\n  switchyard-bench echo       --target ADDR --label L --conns N --size BYTES --seconds S [--pid P]\n  switchyard-bench bulk       --target ADDR --label L --conns N --mib M [--pid P]\n  switchyard-bench handshakes --target ADDR --label L --conns N --count K [--pid P]\n  switchyard-bench idle       --target ADDR --label L --conns N [--pid P]\n  switchyard-bench soak       --target ADDR --label L --conns N --messages M --seconds S\n  switchyard-bench report     FILE.jsonl"
     );
     std::process::exit(2);
 }
@@ -313,6 +315,107 @@ fn emit(fields: &[(&str, String)]) {
 
 fn s(v: &str) -> String {
     format!("\"{v}\"")
+}
+
+/// A masked binary frame whose payload names its connection and sequence
+/// number, padded to 32 bytes.
+fn numbered_frame(conn: u64, seq: u64) -> Vec<u8> {
+    let mut f = vec![0x82u8, 0x80 | 32, 0, 0, 0, 0];
+    let text = format!("{conn:016x}{seq:016x}");
+    f.extend_from_slice(text.as_bytes());
+    f
+}
+
+/// Soak: `--conns` WebSockets at a time, each sending `--messages`
+/// numbered messages one after the other and checking that each comes back
+/// in order, then closing; a finished connection is replaced at once, for
+/// `--seconds`. Prints the WebSockets opened and completed, messages sent
+/// and echoed, and every failure: a handshake refused, a connection cut
+/// before its last echo (as a reload that dropped it would), an echo that
+/// is missing, repeated or out of order.
+async fn soak(o: &Opts) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let target = o.addr("target");
+    let conns = o.num("conns", 100);
+    let messages = o.num("messages", 20);
+    let seconds = o.num("seconds", 60);
+    let label = o.0.get("label").cloned().unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    #[derive(Default)]
+    struct Counts {
+        opened: Cell<u64>,
+        completed: Cell<u64>,
+        sent: Cell<u64>,
+        echoed: Cell<u64>,
+        refused: Cell<u64>,
+        cut: Cell<u64>,
+        wrong: Cell<u64>,
+    }
+    let counts = Rc::new(Counts::default());
+    let next_id = Rc::new(Cell::new(0u64));
+    let local = tokio::task::LocalSet::new();
+    for _ in 0..conns {
+        let counts = counts.clone();
+        let next_id = next_id.clone();
+        local.spawn_local(async move {
+            while Instant::now() < deadline {
+                let id = next_id.get();
+                next_id.set(id + 1);
+                let Ok(mut s) = handshake(target, "/ws").await else {
+                    counts.refused.set(counts.refused.get() + 1);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                counts.opened.set(counts.opened.get() + 1);
+                let mut back = [0u8; 38];
+                let mut ok = true;
+                for seq in 0..messages {
+                    let f = numbered_frame(id, seq);
+                    if s.write_all(&f).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                    counts.sent.set(counts.sent.get() + 1);
+                    let read =
+                        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut back))
+                            .await;
+                    match read {
+                        Ok(Ok(_)) if back[..] == f[..] => {
+                            counts.echoed.set(counts.echoed.get() + 1)
+                        }
+                        Ok(Ok(_)) => {
+                            counts.wrong.set(counts.wrong.get() + 1);
+                            ok = false;
+                            break;
+                        }
+                        _ => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                if ok {
+                    counts.completed.set(counts.completed.get() + 1);
+                } else {
+                    counts.cut.set(counts.cut.get() + 1);
+                }
+            }
+        });
+    }
+    local.await;
+    emit(&[
+        ("scenario", s("soak")),
+        ("label", s(&label)),
+        ("seconds", seconds.to_string()),
+        ("opened", counts.opened.get().to_string()),
+        ("completed", counts.completed.get().to_string()),
+        ("sent", counts.sent.get().to_string()),
+        ("echoed", counts.echoed.get().to_string()),
+        ("refused", counts.refused.get().to_string()),
+        ("cut", counts.cut.get().to_string()),
+        ("wrong", counts.wrong.get().to_string()),
+    ]);
 }
 
 /// Ping-pong: every connection sends a frame and waits for it back.

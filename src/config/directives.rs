@@ -231,6 +231,10 @@ const HS: Ctx = Ctx::HS;
 const SL: Ctx = Ctx::SL;
 /// http, server, location and `limit_except`.
 const HSLL: Ctx = Ctx(Ctx::HSL.0 | Ctx::LIMIT_EXCEPT.0);
+/// http, server, location and `if` in a location (nginx's LIF).
+const HSLI: Ctx = Ctx(Ctx::HSL.0 | Ctx::LOCATION_IF.0);
+/// http, server, location, `limit_except` and `if` in a location.
+const HSLLI: Ctx = Ctx(HSLL.0 | Ctx::LOCATION_IF.0);
 const ANY: Ctx = Ctx(0xffff);
 
 fn loc_time(

@@ -562,7 +562,7 @@ fn bind_rewrite(f: &Finisher<'_>, ops: &mut [RewriteOp], span: &Span) -> Result<
             }
             RewriteOp::Rewrite { replacement, .. } => f.bind(replacement, span)?,
             RewriteOp::Break => {}
-            RewriteOp::If { cond, ops } => {
+            RewriteOp::If { cond, ops, .. } => {
                 match cond {
                     Condition::Value(t) => f.bind(t, span)?,
                     Condition::Compare { left, right, .. } => {
@@ -722,6 +722,18 @@ fn finish_locations(
         let children = finish_locations(f, std::mem::take(&mut raw.children), &raw.loc, false)?;
         let mut rewrite = std::mem::take(&mut raw.rewrite);
         bind_rewrite(f, &mut rewrite, &span)?;
+        let mut if_confs: Vec<Option<LocRaw>> = std::mem::take(&mut raw.if_confs)
+            .into_iter()
+            .map(Some)
+            .collect();
+        finish_if_confs(
+            f,
+            &mut rewrite,
+            &mut if_confs,
+            &raw.loc,
+            prefix.as_deref(),
+            regex_like,
+        )?;
         let loc = Arc::new(Location {
             matcher,
             conf,
@@ -763,9 +775,7 @@ fn finish_locations(
 }
 
 /// A `limit_except` block: the location's settings with the block's on
-/// top. Without a `proxy_pass` of its own it proxies as the location does
-/// (nginx's implicit inheritance into such blocks); its own may have no
-/// URI part.
+/// top (see [`finish_block`]).
 fn finish_limit_except(
     f: &mut Finisher<'_>,
     block: LimitExceptRaw,
@@ -773,19 +783,55 @@ fn finish_limit_except(
     prefix: Option<&str>,
     regex_like: bool,
 ) -> Result<LimitExcept> {
-    let mut raw = block.loc;
-    merge(&mut raw, location);
-    raw.internal = location.internal;
-    let conf = if raw.proxy_pass.is_some() {
-        f.finish_loc(&raw, None, true)?
-    } else {
-        raw.proxy_pass = location.proxy_pass.clone();
-        f.finish_loc(&raw, prefix, regex_like)?
-    };
     Ok(LimitExcept {
         methods: block.methods,
-        conf: Arc::new(conf),
+        conf: Arc::new(finish_block(f, block.loc, location, prefix, regex_like)?),
     })
+}
+
+/// The settings of a block inside a location (`limit_except`, `if`): the
+/// location's with the block's on top. Without a `proxy_pass` of its own
+/// the block proxies as the location does (nginx's implicit inheritance
+/// into such blocks); its own may have no URI part.
+fn finish_block(
+    f: &mut Finisher<'_>,
+    mut raw: LocRaw,
+    location: &LocRaw,
+    prefix: Option<&str>,
+    regex_like: bool,
+) -> Result<LocConf> {
+    merge(&mut raw, location);
+    raw.internal = location.internal;
+    if raw.proxy_pass.is_some() {
+        f.finish_loc(&raw, None, true)
+    } else {
+        raw.proxy_pass = location.proxy_pass.clone();
+        f.finish_loc(&raw, prefix, regex_like)
+    }
+}
+
+/// Replaces each [`IfConf::Pending`] in a location's rewrite script with
+/// the block's finished settings.
+fn finish_if_confs(
+    f: &mut Finisher<'_>,
+    ops: &mut [RewriteOp],
+    raws: &mut [Option<LocRaw>],
+    location: &LocRaw,
+    prefix: Option<&str>,
+    regex_like: bool,
+) -> Result<()> {
+    for op in ops {
+        if let RewriteOp::If { ops, conf, .. } = op {
+            if let IfConf::Pending(i) = *conf {
+                let raw = raws[i].take().expect("each if block is finished once");
+                *conf = IfConf::Conf(Arc::new(finish_block(
+                    f, raw, location, prefix, regex_like,
+                )?));
+            }
+            finish_if_confs(f, ops, raws, location, prefix, regex_like)?;
+        }
+    }
+    Ok(())
 }
 
 fn finish_main(b: &Builder) -> Main {

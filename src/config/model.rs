@@ -329,12 +329,17 @@ pub enum RewriteOp {
     SetArgs(Template),
     /// `return code [text|URL];`
     Return(Return),
-    /// `if (condition) { ... }` with rewrite directives inside.
+    /// `if (condition) { ... }`.
     If {
         /// The condition.
         cond: Condition,
-        /// What runs when it holds.
+        /// The rewrite directives that run when it holds.
         ops: Vec<RewriteOp>,
+        /// Inside a location, when the block holds other directives
+        /// (`add_header`, `proxy_pass`, `root`, ...): the location's
+        /// settings with the block's on top, which the request uses from
+        /// then on (nginx's implicit location of an `if`).
+        conf: IfConf,
     },
     /// `break;`: stop the rewrite script here.
     Break,
@@ -527,6 +532,19 @@ pub struct LocConf {
     pub limit_except: Option<Arc<LimitExcept>>,
     /// Where each directive in effect here was written (diagnostics).
     pub origins: Arc<Origins>,
+}
+
+/// The settings of an `if` block inside a location.
+#[derive(Debug, Clone, Default)]
+pub enum IfConf {
+    /// Only rewrite directives inside: the location's settings stay.
+    #[default]
+    None,
+    /// While loading: the index of the block's raw settings in its
+    /// location.
+    Pending(usize),
+    /// Loaded.
+    Conf(Arc<LocConf>),
 }
 
 /// `limit_except METHOD ... { }`.

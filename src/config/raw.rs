@@ -44,6 +44,9 @@ impl Ctx {
     pub const IF: Ctx = Ctx(64);
     /// `limit_except METHOD ... { }` in a location.
     pub const LIMIT_EXCEPT: Ctx = Ctx(128);
+    /// An `if` block inside a location (nginx's `NGX_HTTP_LIF_CONF`):
+    /// directives with this bit may appear there.
+    pub const LOCATION_IF: Ctx = Ctx(256);
     /// http, server and location.
     pub const HSL: Ctx = Ctx(4 | 8 | 16);
     /// http and server.
@@ -67,6 +70,7 @@ impl Ctx {
             (Ctx::UPSTREAM, "upstream"),
             (Ctx::IF, "if"),
             (Ctx::LIMIT_EXCEPT, "limit_except"),
+            (Ctx::LOCATION_IF, "if in location"),
         ];
         all.iter()
             .filter(|(c, _)| self.contains(*c))
@@ -232,6 +236,20 @@ pub struct LocationRaw {
     /// `limit_except`: the methods it lets through and the settings for
     /// every other method.
     pub limit_except: Option<LimitExceptRaw>,
+    /// The settings of `if` blocks in this location that hold more than
+    /// rewrite directives (see [`IfConf::Pending`]).
+    pub if_confs: Vec<LocRaw>,
+}
+
+/// An open `if` block.
+#[derive(Debug)]
+pub struct IfRaw {
+    pub cond: Condition,
+    pub ops: Vec<RewriteOp>,
+    /// Settings of other directives in the block (inside a location).
+    pub loc: LocRaw,
+    /// Whether any directive wrote to `loc`.
+    pub has_conf: bool,
 }
 
 /// A `limit_except` block before merging.
@@ -337,7 +355,7 @@ pub struct Builder {
     /// Indexed variable names and kinds, in slot order.
     pub indexed: Vec<IndexedVar>,
     /// The `if` blocks being read (innermost last): condition and body.
-    pub if_stack: Vec<(Condition, Vec<RewriteOp>)>,
+    pub if_stack: Vec<IfRaw>,
     /// Non-fatal findings.
     pub warnings: Vec<ConfigError>,
     /// How strictly to load.
@@ -388,9 +406,19 @@ impl Builder {
         }
     }
 
+    /// Whether the innermost block is an `if` inside a location.
+    pub fn in_location_if(&self) -> bool {
+        self.ctx == Ctx::IF && !self.loc_path.is_empty()
+    }
+
     /// The raw settings of the innermost http/server/location level (or
     /// `limit_except` block).
     pub fn loc(&mut self) -> &mut LocRaw {
+        if self.in_location_if() {
+            let block = self.if_stack.last_mut().expect("if context has its block");
+            block.has_conf = true;
+            return &mut block.loc;
+        }
         if self.ctx == Ctx::LIMIT_EXCEPT {
             return &mut self
                 .location()
@@ -433,7 +461,7 @@ impl Builder {
     /// The rewrite script of the innermost server or location.
     pub fn rewrite_ops(&mut self) -> &mut Vec<RewriteOp> {
         if !self.if_stack.is_empty() {
-            return &mut self.if_stack.last_mut().expect("checked non-empty").1;
+            return &mut self.if_stack.last_mut().expect("checked non-empty").ops;
         }
         if self.loc_path.is_empty() {
             &mut self.server().rewrite

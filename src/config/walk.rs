@@ -109,16 +109,19 @@ fn apply(b: &mut Builder, st: &Statement) -> Result<()> {
             ConfigError::at(&st.span, message)
         });
     };
-    if b.ctx == Ctx::IF && !d.contexts.contains(Ctx::IF) {
-        return Err(ConfigError::unsupported(
+    // Inside a location, an `if` takes nginx's LIF directives too.
+    let lif = b.in_location_if() && d.contexts.contains(Ctx::LOCATION_IF);
+    if b.ctx == Ctx::IF
+        && !d.contexts.contains(Ctx::IF)
+        && !lif
+        && d.contexts.contains(Ctx::LOCATION)
+    {
+        return Err(ConfigError::at(
             &st.span,
-            format!(
-                "\"{}\" directive is not supported inside \"if\" by switchyard (only return, rewrite, set, break and if)",
-                st.name
-            ),
+            format!("\"{}\" directive is not allowed here", st.name),
         ));
     }
-    if !d.contexts.contains(b.ctx) {
+    if !d.contexts.contains(b.ctx) && !lif {
         return Err(ConfigError::at(
             &st.span,
             format!("\"{}\" directive is not allowed here", st.name),

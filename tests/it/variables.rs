@@ -340,19 +340,117 @@ async fn rewrite_set_return_if_and_rewrite() {
     assert!(r.header("Location").unwrap().ends_with("/target?q"));
 }
 
+/// `if` inside a location takes nginx's LIF directives: when it holds,
+/// the block's settings apply (its `add_header` set replaces the
+/// location's, its `proxy_pass` or `root` wins), everything else is
+/// inherited, the location's `proxy_pass` included. Directives nginx
+/// refuses in `if` are refused the same way.
 #[tokio::test]
-async fn rewrite_refuses_other_directives_inside_if() {
-    let dir = TempDir::new();
-    let e = switchyard::config::load_str(
-        "events {}\nhttp { server { location / { if ($arg_x) { proxy_pass http://127.0.0.1:1; } } } }\n",
-        dir.path(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("\"proxy_pass\" directive is not supported inside \"if\""),
-        "{e}"
+async fn rewrite_if_in_a_location_applies_its_settings() {
+    let main = Backend::with(|seen| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\nmain {}",
+            5 + seen.request_line().len(),
+            seen.request_line()
+        )
+        .into_bytes()
+    })
+    .await;
+    let other =
+        Backend::with(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nother".to_vec()).await;
+    let site = TempDir::new();
+    site.write("alt/page.txt", "alternate root");
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0;
+            location / {{
+                if ($request_method = OPTIONS) {{
+                    add_header Access-Control-Allow-Origin *;
+                    add_header Access-Control-Max-Age 1728000;
+                    return 204;
+                }}
+                if ($request_method = POST) {{
+                    add_header Access-Control-Allow-Origin * always;
+                }}
+                if ($arg_to = other) {{
+                    proxy_pass http://{};
+                }}
+                add_header X-Location main;
+                proxy_pass http://{};
+            }}
+            location /files/ {{
+                root /nonexistent;
+                if ($arg_alt) {{ root {}; rewrite ^/files/(.*)$ /alt/$1 break; }}
+            }}
+        }}",
+        other.addr,
+        main.addr,
+        site.path().display()
+    ))
+    .await;
+    let a = proxy.addr();
+    let r = Response::parse(&raw(a, b"OPTIONS /x HTTP/1.0\r\nHost: h\r\n\r\n").await);
+    assert_eq!(r.status, 204, "{}", r.head);
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin").as_deref(),
+        Some("*")
     );
+    assert_eq!(
+        r.header("Access-Control-Max-Age").as_deref(),
+        Some("1728000")
+    );
+    assert_eq!(
+        r.header("X-Location"),
+        None,
+        "the block's add_header set replaces the location's"
+    );
+    let r = Response::parse(
+        &raw(
+            a,
+            b"POST /x HTTP/1.0\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        r.body.starts_with("main POST /x"),
+        "inherited proxy_pass: {}",
+        r.body
+    );
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin").as_deref(),
+        Some("*")
+    );
+    assert_eq!(r.header("X-Location"), None);
+    let r = get_response(a, "/x").await;
+    assert!(r.body.starts_with("main GET /x"), "{}", r.body);
+    assert_eq!(r.header("X-Location").as_deref(), Some("main"));
+    assert_eq!(r.header("Access-Control-Allow-Origin"), None);
+    assert_eq!(get_response(a, "/x?to=other").await.body, "other");
+    assert_eq!(
+        get_response(a, "/files/page.txt?alt=1").await.body,
+        "alternate root"
+    );
+    assert_eq!(get_response(a, "/files/page.txt").await.status, 404);
+
+    let dir = TempDir::new();
+    for (conf, directive) in [
+        (
+            "location / { if ($arg_x) { proxy_set_header X 1; } }",
+            "proxy_set_header",
+        ),
+        ("if ($arg_x) { add_header X 1; }", "add_header"),
+    ] {
+        let e = switchyard::config::load_str(
+            &format!("events {{}}\nhttp {{ server {{ {conf} }} }}\n"),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(&format!("\"{directive}\" directive is not allowed here")),
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test]

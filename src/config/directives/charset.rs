@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Args, Directive, HSL, HTTP, T1, T2, loc_flag, put};
+use super::{Args, Directive, HSL, HSLI, HTTP, T1, T2, loc_flag, put};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
@@ -14,9 +14,9 @@ use crate::config::template::{Piece, Template};
 /// The directives of this family, in the order the README lists them.
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
-    d!("charset", HSL, T1, |b, st| set_charset(b, st, true), "Adds `; charset=NAME` to the `Content-Type` of responses of `charset_types` (`off`: none; a `$variable` names it per request); with `source_charset` and a `charset_map`, converts the body."),
-    d!("source_charset", HSL, T1, |b, st| set_charset(b, st, false), "The charset of the content; a different `charset` converts it through a `charset_map`."),
-    d!("override_charset", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.override_charset), "Also for proxied responses whose `Content-Type` names a charset (converted from that one)."),
+    d!("charset", HSLI, T1, |b, st| set_charset(b, st, true), "Adds `; charset=NAME` to the `Content-Type` of responses of `charset_types` (`off`: none; a `$variable` names it per request); with `source_charset` and a `charset_map`, converts the body."),
+    d!("source_charset", HSLI, T1, |b, st| set_charset(b, st, false), "The charset of the content; a different `charset` converts it through a `charset_map`."),
+    d!("override_charset", HSLI, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.override_charset), "Also for proxied responses whose `Content-Type` names a charset (converted from that one)."),
     d!("charset_types", HSL, Args::AtLeast(1), set_charset_types, "MIME types `charset` applies to besides `text/html` (default `text/xml text/plain text/vnd.wap.wml application/javascript application/rss+xml`); `*` for any."),
     raw_block!("charset_map", HTTP, T2, set_charset_map, "A byte-to-byte table between two single-byte charsets (`HEX HEX;` lines), used both ways. Conversion to or from UTF-8 is not implemented: a map naming `utf-8` is refused."),
 ];

@@ -1,6 +1,8 @@
 //! Response compression (ngx_http_gzip_module).
 
-use super::{Args, Directive, HSL, T1, T2, arg_http_version, arg_number, loc_flag, loc_size, put};
+use super::{
+    Args, Directive, HSL, HSLI, T1, T2, arg_http_version, arg_number, loc_flag, loc_size, put,
+};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::raw::Builder;
@@ -8,7 +10,7 @@ use crate::config::raw::Builder;
 /// The directives of this family, in the order the README lists them.
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Directive] = &[
-    d!("gzip", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.gzip), "Compresses responses (status 200/403/404, listed types, clients sending `Accept-Encoding: gzip`); backend bodies are compressed as they stream, each read flushed."),
+    d!("gzip", HSLI, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.gzip), "Compresses responses (status 200/403/404, listed types, clients sending `Accept-Encoding: gzip`); backend bodies are compressed as they stream, each read flushed."),
     d!("gzip_types", HSL, Args::AtLeast(1), set_gzip_types, "MIME types to compress besides `text/html`; `*` for any."),
     d!("gzip_comp_level", HSL, T1, set_gzip_comp_level, "Compression level 1-9 (default 1)."),
     d!("gzip_min_length", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.gzip_min_length), "Smallest `Content-Length` worth compressing (default 20); unknown lengths are compressed."),

@@ -3,7 +3,9 @@
 
 use http::StatusCode;
 
-use super::{Args, Directive, HSL, HTTP, T1, T2, arg_template, duplicate, loc_flag, loc_size, put};
+use super::{
+    Args, Directive, HSL, HSLI, HTTP, T1, T2, arg_template, duplicate, loc_flag, loc_size, put,
+};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::raw::Builder;
@@ -22,8 +24,8 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("limit_conn", HSL, T2, set_limit_conn, "Most concurrent connections per key of a zone (an upgraded connection counts until it closes)."),
     d!("limit_conn_status", HSL, T1, set_limit_conn_status, "Status for refused connections (default 503)."),
     d!("limit_conn_log_level", HSL, T1, set_limit_conn_log_level, "Log level of refusals (default error)."),
-    d!("limit_rate", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.limit_rate), "Response bytes per second per request (0 = unlimited); `$limit_rate` overrides it."),
-    d!("limit_rate_after", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.limit_rate_after), "Bytes sent at full speed before `limit_rate` applies."),
+    d!("limit_rate", HSLI, T1, |b, st| loc_size(b, st, |l| &mut l.limit_rate), "Response bytes per second per request (0 = unlimited); `$limit_rate` overrides it."),
+    d!("limit_rate_after", HSLI, T1, |b, st| loc_size(b, st, |l| &mut l.limit_rate_after), "Bytes sent at full speed before `limit_rate` applies."),
 ];
 
 fn set_limit_conn_zone(b: &mut Builder, st: &Statement) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `error_log`, `log_format` and `access_log` (ngx_http_log_module and the
 //! core error log).
 
-use super::{Args, Ctx, Directive, HSLL, HTTP, T12, duplicate};
+use super::{Args, Ctx, Directive, HSLLI, HTTP, T12, duplicate};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
@@ -14,7 +14,7 @@ use crate::log::{ErrorLogTarget, Level};
 pub static DIRECTIVES: &[Directive] = &[
     d!("error_log", Ctx(1 | 4 | 8 | 16), T12, set_error_log, "Error log file (or `stderr`) and minimum level."),
     d!("log_format", HTTP, Args::AtLeast(2), set_log_format, "Names an access log format (`escape=default|json|none`)."),
-    d!("access_log", HSLL, Args::AtLeast(1), set_access_log, "Access log path, format and `if=`; `off` disables. One write per line, as nginx without `buffer=` (`buffer=`/`flush=` are accepted and ignored)."),
+    d!("access_log", HSLLI, Args::AtLeast(1), set_access_log, "Access log path, format and `if=`; `off` disables. One write per line, as nginx without `buffer=` (`buffer=`/`flush=` are accepted and ignored)."),
 ];
 
 // ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use crate::config::raw::{Builder, LocRaw, RedirectsRaw};
 pub static DIRECTIVES: &[Directive] = &[
     noop!("proxy_headers_hash_max_size", HSL, T1, "nginx hash sizing (no effect)."),
     noop!("proxy_headers_hash_bucket_size", HSL, T1, "nginx hash sizing (no effect)."),
-    d!("proxy_pass", Ctx(Ctx::LOCATION.0 | Ctx::LIMIT_EXCEPT.0), T1, set_proxy_pass, "Backend URL: address, upstream name or `unix:PATH:`, optional URI part replacing the location prefix, variables."),
+    d!("proxy_pass", Ctx(Ctx::LOCATION.0 | Ctx::LIMIT_EXCEPT.0 | Ctx::LOCATION_IF.0), T1, set_proxy_pass, "Backend URL: address, upstream name or `unix:PATH:`, optional URI part replacing the location prefix, variables."),
     d!("proxy_http_version", HSL, T1, set_proxy_http_version, "HTTP version to the backend (`1.0` default; WebSocket handshakes always use 1.1)."),
     d!("proxy_set_header", HSL, T2, set_proxy_set_header, "Header sent to the backend; a level that sets any replaces the whole inherited set; empty value removes."),
     d!("proxy_hide_header", HSL, T1, |b, st| header_list(b, st, |l| &mut l.hide_headers), "Backend response header not passed to the client."),
@@ -95,7 +95,7 @@ fn set_client_body_temp_path(b: &mut Builder, st: &Statement) -> Result<()> {
 // Location level.
 
 fn set_proxy_pass(b: &mut Builder, st: &Statement) -> Result<()> {
-    if b.ctx != Ctx::LOCATION && b.ctx != Ctx::LIMIT_EXCEPT {
+    if b.ctx != Ctx::LOCATION && b.ctx != Ctx::LIMIT_EXCEPT && !b.in_location_if() {
         return Err(ConfigError::at(
             &st.span,
             "\"proxy_pass\" directive is not allowed here",

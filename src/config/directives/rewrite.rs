@@ -5,7 +5,7 @@ use super::{Args, Ctx, Directive, T2, T12, T23, arg_template};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
-use crate::config::raw::Builder;
+use crate::config::raw::{Builder, IfRaw, LocRaw};
 use crate::config::template::Template;
 
 /// The directives of this family, in the order the README lists them.
@@ -15,7 +15,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("return", Ctx(8 | 16 | 64), T12, set_return, "Stops processing and returns a status, text or redirect."),
     d!("rewrite", Ctx(8 | 16 | 64), T23, set_rewrite, "Rewrites `$uri` by regex; `last` searches locations again, `break` stays, `redirect`/`permanent` answer 302/301."),
     d!("break", Ctx(8 | 16 | 64), Args::None, set_break, "Stops the rewrite directives of the current level."),
-    block!("if", Ctx(8 | 16 | 64), Args::AtLeast(1), set_if, Ctx::IF, leave_if, "Runs `return`, `rewrite`, `set`, `break` and nested `if` when `($var)`, `=`/`!=`, `~`/`~*`/`!~`/`!~*`, `-f`/`-d`/`-e`/`-x` holds. Other directives inside `if` are refused (nginx's implicit location inside `if` is a known trap)."),
+    block!("if", Ctx(8 | 16 | 64), Args::AtLeast(1), set_if, Ctx::IF, leave_if, "Runs `return`, `rewrite`, `set`, `break` and nested `if` when `($var)`, `=`/`!=`, `~`/`~*`/`!~`/`!~*`, `-f`/`-d`/`-e`/`-x` holds. Inside a location it also takes nginx's `if` directives (`add_header`, `proxy_pass`, `root`, `expires`, `access_log`, `error_page`, `gzip`, `charset`, `limit_rate`, ...): when the condition holds, the block's settings apply from then on, the rest inherited from the location, its `proxy_pass` included; others are refused as not allowed there, as in nginx."),
 ];
 
 // ---------------------------------------------------------------------------
@@ -197,14 +197,30 @@ fn set_if(b: &mut Builder, st: &Statement) -> Result<()> {
             ));
         }
     };
-    b.if_stack.push((cond, Vec::new()));
+    b.if_stack.push(IfRaw {
+        cond,
+        ops: Vec::new(),
+        loc: LocRaw::default(),
+        has_conf: false,
+    });
     Ok(())
 }
 
 /// Ends an `if` block: its script becomes one operation of the enclosing
 /// one.
 fn leave_if(b: &mut Builder, _: &Statement) -> Result<()> {
-    let (cond, ops) = b.if_stack.pop().expect("opened by set_if");
-    b.rewrite_ops().push(RewriteOp::If { cond, ops });
+    let block = b.if_stack.pop().expect("opened by set_if");
+    let conf = if block.has_conf {
+        let confs = &mut b.location().if_confs;
+        confs.push(block.loc);
+        IfConf::Pending(confs.len() - 1)
+    } else {
+        IfConf::None
+    };
+    b.rewrite_ops().push(RewriteOp::If {
+        cond: block.cond,
+        ops: block.ops,
+        conf,
+    });
     Ok(())
 }

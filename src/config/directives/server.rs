@@ -3,7 +3,7 @@
 //! (ngx_http_core_module).
 
 use super::{
-    Args, Ctx, Directive, HS, HSL, HTTP, LOCATION, SERVER, SL, T1, T2, T12, arg_number,
+    Args, Ctx, Directive, HS, HSL, HSLI, HTTP, LOCATION, SERVER, SL, T1, T2, T12, arg_number,
     arg_template, arg_time, duplicate, invalid_value, loc_flag, loc_size, loc_time, put,
 };
 use crate::config::ast::Statement;
@@ -35,10 +35,10 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("client_body_timeout", HSL, T1, |b, st| loc_time(b, st, |l| &mut l.client_body_timeout), "Client silence allowed while sending a body (default 60s)."),
     d!("client_body_buffer_size", HSL, T1, |b, st| loc_size(b, st, |l| &mut l.client_body_buffer_size), "A request body read before proxying (`proxy_request_buffering on`, or chunked to an HTTP/1.0 backend) stays in memory up to this size (default 16k) and goes to a temporary file beyond."),
     d!("server_tokens", HSL, T1, set_server_tokens, "Show the version in `Server` and error pages."),
-    d!("error_page", HSL, Args::AtLeast(2), set_error_page, "URI or named location for error statuses, with optional `=code`."),
+    d!("error_page", HSLI, Args::AtLeast(2), set_error_page, "URI or named location for error statuses, with optional `=code`."),
     d!("internal", LOCATION, Args::None, set_internal, "Location reachable only by internal redirects."),
     d!("recursive_error_pages", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.recursive_error_pages), "Lets an error page's own error use `error_page` again (bounded by the internal redirect limit)."),
-    noop!("sendfile", HSL, Args::Flag, "Kernel file sending (no effect)."),
+    noop!("sendfile", HSLI, Args::Flag, "Kernel file sending (no effect)."),
     noop!("sendfile_max_chunk", HSL, T1, "Kernel file sending chunk size (no effect)."),
     noop!("aio", HSL, T1, "Asynchronous file I/O (no effect: files are read by the runtime's blocking pool)."),
     noop!("aio_write", HSL, Args::Flag, "Asynchronous temporary file writes (no effect)."),

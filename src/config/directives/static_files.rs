@@ -5,7 +5,7 @@
 
 use http::HeaderName;
 
-use super::{Args, Directive, HSL, LOCATION, SL, T1, T12, T23, arg_template, loc_flag, put};
+use super::{Args, Directive, HSL, HSLI, LOCATION, SL, T1, T12, T23, arg_template, loc_flag, put};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
@@ -17,13 +17,13 @@ use crate::config::template::Template;
 pub static DIRECTIVES: &[Directive] = &[
     noop!("types_hash_max_size", HSL, T1, "nginx hash sizing (no effect)."),
     noop!("types_hash_bucket_size", HSL, T1, "nginx hash sizing (no effect)."),
-    d!("add_header", HSL, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set. `Last-Modified` and `ETag` replace the response's own (an empty value removes it), and `If-Range` then compares with them."),
-    d!("expires", HSL, T12, set_expires, "`Expires` and `Cache-Control` on 2xx/3xx responses: `[modified] [+|-]time`, `@time` (the next time of day, local time), `epoch`, `max`, `off`, or a value with variables read per request (an invalid value adds nothing)."),
+    d!("add_header", HSLI, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set. `Last-Modified` and `ETag` replace the response's own (an empty value removes it), and `If-Range` then compares with them."),
+    d!("expires", HSLI, T12, set_expires, "`Expires` and `Cache-Control` on 2xx/3xx responses: `[modified] [+|-]time`, `@time` (the next time of day, local time), `epoch`, `max`, `off`, or a value with variables read per request (an invalid value adds nothing)."),
     d!("etag", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.etag), "`ETag: \"mtime-size\"` (hexadecimal) on static files (default on)."),
     d!("if_modified_since", HSL, T1, set_if_modified_since, "`If-Modified-Since`: `exact` (default: 304 when the time is the same), `before` (not later), `off`. `If-None-Match`, `If-Match`, `If-Unmodified-Since` are answered too (304/412), for every 200 response except proxied ones, as nginx without a cache."),
     d!("max_ranges", HSL, T1, set_max_ranges, "Most ranges served in one response (default no limit; `0`: no ranges, no `Accept-Ranges`). Static files serve `Range` (206, `multipart/byteranges`, 416) and `If-Range`."),
     d!("chunked_transfer_encoding", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.chunked_transfer_encoding), "HTTP/1.1 bodies of unknown length are chunked (default on); off: they end with the connection."),
-    d!("root", HSL, T1, |b, st| set_root(b, st, false), "Document root for static files."),
+    d!("root", HSLI, T1, |b, st| set_root(b, st, false), "Document root for static files."),
     d!("alias", LOCATION, T1, |b, st| set_root(b, st, true), "Replaces the location prefix with a directory."),
     d!("index", HSL, Args::AtLeast(1), set_index, "Index files for directory requests."),
     d!("try_files", SL, Args::AtLeast(2), set_try_files, "Tries files in order, then an internal redirect, named location or `=code`."),
