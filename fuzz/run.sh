@@ -30,7 +30,7 @@ for t in "${targets[@]}"; do
         grep -E "ERROR|panicked|SUMMARY" "$log" | head -5
     fi
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-    cov=$(grep -oE '#[0-9]+ *DONE +cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || echo "?")
+    cov=$(grep -oE 'DONE[[:space:]]+cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
     echo "$t: ${seconds}s, $execs executions, ${cov:-no final line}, corpus $(ls "corpus/$t" | wc -l) inputs"
     rm -f "$log"
 done

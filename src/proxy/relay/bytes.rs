@@ -40,8 +40,10 @@ use crate::signal::StopWaiter;
 /// lets a bulk transfer move a socket buffer's worth per syscall pair.
 pub const SCRATCH_SIZE: usize = 256 * 1024;
 
-/// Spill buffers kept per thread for reuse (each at most `SCRATCH_SIZE`).
-const SPILL_POOL_MAX: usize = 32;
+/// Spill buffers kept per thread for reuse (each at most `SCRATCH_SIZE`):
+/// few, so that the memory of many stalled tunnels is given back when they
+/// close.
+const SPILL_POOL_MAX: usize = 4;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
@@ -116,6 +118,35 @@ struct Half {
     /// Bytes went into a destination that buffers writes (TLS) and have
     /// not been flushed yet.
     unflushed: bool,
+    /// The source's receive buffer is held small while the destination is
+    /// blocked (see [`THROTTLED_RCVBUF`]).
+    throttled: bool,
+}
+
+/// Receive buffer of a source socket whose destination has taken nothing
+/// for [`STALL`]. A client that stops reading would otherwise let the
+/// kernel queue, on the backend socket, as much as autotuning grew its
+/// buffer to while the bytes flowed (megabytes): with this, a stalled
+/// direction holds about what nginx's does. When the destination takes
+/// bytes again the buffer is set to `net.core.rmem_max`: autotuning stays
+/// off for that socket, so on a host with a small `rmem_max` a tunnel that
+/// once stalled is slower afterwards. Destinations that are only slow (they
+/// take some bytes within each `STALL`) are never throttled.
+const THROTTLED_RCVBUF: usize = 64 * 1024;
+
+/// How long a destination must take nothing before its source is
+/// throttled.
+const STALL: Duration = Duration::from_secs(1);
+
+/// `net.core.rmem_max`, the receive buffer a throttled socket gets back.
+fn rmem_max() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4 * 1024 * 1024)
+    })
 }
 
 /// A kernel pipe that carries a bulk transfer socket to socket with
@@ -191,6 +222,29 @@ impl Half {
         }
     }
 
+    /// The destination has taken nothing for [`STALL`]: hold the source's
+    /// receive buffer small.
+    fn throttle<S: Transport>(&mut self, src: &S) {
+        if self.throttled {
+            return;
+        }
+        // Marked even without a TCP socket (TLS): the stall is handled.
+        self.throttled = true;
+        if let Some(tcp) = src.tcp() {
+            let _ = socket2::SockRef::from(tcp).set_recv_buffer_size(THROTTLED_RCVBUF);
+        }
+    }
+
+    /// The destination took the waiting bytes: give the buffer back.
+    fn unthrottle<S: Transport>(&mut self, src: &S) {
+        if self.throttled {
+            self.throttled = false;
+            if let Some(tcp) = src.tcp() {
+                let _ = socket2::SockRef::from(tcp).set_recv_buffer_size(rmem_max());
+            }
+        }
+    }
+
     /// When the destination stopped taking this direction's bytes, if
     /// bytes are waiting for it.
     fn blocked_since(&self) -> Option<Instant> {
@@ -238,6 +292,9 @@ impl Half {
                 if let Some(spill) = self.spill.take() {
                     spill_release(spill.buf);
                 }
+            }
+            if self.throttled && self.blocked_since().is_none() {
+                self.unthrottle(src);
             }
             if self.pipe.is_some() && !self.eof {
                 match self.poll_splice(cx, src, dst, activity) {
@@ -442,6 +499,32 @@ impl<C: Transport, U: Transport> Relay<C, U> {
         }
     }
 
+    /// When a blocked, not yet throttled direction counts as stalled.
+    fn stall_check(&self) -> Option<Instant> {
+        [&self.up, &self.down]
+            .into_iter()
+            .filter(|h| !h.throttled)
+            .filter_map(|h| h.blocked_since())
+            .map(|t| t + STALL)
+            .min()
+    }
+
+    /// Throttles the sources of directions blocked for [`STALL`].
+    fn throttle_stalled(&mut self, now: Instant) {
+        if self.up.blocked_since().is_some_and(|t| t + STALL <= now) {
+            self.up.throttle(&self.client);
+        }
+        if self.down.blocked_since().is_some_and(|t| t + STALL <= now) {
+            self.down.throttle(&self.upstream);
+        }
+    }
+
+    /// The instant the timer must fire by: a limit, or a stall check.
+    fn wake(&self) -> Instant {
+        let (deadline, _) = self.deadline();
+        self.stall_check().map_or(deadline, |s| s.min(deadline))
+    }
+
     /// The earliest instant at which some limit is reached.
     fn deadline(&self) -> (Instant, End) {
         let mut best = (
@@ -511,18 +594,21 @@ impl<C: Transport, U: Transport> Future for Relay<C, U> {
         // A blocked write has its own, usually shorter, limit: the timer
         // must fire by then. (Only while blocked; idle tunnels skip this.)
         if this.up.blocked_since().is_some() || this.down.blocked_since().is_some() {
-            let (deadline, _) = this.deadline();
-            if deadline < this.timer.deadline() {
-                this.timer.as_mut().reset(deadline);
+            let wake = this.wake();
+            if wake < this.timer.deadline() {
+                this.timer.as_mut().reset(wake);
             }
         }
         // Lazy timer: only when it fires do we look at the real deadline.
         while this.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            this.throttle_stalled(now);
             let (deadline, why) = this.deadline();
-            if deadline <= Instant::now() {
+            if deadline <= now {
                 return Poll::Ready(this.outcome(why));
             }
-            this.timer.as_mut().reset(deadline);
+            let wake = this.wake();
+            this.timer.as_mut().reset(wake);
         }
         Poll::Pending
     }
@@ -663,6 +749,79 @@ mod tests {
         let out = relay.await.unwrap();
         assert!(matches!(out.end, End::Closed), "{:?}", out.end);
         assert_eq!(out.to_upstream, 160);
+    }
+
+    /// A client that stops reading while the backend floods: after
+    /// [`STALL`] the backend socket's receive buffer is held small, and
+    /// given back (as `rmem_max`) once the client reads again; every byte
+    /// still arrives in order.
+    #[tokio::test]
+    async fn relay_throttles_the_source_of_a_stalled_direction() {
+        use crate::net::{ClientIo, UpstreamIo};
+        use tokio::net::{TcpListener, TcpStream};
+        async fn pair() -> (TcpStream, TcpStream) {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (b, _) = l.accept().await.unwrap();
+            (a, b)
+        }
+        let (mut client_peer, client) = pair().await;
+        let (upstream, mut upstream_peer) = pair().await;
+        // The same socket as the relay's backend side, to watch its buffer.
+        let watch = socket2::SockRef::from(&upstream).try_clone().unwrap();
+        let before = watch.recv_buffer_size().unwrap();
+        let relay = tokio::spawn(Relay::new(
+            ClientIo::Tcp(client),
+            Vec::new(),
+            UpstreamIo::Tcp(upstream),
+            Vec::new(),
+            timeouts(30),
+            crate::signal::StopSignal::new().waiter(),
+        ));
+        let total: usize = 64 * 1024 * 1024;
+        let flood = tokio::spawn(async move {
+            let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
+            let mut sent = 0;
+            while sent < total {
+                upstream_peer.write_all(&chunk).await.unwrap();
+                sent += chunk.len();
+            }
+            upstream_peer.shutdown().await.unwrap();
+            upstream_peer
+        });
+        // The client reads nothing for three stall periods.
+        tokio::time::sleep(STALL * 3).await;
+        let held = watch.recv_buffer_size().unwrap();
+        assert!(
+            held <= 2 * THROTTLED_RCVBUF && held < before.max(2 * THROTTLED_RCVBUF + 1),
+            "receive buffer {held} while stalled (was {before})"
+        );
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut expect_byte = 0usize;
+        loop {
+            let n = client_peer.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                assert_eq!(b as usize, (expect_byte % 65536) % 253, "byte {got}");
+                expect_byte += 1;
+            }
+            got += n;
+            if got == total {
+                break;
+            }
+        }
+        assert_eq!(got, total);
+        assert!(
+            watch.recv_buffer_size().unwrap() > 2 * THROTTLED_RCVBUF,
+            "the buffer was not given back"
+        );
+        drop(flood.await.unwrap());
+        client_peer.shutdown().await.unwrap();
+        let out = relay.await.unwrap();
+        assert_eq!(out.to_client as usize, total);
     }
 
     /// Over real TCP sockets, a large transfer switches to splice(2);
