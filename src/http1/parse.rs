@@ -103,7 +103,11 @@ pub fn response_body_kind(head: &ResponseHead, method: &Method) -> Result<BodyKi
     let chunked = head
         .headers
         .get_all(&http::header::TRANSFER_ENCODING)
-        .any(|v| memchr::memmem::find(&v.as_bytes().to_ascii_lowercase(), b"chunked").is_some());
+        .any(|v| {
+            v.as_bytes()
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"))
+        });
     if chunked {
         return Ok(BodyKind::Chunked);
     }
@@ -174,5 +178,23 @@ mod tests {
         let head = parse_response(&mut buf).unwrap().unwrap();
         assert_eq!(response_body_kind(&head, &Method::GET), Ok(BodyKind::Close));
         assert_eq!(response_body_kind(&head, &Method::HEAD), Ok(BodyKind::None));
+        // Any Transfer-Encoding naming chunked, in any case, whatever the
+        // version; otherwise the length frames the body.
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.0 200 OK\r\nTransfer-Encoding: GZIP, Chunked\r\nContent-Length: 3\r\n\r\n"[..],
+        );
+        let head = parse_response(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            response_body_kind(&head, &Method::GET),
+            Ok(BodyKind::Chunked)
+        );
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\n"[..],
+        );
+        let head = parse_response(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            response_body_kind(&head, &Method::GET),
+            Ok(BodyKind::Length(3))
+        );
     }
 }

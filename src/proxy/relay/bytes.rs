@@ -751,6 +751,16 @@ mod tests {
         assert_eq!(out.to_upstream, 160);
     }
 
+    /// Two ends of a loopback TCP connection.
+    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
     /// A client that stops reading while the backend floods: after
     /// [`STALL`] the backend socket's receive buffer is held small, and
     /// given back (as `rmem_max`) once the client reads again; every byte
@@ -758,15 +768,8 @@ mod tests {
     #[tokio::test]
     async fn relay_throttles_the_source_of_a_stalled_direction() {
         use crate::net::{ClientIo, UpstreamIo};
-        use tokio::net::{TcpListener, TcpStream};
-        async fn pair() -> (TcpStream, TcpStream) {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-            let (b, _) = l.accept().await.unwrap();
-            (a, b)
-        }
-        let (mut client_peer, client) = pair().await;
-        let (upstream, mut upstream_peer) = pair().await;
+        let (mut client_peer, client) = tcp_pair().await;
+        let (upstream, mut upstream_peer) = tcp_pair().await;
         // The same socket as the relay's backend side, to watch its buffer.
         let watch = socket2::SockRef::from(&upstream).try_clone().unwrap();
         let before = watch.recv_buffer_size().unwrap();
@@ -829,15 +832,8 @@ mod tests {
     #[tokio::test]
     async fn relay_splices_bulk_transfers_exactly() {
         use crate::net::{ClientIo, UpstreamIo};
-        use tokio::net::{TcpListener, TcpStream};
-        async fn pair() -> (TcpStream, TcpStream) {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-            let (b, _) = l.accept().await.unwrap();
-            (a, b)
-        }
-        let (mut client_peer, client) = pair().await;
-        let (upstream, mut upstream_peer) = pair().await;
+        let (mut client_peer, client) = tcp_pair().await;
+        let (upstream, mut upstream_peer) = tcp_pair().await;
         let relay = tokio::spawn(Relay::new(
             ClientIo::Tcp(client),
             Vec::new(),
