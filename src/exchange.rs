@@ -84,6 +84,13 @@ pub trait Downstream: Send + Sync {
     /// Protocols`, with the backend's reason phrase) from our own headers
     /// and the backend's; written by [`flush`](Downstream::flush).
     fn start_upgrade(&mut self, reason: Option<&[u8]>, own: Headers, backend: &Headers) -> Started;
+    /// The `Sec-WebSocket-Key` this side made up for the backend when the
+    /// client protocol has no handshake of its own (a WebSocket over
+    /// HTTP/2, RFC 8441): the backend's `Sec-WebSocket-Accept` must answer
+    /// it. `None` when the client's own key went to the backend.
+    fn websocket_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A response head as the exchange decided it; the downstream adds its

@@ -35,6 +35,9 @@ pub struct ConnInfo {
     pub tls_session: Option<crate::tls::TlsSession>,
     /// A plain-HTTP client on a TLS address: its requests get nginx's 497.
     pub plain_http_on_tls: bool,
+    /// `$http2`: `h2` (HTTP/2 over TLS), `h2c` (with prior knowledge on
+    /// a plain address), or empty.
+    pub http2: &'static str,
     /// Where connection-level errors go (before a request picks a
     /// location): the error log of the address's default server.
     pub error_log: Arc<Vec<crate::log::ErrorLogTarget>>,

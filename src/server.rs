@@ -319,6 +319,14 @@ async fn connection(
         tls: group.opts.ssl,
         tls_session: None,
         plain_http_on_tls: false,
+        http2: "",
+    };
+    let h2_settings = |conf: &crate::config::LocConf| crate::client::h2::ConnSettings {
+        http2: conf.http2,
+        header_timeout: conf.client_header_timeout,
+        keepalive_timeout: conf.keepalive_timeout,
+        keepalive_requests: conf.keepalive_requests,
+        header_buffers: conf.large_client_header_buffers,
     };
     let io = if group.opts.ssl {
         let Some(acceptor) = generation.tls.get(&group.addr).cloned() else {
@@ -337,8 +345,28 @@ async fn connection(
         }
         match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(accepted)) => {
+                let site = accepted.session.site;
                 info.tls_session = Some(accepted.session);
-                ClientIo::Tls(Box::new(accepted.stream))
+                let io = ClientIo::Tls(Box::new(accepted.stream));
+                if accepted.h2 {
+                    // HTTP/2 settings are the SNI-chosen server's, as nginx's.
+                    let server = group
+                        .servers
+                        .get(site)
+                        .unwrap_or(&group.servers[group.default_server]);
+                    let settings = h2_settings(&server.conf);
+                    info.http2 = "h2";
+                    return crate::client::h2::serve(
+                        shared,
+                        io,
+                        Arc::new(info),
+                        key,
+                        active,
+                        settings,
+                    )
+                    .await;
+                }
+                io
             }
             Ok(Err(e)) => {
                 info.log(
@@ -355,6 +383,23 @@ async fn connection(
         }
     } else {
         drop(generation);
+        // h2c with prior knowledge, beside HTTP/1.x, where the default
+        // server speaks HTTP/2.
+        if (group.opts.http2 || default_conf.http2.enable)
+            && crate::client::h2::starts_with_preface(&stream, header_timeout).await
+        {
+            let settings = h2_settings(default_conf);
+            info.http2 = "h2c";
+            return crate::client::h2::serve(
+                shared,
+                ClientIo::Tcp(stream),
+                Arc::new(info),
+                key,
+                active,
+                settings,
+            )
+            .await;
+        }
         ClientIo::Tcp(stream)
     };
     crate::client::h1::serve(

@@ -281,6 +281,7 @@ fn acceptor(group: &Arc<ListenGroup>) -> Result<crate::tls::server::Acceptor, St
                     trusted_certificate: tls.trusted_certificate.as_deref(),
                     verify_depth: tls.verify_depth,
                     stapling_file: tls.stapling_file.as_deref(),
+                    http2: group.opts.http2 || s.conf.http2.enable,
                 })
         })
         .collect();

@@ -203,6 +203,7 @@ pub mod access;
 pub mod charset;
 pub mod core;
 pub mod gzip;
+pub mod http2;
 pub mod limits;
 pub mod log;
 pub mod map;

@@ -161,6 +161,14 @@ impl Finisher<'_> {
                 .map_or((4, 8192), |(n, size)| (n as usize, size as usize)),
             underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
             ignore_invalid_headers: raw.ignore_invalid_headers.unwrap_or(true),
+            http2: crate::config::model::Http2Conf {
+                enable: raw.http2.unwrap_or(false),
+                max_concurrent_streams: raw.http2_max_concurrent_streams.unwrap_or(128),
+                preread_size: raw.http2_body_preread_size.unwrap_or(65536) as u32,
+                // nginx: a chunk size of 0 is refused when set.
+                chunk_size: raw.http2_chunk_size.unwrap_or(8192).max(1) as usize,
+                websocket: raw.http2_websocket.unwrap_or(true),
+            },
             access_log: Arc::new(access_log),
             error_log: Arc::new(
                 raw.error_log

@@ -172,6 +172,23 @@ pub struct ListenGroup {
     pub names: ServerNameIndex,
 }
 
+/// HTTP/2 settings of a server (the chunk size is per location).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Conf {
+    /// `http2 on`: the server speaks HTTP/2 (`listen ... http2` turns it
+    /// on for every server of an address).
+    pub enable: bool,
+    /// `http2_max_concurrent_streams` (default 128).
+    pub max_concurrent_streams: u32,
+    /// `http2_body_preread_size`: each stream's initial receive window
+    /// (default 64k).
+    pub preread_size: u32,
+    /// `http2_chunk_size`: the largest DATA frame sent (default 8k).
+    pub chunk_size: usize,
+    /// `http2_websocket`: RFC 8441 extended CONNECT (default on).
+    pub websocket: bool,
+}
+
 /// Socket and protocol options of a listening address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListenOpts {
@@ -459,6 +476,8 @@ pub struct LocConf {
     pub underscores_in_headers: bool,
     /// `ignore_invalid_headers`.
     pub ignore_invalid_headers: bool,
+    /// `http2*`: HTTP/2 on client connections.
+    pub http2: Http2Conf,
     /// `access_log` targets; empty means `off`.
     pub access_log: Arc<Vec<AccessLogTarget>>,
     /// `error_log` targets (inherited from main when unset).

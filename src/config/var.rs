@@ -66,6 +66,7 @@ builtins! {
     ServerProtocol => "server_protocol",
     Scheme => "scheme",
     Https => "https",
+    Http2 => "http2",
     Request => "request",
     RequestUri => "request_uri",
     Uri => "uri",

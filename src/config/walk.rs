@@ -9,8 +9,8 @@
 
 use super::ast::Statement;
 use super::directives::{
-    Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, charset, core, gzip, limits, log, map,
-    proxy, rewrite, server, ssl, static_files, upstream,
+    Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, charset, core, gzip, http2, limits,
+    log, map, proxy, rewrite, server, ssl, static_files, upstream,
 };
 use super::error::{ConfigError, Result, Span};
 use super::note::{Mode, Note, NoteKind};
@@ -22,6 +22,7 @@ const TABLES: &[&[Directive]] = &[
     log::DIRECTIVES,
     server::DIRECTIVES,
     ssl::DIRECTIVES,
+    http2::DIRECTIVES,
     upstream::DIRECTIVES,
     map::DIRECTIVES,
     proxy::DIRECTIVES,

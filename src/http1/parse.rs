@@ -41,7 +41,7 @@ pub enum FramingError {
 /// The `Content-Length` as nginx reads it: digits only (the scanner has
 /// already skipped the spaces around the value; a tab or a sign makes it
 /// invalid), at most the largest file offset, one header line.
-fn content_length(headers: &Headers) -> Result<Option<u64>, &'static str> {
+pub fn content_length(headers: &Headers) -> Result<Option<u64>, &'static str> {
     let mut found: Option<u64> = None;
     for v in headers.get_all(&http::header::CONTENT_LENGTH) {
         let s = v.as_bytes();

@@ -101,8 +101,11 @@ pub async fn forward<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<Proxied,
     let websocket = client_upgrade
         .as_ref()
         .is_some_and(|v| has_token(v.as_bytes(), "websocket"));
-    let ws_first =
-        websocket && p.upgrade != UpgradePolicy::Disabled && ex.ctx.version == Version::HTTP_11;
+    // A WebSocket over HTTP/2 (RFC 8441) arrives here as the equivalent
+    // HTTP/1.1 handshake, with a key of our own.
+    let ws_first = websocket
+        && p.upgrade != UpgradePolicy::Disabled
+        && (ex.ctx.version == Version::HTTP_11 || ex.down.websocket_key().is_some());
     let version = if ws_first {
         Version::HTTP_11
     } else {
@@ -786,6 +789,18 @@ fn finish_response<D: Downstream>(
     if resp.status == 101 {
         if !client_asked_upgrade {
             return Err(ProxyError::UnexpectedUpgrade);
+        }
+        if let Some(key) = ex.down.websocket_key() {
+            let expected =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let accept = resp
+                .headers
+                .get(&HeaderName::from_static("sec-websocket-accept"));
+            if accept.is_none_or(|a| a.as_bytes() != expected.as_bytes()) {
+                return Err(ProxyError::InvalidHeader(
+                    "\"Sec-WebSocket-Accept\" does not match the key sent".into(),
+                ));
+            }
         }
         for h in resp.headers.iter() {
             if is_hop_by_hop(&h.name) || p.hide_headers.contains(&h.name) {

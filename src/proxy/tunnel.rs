@@ -95,7 +95,12 @@ impl Tunnel {
     /// The task that relays until both sides are done, then logs the
     /// request. It is a plain struct future (not an `async fn`) so that an
     /// idle tunnel's task holds the relay and what its end needs, once.
-    pub fn run(self, client: ClientIo, client_leftover: Vec<u8>, active: Active) -> TunnelTask {
+    pub fn run<C: relay::Transport>(
+        self,
+        client: C,
+        client_leftover: Vec<u8>,
+        active: Active,
+    ) -> TunnelTask<C> {
         TunnelTask {
             relay: Relay::new(
                 client,
@@ -111,9 +116,10 @@ impl Tunnel {
     }
 }
 
-/// A running tunnel.
-pub struct TunnelTask {
-    relay: Relay<ClientIo, UpstreamIo>,
+/// A running tunnel: the client side is a connection of its own
+/// (HTTP/1.1) or a stream of a shared one (HTTP/2).
+pub struct TunnelTask<C = ClientIo> {
+    relay: Relay<C, UpstreamIo>,
     end: Option<TunnelEnd>,
     _active: Active,
 }
@@ -132,7 +138,7 @@ struct TunnelEnd {
     _lease: Option<crate::balance::Lease>,
 }
 
-impl std::future::Future for TunnelTask {
+impl<C: relay::Transport> std::future::Future for TunnelTask<C> {
     type Output = ();
 
     fn poll(

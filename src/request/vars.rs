@@ -136,6 +136,7 @@ impl RequestCtx {
             | B::ServerPort
             | B::Scheme
             | B::Https
+            | B::Http2
             | B::Connection
             | B::ConnectionRequests
             | B::SslServerName
@@ -245,6 +246,7 @@ impl RequestCtx {
             }
             Builtin::Scheme => put(out, if self.conn.tls { b"https" } else { b"http" }),
             Builtin::Https => put(out, if self.conn.tls { b"on" } else { b"" }),
+            Builtin::Http2 => put(out, self.conn.http2.as_bytes()),
             Builtin::Connection => {
                 let _ = write!(out, "{}", self.conn.id);
                 true

@@ -64,6 +64,8 @@ pub struct Site<'a> {
     pub verify_depth: u32,
     /// `ssl_stapling_file`: a DER OCSP response stapled to handshakes.
     pub stapling_file: Option<&'a Path>,
+    /// HTTP/2 is offered by ALPN (`http2 on`, `listen ... http2`).
+    pub http2: bool,
 }
 
 /// Maps an SNI name (lower case) to the index of the site that serves it.
@@ -271,7 +273,11 @@ fn site_config(site: &Site<'_>) -> Result<(rustls::ServerConfig, Option<ClientPo
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::new(OneCertificate(key)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if site.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok((config, policy))
 }
 
@@ -420,6 +426,8 @@ pub struct Accepted {
     pub stream: TlsStream<TcpStream>,
     /// The facts for `$ssl_*` variables.
     pub session: TlsSession,
+    /// The client chose HTTP/2 by ALPN.
+    pub h2: bool,
 }
 
 impl Acceptor {
@@ -462,6 +470,11 @@ impl Acceptor {
                 chain,
             });
         }
-        Ok(Accepted { stream, session })
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok(Accepted {
+            stream,
+            session,
+            h2,
+        })
     }
 }

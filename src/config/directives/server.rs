@@ -89,13 +89,7 @@ fn set_listen(b: &mut Builder, st: &Statement) -> Result<()> {
         match v {
             "default_server" | "default" => default_server = true,
             "ssl" => opts.ssl = true,
-            "http2" => {
-                opts.http2 = true;
-                b.warn(
-                    &st.span,
-                    "the \"http2\" parameter is accepted, but HTTP/2 is not served yet: clients on this address speak HTTP/1.1",
-                );
-            }
+            "http2" => opts.http2 = true,
             "reuseport" => opts.reuseport = true,
             "deferred" | "bind" => {}
             "proxy_protocol" | "quic" => {
