@@ -229,14 +229,24 @@ impl<D: Downstream> Exchange<'_, D> {
         line
     }
 
-    /// `scheme://host[:port]` + `path`, as nginx builds redirects
-    /// (`absolute_redirect on`, `server_name_in_redirect off`).
+    /// `scheme://host[:port]` + `path`, as nginx builds redirects: the
+    /// path alone with `absolute_redirect off`; the server's name instead
+    /// of the request's host with `server_name_in_redirect on`; no port
+    /// with `port_in_redirect off`.
     pub fn absolute_url(&self, path: &str) -> String {
+        let r = self.conf.redirects;
+        if !r.absolute {
+            return path.to_string();
+        }
         let scheme = if self.ctx.conn.tls { "https" } else { "http" };
         let port = self.ctx.conn.local.port();
         let default = if self.ctx.conn.tls { 443 } else { 80 };
-        let host = &self.ctx.host;
-        if port == default {
+        let host = if r.server_name {
+            self.ctx.server.primary_name()
+        } else {
+            &self.ctx.host
+        };
+        if port == default || !r.port {
             format!("{scheme}://{host}{path}")
         } else {
             format!("{scheme}://{host}:{port}{path}")

@@ -35,6 +35,8 @@ pub struct ConnInfo {
     pub tls_session: Option<crate::tls::TlsSession>,
     /// A plain-HTTP client on a TLS address: its requests get nginx's 497.
     pub plain_http_on_tls: bool,
+    /// When the connection was accepted (`$connection_time`).
+    pub since: std::time::Instant,
     /// `$http2`: `h2` (HTTP/2 over TLS), `h2c` (with prior knowledge on
     /// a plain address), or empty.
     pub http2: &'static str,
@@ -211,6 +213,8 @@ pub struct RequestCtx {
     pub start: Instant,
     /// `$request_length`.
     pub request_length: u64,
+    /// `$request_body` and `$request_body_file`, once the body is read.
+    pub body: BodyVars,
     /// `$connection_requests`.
     pub connection_requests: u64,
     /// `$limit_rate` when set by `set`; otherwise the location's
@@ -390,5 +394,32 @@ impl RequestCtx {
         let a = h.finish();
         h.write_u64(a);
         ((a as u128) << 64) | h.finish() as u128
+    }
+}
+
+/// What the variables know of a request body read before proxying.
+#[derive(Debug, Default)]
+pub struct BodyVars {
+    /// `$request_body`: the body, when it was read into memory.
+    pub data: Option<bytes::Bytes>,
+    /// `$request_body_file`: the file it was written to.
+    pub file: Option<BodyFile>,
+}
+
+/// A request body's temporary file, by name: removed when the request
+/// ends unless `client_body_in_file_only on` keeps it, as nginx does.
+#[derive(Debug)]
+pub struct BodyFile {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+    /// Left in place at the end (`client_body_in_file_only on`).
+    pub keep: bool,
+}
+
+impl Drop for BodyFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

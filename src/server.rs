@@ -320,6 +320,7 @@ async fn connection(
         tls_session: None,
         plain_http_on_tls: false,
         http2: "",
+        since: std::time::Instant::now(),
     };
     let h2_settings = |conf: &crate::config::LocConf| crate::client::h2::ConnSettings {
         http2: conf.http2,

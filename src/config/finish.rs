@@ -154,6 +154,12 @@ impl Finisher<'_> {
             client_body_timeout: raw.client_body_timeout.unwrap_or(Duration::from_secs(60)),
             client_body_buffer_size: raw.client_body_buffer_size.unwrap_or(16 * 1024),
             client_body_temp_path: raw.client_body_temp_path.clone(),
+            client_body_in_file_only: raw.client_body_in_file_only.unwrap_or_default(),
+            redirects: crate::config::model::RedirectStyle {
+                absolute: raw.absolute_redirect.unwrap_or(true),
+                server_name: raw.server_name_in_redirect.unwrap_or(false),
+                port: raw.port_in_redirect.unwrap_or(true),
+            },
             client_header_timeout: raw.client_header_timeout.unwrap_or(Duration::from_secs(60)),
             client_header_buffer_size: raw.client_header_buffer_size.unwrap_or(1024) as usize,
             large_client_header_buffers: raw

@@ -172,6 +172,34 @@ pub struct ListenGroup {
     pub names: ServerNameIndex,
 }
 
+/// `client_body_in_file_only`: whether a body read before proxying always
+/// goes to a named file (`$request_body_file`), and whether that file
+/// stays after the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyInFile {
+    /// Memory up to `client_body_buffer_size`, a file beyond (removed at
+    /// the end of the request).
+    #[default]
+    Off,
+    /// Always a file, left in place.
+    On,
+    /// Always a file, removed at the end of the request.
+    Clean,
+}
+
+/// How the `Location` of a redirect Switchyard makes is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectStyle {
+    /// `absolute_redirect` (default on): `scheme://host:port` before the
+    /// path.
+    pub absolute: bool,
+    /// `server_name_in_redirect` (default off): the server's first name
+    /// rather than the request's host.
+    pub server_name: bool,
+    /// `port_in_redirect` (default on): the port, unless the scheme's own.
+    pub port: bool,
+}
+
 /// HTTP/2 settings of a server (the chunk size is per location).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Http2Conf {
@@ -466,6 +494,10 @@ pub struct LocConf {
     /// `client_body_temp_path`: where those files are made (unset: the
     /// system's temporary directory).
     pub client_body_temp_path: Option<std::path::PathBuf>,
+    /// `client_body_in_file_only`.
+    pub client_body_in_file_only: BodyInFile,
+    /// How redirects name this server.
+    pub redirects: RedirectStyle,
     /// `client_header_timeout`: TLS handshake and request head.
     pub client_header_timeout: Duration,
     /// `client_header_buffer_size`: the first buffer of a request head.

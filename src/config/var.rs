@@ -15,6 +15,8 @@ pub enum Var {
     SentHttp(HeaderName),
     /// `$upstream_http_NAME`: a header of the upstream's response.
     UpstreamHttp(HeaderName),
+    /// `$upstream_cookie_NAME`: a cookie the upstream's response sets.
+    UpstreamCookie(String),
     /// `$arg_NAME`: a query argument.
     Arg(String),
     /// `$cookie_NAME`: a cookie.
@@ -76,6 +78,9 @@ builtins! {
     IsArgs => "is_args",
     RequestMethod => "request_method",
     RequestLength => "request_length",
+    RequestBody => "request_body",
+    RequestBodyFile => "request_body_file",
+    ConnectionTime => "connection_time",
     RequestTime => "request_time",
     ContentLength => "content_length",
     ContentType => "content_type",
@@ -140,6 +145,9 @@ pub fn resolve_builtin(name: &str) -> Option<Var> {
     }
     if let Some(rest) = name.strip_prefix("sent_http_") {
         return header(rest).map(Var::SentHttp);
+    }
+    if let Some(rest) = name.strip_prefix("upstream_cookie_") {
+        return Some(Var::UpstreamCookie(rest.to_string()));
     }
     if let Some(rest) = name.strip_prefix("upstream_http_") {
         return header(rest).map(Var::UpstreamHttp);

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::Version;
 
 use super::error::ProxyError;
+use crate::config::model::BodyInFile;
 use crate::exchange::{BodyReadError, Downstream, Exchange};
 use crate::http1::BodyKind;
 use crate::http1::body::{self, encode_chunk};
@@ -85,6 +86,10 @@ async fn read_body<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<ReqBody, P
     let mut memory = BytesMut::new();
     let mut spool: Option<tokio::fs::File> = None;
     let mut total: u64 = 0;
+    let in_file = conf.client_body_in_file_only;
+    if in_file != BodyInFile::Off {
+        spool = Some(body_file(ex, in_file == BodyInFile::On).await?);
+    }
     loop {
         let Some(chunk) = next_body_chunk(ex, conf.client_body_timeout).await? else {
             break;
@@ -98,7 +103,7 @@ async fn read_body<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<ReqBody, P
             continue;
         }
         if total > conf.client_body_buffer_size {
-            let mut file = temp_file(conf.client_body_temp_path.as_deref()).await?;
+            let mut file = body_file(ex, false).await?;
             ex.log(
                 Level::Warn,
                 "a client request body is buffered to a temporary file",
@@ -115,6 +120,7 @@ async fn read_body<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<ReqBody, P
         if memory.is_empty() && ex.down.body_done() {
             // The whole body in one piece: keep it without a copy.
             ex.ctx.request_length += total;
+            ex.ctx.body.data = Some(chunk.clone());
             return Ok(ReqBody::Buffered(chunk));
         }
         memory.extend_from_slice(&chunk);
@@ -125,14 +131,30 @@ async fn read_body<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<ReqBody, P
             file.flush().await.map_err(ProxyError::BodyFile)?;
             ReqBody::Spooled(file, total)
         }
-        None => ReqBody::Buffered(memory.freeze()),
+        None => {
+            let body = memory.freeze();
+            ex.ctx.body.data = Some(body.clone());
+            ReqBody::Buffered(body)
+        }
     })
 }
 
+/// A file for the request body, named by `$request_body_file`, removed
+/// when the request ends unless `keep`.
+async fn body_file<D: Downstream>(
+    ex: &mut Exchange<'_, D>,
+    keep: bool,
+) -> Result<tokio::fs::File, ProxyError> {
+    let (file, path) = temp_file(ex.conf.client_body_temp_path.as_deref()).await?;
+    ex.ctx.body.file = Some(crate::request::BodyFile { path, keep });
+    Ok(file)
+}
+
 /// Creates a temporary file for a request body in `dir` (the system's
-/// temporary directory when unset), unlinked at once so nothing is left
-/// behind whatever happens to the request or the process.
-async fn temp_file(dir: Option<&std::path::Path>) -> Result<tokio::fs::File, ProxyError> {
+/// temporary directory when unset), readable by the owner only.
+async fn temp_file(
+    dir: Option<&std::path::Path>,
+) -> Result<(tokio::fs::File, std::path::PathBuf), ProxyError> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -149,8 +171,7 @@ async fn temp_file(dir: Option<&std::path::Path>) -> Result<tokio::fs::File, Pro
         other => other,
     }
     .map_err(|e| ProxyError::BodyTemp(path.display().to_string(), e))?;
-    let _ = tokio::fs::remove_file(&path).await;
-    Ok(file)
+    Ok((file, path))
 }
 
 /// The next piece of the client's body (`None` at its end), within

@@ -81,6 +81,10 @@ impl RequestCtx {
                 Some(headers) => join_headers(headers, name, out),
                 None => false,
             },
+            Var::UpstreamCookie(name) => match self.upstream.headers.as_ref() {
+                Some(headers) => set_cookie_value(headers, name, out),
+                None => false,
+            },
             Var::Arg(name) => match find_arg(self.args.as_deref(), name) {
                 Some(v) => {
                     out.extend_from_slice(v.as_bytes());
@@ -137,6 +141,7 @@ impl RequestCtx {
             | B::Scheme
             | B::Https
             | B::Http2
+            | B::ConnectionTime
             | B::Connection
             | B::ConnectionRequests
             | B::SslServerName
@@ -168,6 +173,8 @@ impl RequestCtx {
             | B::IsArgs
             | B::RequestMethod
             | B::RequestLength
+            | B::RequestBody
+            | B::RequestBodyFile
             | B::RequestTime
             | B::ContentLength
             | B::ContentType
@@ -247,6 +254,11 @@ impl RequestCtx {
             Builtin::Scheme => put(out, if self.conn.tls { b"https" } else { b"http" }),
             Builtin::Https => put(out, if self.conn.tls { b"on" } else { b"" }),
             Builtin::Http2 => put(out, self.conn.http2.as_bytes()),
+            Builtin::ConnectionTime => {
+                let t = self.conn.since.elapsed();
+                let _ = write!(out, "{}.{:03}", t.as_secs(), t.subsec_millis());
+                true
+            }
             Builtin::Connection => {
                 let _ = write!(out, "{}", self.conn.id);
                 true
@@ -376,6 +388,14 @@ impl RequestCtx {
                 let _ = write!(out, "{}", self.request_length);
                 true
             }
+            Builtin::RequestBody => match &self.body.data {
+                Some(b) => put(out, b),
+                None => false,
+            },
+            Builtin::RequestBodyFile => match &self.body.file {
+                Some(f) => put(out, f.path.as_os_str().as_encoded_bytes()),
+                None => false,
+            },
             Builtin::RequestTime => {
                 let elapsed = self.start.elapsed();
                 let _ = write!(out, "{}.{:03}", elapsed.as_secs(), elapsed.subsec_millis());
@@ -546,6 +566,22 @@ impl RequestCtx {
         }
         None
     }
+}
+
+/// `$upstream_cookie_NAME`: the value of the first `Set-Cookie` of the
+/// backend's response that sets `name` (up to its `;`).
+fn set_cookie_value(headers: &crate::http1::Headers, name: &str, out: &mut Vec<u8>) -> bool {
+    for value in headers.get_all(&http::header::SET_COOKIE) {
+        let v = value.as_bytes().trim_ascii_start();
+        if let Some(rest) = v.strip_prefix(name.as_bytes())
+            && let Some(rest) = rest.strip_prefix(b"=")
+        {
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            out.extend_from_slice(&rest[..end]);
+            return true;
+        }
+    }
+    false
 }
 
 /// `X-Forwarded-For`, for `$proxy_add_x_forwarded_for`.

@@ -5,7 +5,7 @@ use http::HeaderName;
 
 use super::{
     Args, Ctx, Directive, HSL, Support, T1, T2, arg_http_version, arg_number, arg_size,
-    arg_template, duplicate, loc_flag, loc_time, put,
+    arg_template, duplicate, invalid_value, loc_flag, loc_time, put,
 };
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
@@ -33,7 +33,9 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("proxy_request_buffering", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.request_buffering), "Read the whole client body before contacting the backend."),
     d!("proxy_buffer_size", HSL, T1, |b, st| loc_usize(b, st, |l| &mut l.buffer_size), "Largest backend response head (default 4k); a larger one is a 502 \"upstream sent too big header\"."),
     Directive { name: "proxy_buffers", contexts: HSL, args: T2, block: false, set: set_proxy_buffers, body: None, support: Support::Ignored, doc: "Response buffer count and size (no effect: responses are streamed)." },
-    d!("client_body_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), set_client_body_temp_path, "Directory for request bodies larger than `client_body_buffer_size` (default: the system's temporary directory, e.g. `/tmp`); created when first needed. Files are unlinked as soon as they are created, so the `level` arguments are checked and have no effect."),
+    d!("client_body_in_file_only", HSL, T1, set_client_body_in_file_only, "`on`: a request body read before proxying always goes to a file in `client_body_temp_path`, named by `$request_body_file` and left there; `clean`: the same, removed when the request ends; `off` (default): memory up to `client_body_buffer_size`, a file beyond."),
+    d!("client_body_in_single_buffer", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.client_body_in_single_buffer), "Keep a body in memory in one buffer (for `$request_body`): a body read into memory always is one buffer here, so `on` and `off` behave alike."),
+    d!("client_body_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), set_client_body_temp_path, "Directory for request bodies larger than `client_body_buffer_size` (default: the system's temporary directory, e.g. `/tmp`); created when first needed. Files are removed when their request ends (unless `client_body_in_file_only on`); the `level` arguments are checked and have no effect."),
     noop!("proxy_temp_path", HSL, Args::Take(&[1, 2, 3, 4]), "Responses are never spooled to disk (no effect)."),
     noop!("proxy_busy_buffers_size", HSL, T1, "Response buffer tuning (no effect)."),
     noop!("proxy_max_temp_file_size", HSL, T1, "Responses are never spooled to disk (no effect)."),
@@ -77,6 +79,16 @@ fn loc_path(
 ) -> Result<()> {
     let v = b.full_path(&st.args[0].value);
     put(f(b.loc()), v, st)
+}
+
+fn set_client_body_in_file_only(b: &mut Builder, st: &Statement) -> Result<()> {
+    let v = match st.args[0].value.as_str() {
+        "off" => BodyInFile::Off,
+        "on" => BodyInFile::On,
+        "clean" => BodyInFile::Clean,
+        _ => return Err(invalid_value(st, 0)),
+    };
+    put(&mut b.loc().client_body_in_file_only, v, st)
 }
 
 fn set_client_body_temp_path(b: &mut Builder, st: &Statement) -> Result<()> {
