@@ -38,9 +38,10 @@ pub trait Downstream: Send + Sync {
     fn requests(&self) -> u64;
     /// Whether the server is stopping gracefully (no keep-alive then).
     fn draining(&self) -> bool;
-    /// How long the connection may idle before its next request (the
-    /// location's `keepalive_timeout`).
-    fn set_keepalive_timeout(&mut self, timeout: Duration);
+    /// The location that answers is known: its settings for the client
+    /// protocol (HTTP/1.x: `keepalive_timeout` before the next request;
+    /// HTTP/2: `http2_chunk_size`).
+    fn set_location(&mut self, conf: &LocConf);
 
     /// How the client framed the request body.
     fn body_kind(&self) -> BodyKind;

@@ -432,7 +432,7 @@ impl<D: Downstream> Exchange<'_, D> {
                 ) {
                     Found::Location(l) => Some(l),
                     Found::Redirect(_) => {
-                        let mut to = format!("{}/", self.ctx.uri);
+                        let mut to = format!("{}/", crate::route::escape_uri(&self.ctx.uri));
                         if let Some(a) = &self.ctx.args {
                             to.push('?');
                             to.push_str(a);
@@ -929,7 +929,7 @@ impl Downstream for SubrequestSide {
     fn draining(&self) -> bool {
         false
     }
-    fn set_keepalive_timeout(&mut self, _: std::time::Duration) {}
+    fn set_location(&mut self, _: &crate::config::LocConf) {}
     fn body_kind(&self) -> crate::http1::BodyKind {
         crate::http1::BodyKind::None
     }

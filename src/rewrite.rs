@@ -177,6 +177,11 @@ impl<D: Downstream> Exchange<'_, D> {
             }
             (_, Some(body)) => Reply::text(status, Bytes::from(body), &self.conf.default_type),
             (s, None) if s >= 300 => Reply::error(s, tokens),
+            // nginx types an empty answer too (`return 200;` has
+            // `Content-Type: text/plain` and `charset` applies).
+            (s, None) if (200..300).contains(&s) && s != 204 => {
+                Reply::text(s, Bytes::new(), &self.conf.default_type)
+            }
             (s, None) => Reply::empty(s),
         }
     }

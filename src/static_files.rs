@@ -103,7 +103,8 @@ pub async fn content<D: Downstream>(ex: &mut Exchange<'_, D>) -> Content {
     let path = map_uri(ex, &uri, whole);
     match tokio::fs::metadata(&path).await {
         Ok(m) if m.is_dir() => {
-            let mut to = format!("{uri}/");
+            // The decoded URI goes out escaped, as nginx's.
+            let mut to = format!("{}/", crate::route::escape_uri(&uri));
             if let Some(a) = &ex.ctx.args {
                 to.push('?');
                 to.push_str(a);

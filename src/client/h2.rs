@@ -207,6 +207,7 @@ impl Stream {
         let protocol = parts.extensions.get::<h2::ext::Protocol>().cloned();
         let mut ws_key = None;
         let mut head = request_head(&parts);
+        let mut refusal = None;
         if parts.method == Method::CONNECT {
             match protocol.as_ref().map(h2::ext::Protocol::as_str) {
                 Some(p) if p.eq_ignore_ascii_case("websocket") && self.websocket => {
@@ -221,7 +222,14 @@ impl Stream {
                     let _ = respond.send_response(resp, true);
                     return;
                 }
-                None => {}
+                None => {
+                    // A plain CONNECT: nginx refuses the method.
+                    head.target = "/".into();
+                    refusal = Some(crate::exchange::Refusal {
+                        status: 405,
+                        why: "client sent invalid method",
+                    });
+                }
             }
         }
         let body_kind = if body.is_end_stream() {
@@ -238,9 +246,10 @@ impl Stream {
                 _ => BodyKind::Chunked,
             }
         };
-        let framing = match crate::http1::parse::content_length(&head.headers) {
-            Ok(_) => Ok(()),
-            Err(why) => Err(crate::exchange::Refusal { status: 400, why }),
+        let framing = match (refusal, crate::http1::parse::content_length(&head.headers)) {
+            (Some(r), _) => Err(r),
+            (None, Ok(_)) => Ok(()),
+            (None, Err(why)) => Err(crate::exchange::Refusal { status: 400, why }),
         };
         let state = self.shared.state.subscribe();
         let mut down = H2Down {
@@ -257,6 +266,7 @@ impl Stream {
             queued: None,
             ended: false,
             upgraded: false,
+            answered: false,
             chunk_size: self.chunk_size,
             ws_key,
         };
@@ -267,17 +277,22 @@ impl Stream {
             framing,
         ))
         .await;
+        if !down.answered {
+            // Closed without an answer (`return 444`, a client body that
+            // stopped arriving): the stream is reset, the connection stays.
+            let reason = if down.body_done {
+                Reason::INTERNAL_ERROR
+            } else {
+                Reason::PROTOCOL_ERROR
+            };
+            down.respond.send_reset(reason);
+            return;
+        }
         if let Next::Upgrade(tunnel) = next
             && let (Some(send), Some(recv)) = (down.send.take(), down.body.take())
             && let Some(active) = self.shared.enter(false)
         {
-            let io = H2Io {
-                send,
-                recv,
-                chunk: Bytes::new(),
-                ended: false,
-                max_write: self.chunk_size,
-            };
+            let io = H2Io::new(send, recv, self.chunk_size);
             drop(down);
             let _open = self.open;
             tunnel.run(io, Vec::new(), active).await;
@@ -393,6 +408,8 @@ struct H2Down {
     queued: Option<Bytes>,
     ended: bool,
     upgraded: bool,
+    /// A response head went out.
+    answered: bool,
     chunk_size: usize,
     ws_key: Option<String>,
 }
@@ -484,7 +501,9 @@ impl Downstream for H2Down {
         *self.state.borrow() != RunState::Running
     }
 
-    fn set_keepalive_timeout(&mut self, _: Duration) {}
+    fn set_location(&mut self, conf: &crate::config::LocConf) {
+        self.chunk_size = conf.http2.chunk_size;
+    }
 
     fn body_kind(&self) -> BodyKind {
         self.body_kind
@@ -593,6 +612,7 @@ impl Downstream for H2Down {
             .respond
             .send_response(resp, end_now)
             .map_err(h2_error)?;
+        self.answered = true;
         if end_now {
             self.ended = true;
             return Ok(());
@@ -673,6 +693,21 @@ pub struct H2Io {
     chunk: Bytes,
     ended: bool,
     max_write: usize,
+}
+
+impl H2Io {
+    /// Joins the two halves of a stream; writes go out in DATA frames of
+    /// at most `max_write` bytes (at least 16 KiB). Either side of a
+    /// connection can use it (the tests' RFC 8441 client does).
+    pub fn new(send: SendStream<Bytes>, recv: RecvStream, max_write: usize) -> H2Io {
+        H2Io {
+            send,
+            recv,
+            chunk: Bytes::new(),
+            ended: false,
+            max_write,
+        }
+    }
 }
 
 impl AsyncRead for H2Io {

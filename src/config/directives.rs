@@ -144,6 +144,23 @@ macro_rules! d {
     };
 }
 
+/// A directive accepted without effect whose setter still checks its
+/// value and words its own warning (nginx's obsolete directives).
+macro_rules! ignored {
+    ($name:literal, $ctx:expr, $args:expr, $set:expr, $doc:literal) => {
+        $crate::config::directives::Directive {
+            name: $name,
+            contexts: $ctx,
+            args: $args,
+            block: false,
+            set: $set,
+            body: None,
+            support: $crate::config::directives::Support::Ignored,
+            doc: $doc,
+        }
+    };
+}
+
 /// A block of directives in context `$inner`: `$set` opens it, `$leave`
 /// closes it.
 macro_rules! block {

@@ -115,7 +115,7 @@ fn filter<D: Downstream>(ex: &mut Exchange<'_, D>, reply: &mut Reply) -> Option<
 /// serve another request.
 pub async fn respond<D: Downstream>(ex: &mut Exchange<'_, D>, mut reply: Reply) -> bool {
     let conf = ex.conf.clone();
-    ex.down.set_keepalive_timeout(conf.keepalive_timeout);
+    ex.down.set_location(&conf);
     let filtered = if reply.status == 444 {
         None
     } else {

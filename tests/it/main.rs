@@ -31,6 +31,9 @@ mod seeds;
 /// TLS termination and TLS to backends.
 mod tls;
 
+/// HTTP/2 on client listeners, WebSockets over HTTP/2 (RFC 8441), abuse.
+mod http2;
+
 /// Reload and graceful stop with open WebSockets.
 mod reload;
 

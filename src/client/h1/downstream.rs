@@ -40,8 +40,8 @@ impl Downstream for ClientConn {
         ClientConn::draining(self)
     }
 
-    fn set_keepalive_timeout(&mut self, timeout: Duration) {
-        self.keepalive_timeout = timeout;
+    fn set_location(&mut self, conf: &crate::config::LocConf) {
+        self.keepalive_timeout = conf.keepalive_timeout;
     }
 
     fn body_kind(&self) -> BodyKind {

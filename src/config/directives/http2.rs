@@ -14,14 +14,14 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("http2_body_preread_size", HS, T1, set_preread_size, "Window each stream starts with (SETTINGS_INITIAL_WINDOW_SIZE, default 64k): what a client may send of a body before it is read."),
     d!("http2_chunk_size", HSL, T1, set_chunk_size, "Largest DATA frame of a response body (default 8k)."),
     d!("http2_websocket", HS, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.http2_websocket), "Switchyard's: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL and take WebSockets as extended CONNECT streams (RFC 8441), bridged to HTTP/1.1 upgrades to the backend (default on)."),
-    d!("http2_recv_buffer_size", super::HTTP, T1, set_tuning, "nginx's per-worker read buffer size (no effect: the HTTP/2 implementation sizes its own; the size is still checked)."),
-    d!("http2_pool_size", HS, T1, set_tuning, "nginx's per-connection memory pool size (no effect: the size is still checked)."),
-    d!("http2_streams_index_size", HS, T1, set_tuning, "nginx's stream index size (no effect: the size is still checked)."),
-    d!("http2_max_field_size", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `large_client_header_buffers` bounds HTTP/2 header fields."),
-    d!("http2_max_header_size", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `large_client_header_buffers` bounds HTTP/2 header lists."),
-    d!("http2_max_requests", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `keepalive_requests` bounds the streams of a connection."),
-    d!("http2_idle_timeout", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `keepalive_timeout` bounds an idle HTTP/2 connection."),
-    d!("http2_recv_timeout", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `client_header_timeout` bounds the wait for the first request."),
+    noop!("http2_recv_buffer_size", super::HTTP, T1, "nginx's per-worker read buffer size (no effect: the HTTP/2 implementation sizes its own)."),
+    noop!("http2_pool_size", HS, T1, "nginx's per-connection memory pool size (no effect)."),
+    noop!("http2_streams_index_size", HS, T1, "nginx's stream index size (no effect)."),
+    ignored!("http2_max_field_size", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `large_client_header_buffers` bounds HTTP/2 header fields."),
+    ignored!("http2_max_header_size", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `large_client_header_buffers` bounds HTTP/2 header lists."),
+    ignored!("http2_max_requests", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `keepalive_requests` bounds the streams of a connection."),
+    ignored!("http2_idle_timeout", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `keepalive_timeout` bounds an idle HTTP/2 connection."),
+    ignored!("http2_recv_timeout", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `client_header_timeout` bounds the wait for the first request."),
     d!("http2_push", HSL, T1, set_push, "Server push: only `off` is taken (push was removed from nginx in 1.25.1 and from browsers)."),
     d!("http2_push_preload", HSL, Args::Flag, set_push, "Server push of `Link: preload`: only `off` is taken (push was removed from nginx in 1.25.1 and from browsers)."),
     d!("http2_max_concurrent_pushes", HS, T1, set_push_count, "Server push limit: taken (nothing is pushed), as nginx 1.25.1 does."),
@@ -54,18 +54,6 @@ fn set_chunk_size(b: &mut Builder, st: &Statement) -> Result<()> {
         ));
     }
     put(&mut b.loc().http2_chunk_size, size, st)
-}
-
-fn set_tuning(b: &mut Builder, st: &Statement) -> Result<()> {
-    super::arg_size(st, 0)?;
-    b.warn(
-        &st.span,
-        format!(
-            "\"{}\" tunes nginx's own buffers and has no effect in switchyard",
-            st.name
-        ),
-    );
-    Ok(())
 }
 
 fn set_obsolete(b: &mut Builder, st: &Statement) -> Result<()> {
