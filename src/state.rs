@@ -316,6 +316,9 @@ pub struct Shared {
     next_conn: AtomicU64,
     /// Lifecycle, observed by every connection.
     pub state: watch::Sender<RunState>,
+    /// Counts reloads: HTTP/2 connections send `GOAWAY` at each, so their
+    /// next requests open a connection on the new configuration.
+    pub reloads: watch::Sender<u64>,
     slots: Arc<Semaphore>,
     active: AtomicUsize,
     idle: Notify,
@@ -367,12 +370,14 @@ impl Shared {
         max_connections: usize,
     ) -> Arc<Shared> {
         let (state, _) = watch::channel(RunState::Running);
+        let (reloads, _) = watch::channel(0);
         Arc::new(Shared {
             retirements: std::sync::Mutex::new(vec![generation.retired.clone()]),
             generation: ArcSwap::new(generation),
             load: std::sync::Mutex::new(load),
             next_conn: AtomicU64::new(1),
             state,
+            reloads,
             slots: Arc::new(Semaphore::new(max_connections)),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -415,6 +420,7 @@ impl Shared {
             list.push(generation.retired.clone());
         }
         let old = self.generation.swap(generation);
+        self.reloads.send_modify(|n| *n += 1);
         if let Some(t) = old.config.main.worker_shutdown_timeout {
             tokio::spawn(async move {
                 tokio::time::sleep(t).await;

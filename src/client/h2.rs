@@ -126,6 +126,7 @@ pub async fn serve(
         Err(_) => return,
     };
     let mut state = shared.state.subscribe();
+    let mut reloads = shared.reloads.subscribe();
     let mut streams: u64 = 0;
     let mut going_away = false;
     let mut idle_since = Some(Instant::now());
@@ -179,6 +180,12 @@ pub async fn serve(
                 None => break,
             },
             _ = state.changed(), if !going_away => {}
+            _ = reloads.changed(), if !going_away => {
+                // Open streams finish on the configuration they started
+                // with; new ones go to a new connection.
+                going_away = true;
+                conn.graceful_shutdown();
+            }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && !going_away => {
                 going_away = true;
                 conn.graceful_shutdown();

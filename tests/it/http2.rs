@@ -636,3 +636,79 @@ async fn http2_directives_load_warn_and_refuse_as_documented() {
     assert_eq!(status, 200);
     assert_eq!(client.current_max_send_streams(), 8);
 }
+
+#[tokio::test]
+async fn http2_reload_sends_goaway_and_open_streams_finish_on_the_old_configuration() {
+    let slow = Backend::with_delay(Duration::from_millis(700), |_| {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nold".to_vec()
+    })
+    .await;
+    let conf = |body: &str| {
+        http_conf(&format!(
+            "server {{ listen 127.0.0.1:0 http2; location / {{ return 200 '{body}'; }}
+                      location /slow {{ proxy_pass http://{}; }} }}",
+            slow.addr
+        ))
+    };
+    let proxy = Proxy::start(&conf("first")).await;
+    let mut client = h2c(proxy.addr()).await;
+    let (_, _, body) = request(
+        &mut client,
+        "GET",
+        &format!("http://{}/", proxy.addr()),
+        None,
+    )
+    .await;
+    assert_eq!(body, b"first");
+    // A stream in flight during the reload.
+    let mut in_flight = client.clone();
+    let authority = proxy.addr();
+    let slow_request = tokio::spawn(async move {
+        request(
+            &mut in_flight,
+            "GET",
+            &format!("http://{authority}/slow"),
+            None,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.reload(&conf("second")).unwrap();
+    let (status, _, body) = bounded("the stream open across the reload", slow_request)
+        .await
+        .unwrap();
+    assert_eq!((status, &body[..]), (200, &b"old"[..]));
+    // The connection was told to go away: no new stream on it.
+    let refused = async {
+        loop {
+            match client.clone().ready().await {
+                Err(e) => return e.is_go_away() || e.is_io() || e.is_remote(),
+                Ok(mut c) => {
+                    let req = http::Request::builder()
+                        .uri(format!("http://{}/", proxy.addr()))
+                        .body(())
+                        .unwrap();
+                    match c.send_request(req, true) {
+                        Err(_) => return true,
+                        Ok((resp, _)) => {
+                            if resp.await.is_err() {
+                                return true;
+                            }
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(bounded("the GOAWAY", refused).await);
+    let mut fresh = h2c(proxy.addr()).await;
+    let (_, _, body) = request(
+        &mut fresh,
+        "GET",
+        &format!("http://{}/", proxy.addr()),
+        None,
+    )
+    .await;
+    assert_eq!(body, b"second");
+}
