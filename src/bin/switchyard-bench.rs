@@ -3,13 +3,18 @@
 //!
 //! ```text
 //! switchyard-bench backend   --listen ADDR
-//! switchyard-bench echo      --target ADDR --label L --conns N --size BYTES --seconds S [--pid P]
+//! switchyard-bench echo      --target ADDR --label L --conns N --size BYTES --seconds S [--pid P] [--h2]
 //! switchyard-bench bulk      --target ADDR --label L --conns N --mib M [--pid P]
 //! switchyard-bench handshakes --target ADDR --label L --conns N --count K [--pid P]
 //! switchyard-bench idle      --target ADDR --label L --conns N [--pid P]
 //! switchyard-bench soak      --target ADDR --label L --conns N --messages M --seconds S
 //! switchyard-bench report    FILE.jsonl
 //! ```
+//!
+//! With `--h2`, each WebSocket of `echo` is an RFC 8441 extended CONNECT
+//! stream on an HTTP/2 connection of its own (h2c). The backend answers
+//! plain HTTP requests (no `Sec-WebSocket-Key`) with a 2-byte `200`, kept
+//! alive, for HTTP benchmarks such as `h2load`.
 //!
 //! The backend answers the WebSocket handshake, then echoes bytes as they
 //! come: the proxies under test are frame-transparent, so echoing frames
@@ -79,9 +84,17 @@ impl Opts {
         let mut i = 0;
         while i < args.len() {
             if let Some(name) = args[i].strip_prefix("--") {
-                let value = args.get(i + 1).cloned().unwrap_or_default();
-                map.insert(name.to_string(), value);
-                i += 2;
+                // A flag (`--h2`) has no value: the next word is an option.
+                match args.get(i + 1).filter(|v| !v.starts_with("--")) {
+                    Some(value) => {
+                        map.insert(name.to_string(), value.clone());
+                        i += 2;
+                    }
+                    None => {
+                        map.insert(name.to_string(), String::new());
+                        i += 1;
+                    }
+                }
             } else {
                 i += 1;
             }
@@ -217,6 +230,10 @@ async fn backend(listen: SocketAddr) {
                 }
             };
             let text = String::from_utf8_lossy(&head[..body_start]).to_string();
+            if !text.to_ascii_lowercase().contains("sec-websocket-key") {
+                plain_http(s, head, buf).await;
+                return;
+            }
             let key = text
                 .lines()
                 .find_map(|l| {
@@ -250,8 +267,75 @@ async fn backend(listen: SocketAddr) {
     }
 }
 
+/// Answers request heads (no bodies) with `200 ok`, kept alive.
+async fn plain_http(mut s: TcpStream, mut pending: Vec<u8>, mut buf: Vec<u8>) {
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+    loop {
+        let mut answers = Vec::new();
+        while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..i + 4);
+            answers.extend_from_slice(OK);
+        }
+        if !answers.is_empty() && s.write_all(&answers).await.is_err() {
+            return;
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Clients.
+
+/// A WebSocket's byte stream, over its own TCP connection or an HTTP/2
+/// stream.
+trait Wire: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Wire for T {}
+
+/// An RFC 8441 WebSocket: an h2c connection, one extended CONNECT stream.
+async fn handshake_h2(target: SocketAddr, path: &str) -> std::io::Result<Box<dyn Wire>> {
+    let tcp = TcpStream::connect(target).await?;
+    tcp.set_nodelay(true)?;
+    let (client, conn) = h2::client::handshake(tcp)
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.map_err(std::io::Error::other)?;
+    for _ in 0..400 {
+        if client.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut req = http::Request::builder()
+        .method("CONNECT")
+        .uri(format!("http://bench{path}"))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .map_err(std::io::Error::other)?;
+    req.extensions_mut()
+        .insert(h2::ext::Protocol::from("websocket"));
+    let (resp, send) = client
+        .send_request(req, false)
+        .map_err(std::io::Error::other)?;
+    let resp = resp.await.map_err(std::io::Error::other)?;
+    if resp.status() != 200 {
+        return Err(std::io::Error::other(format!(
+            "CONNECT answered {}",
+            resp.status()
+        )));
+    }
+    let recv = resp.into_body();
+    Ok(Box::new(switchyard::client::h2::H2Io::new(
+        send,
+        recv,
+        16 * 1024,
+    )))
+}
 
 async fn handshake(target: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect(target).await?;
@@ -427,9 +511,16 @@ async fn echo(o: &Opts) {
     let warmup = Duration::from_millis(o.num("warmup-ms", 500));
     let pids = o.pids();
     let msg = std::rc::Rc::new(frame(size));
-    let mut streams = Vec::new();
+    let h2 = o.get("h2").is_some();
+    let mut streams: Vec<Box<dyn Wire>> = Vec::new();
     for _ in 0..conns {
-        streams.push(handshake(target, "/ws").await.expect("handshake"));
+        streams.push(if h2 {
+            handshake_h2(target, "/ws")
+                .await
+                .expect("RFC 8441 handshake")
+        } else {
+            Box::new(handshake(target, "/ws").await.expect("handshake"))
+        });
     }
     let start_gate = std::rc::Rc::new(std::cell::Cell::new(None::<Instant>));
     let local = tokio::task::LocalSet::new();
@@ -476,7 +567,7 @@ async fn echo(o: &Opts) {
     lat.sort_unstable();
     let relayed = total * 2;
     emit(&[
-        ("scenario", s("echo")),
+        ("scenario", s(if h2 { "echo_h2" } else { "echo" })),
         ("label", s(&o.label())),
         ("workers", o.num("workers", 1).to_string()),
         ("conns", conns.to_string()),
