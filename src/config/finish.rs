@@ -155,11 +155,7 @@ impl Finisher<'_> {
             client_body_buffer_size: raw.client_body_buffer_size.unwrap_or(16 * 1024),
             client_body_temp_path: raw.client_body_temp_path.clone(),
             client_body_in_file_only: raw.client_body_in_file_only.unwrap_or_default(),
-            redirects: crate::config::model::RedirectStyle {
-                absolute: raw.absolute_redirect.unwrap_or(true),
-                server_name: raw.server_name_in_redirect.unwrap_or(false),
-                port: raw.port_in_redirect.unwrap_or(true),
-            },
+            redirects: redirect_style(raw),
             client_header_timeout: raw.client_header_timeout.unwrap_or(Duration::from_secs(60)),
             client_header_buffer_size: raw.client_header_buffer_size.unwrap_or(1024) as usize,
             large_client_header_buffers: raw
@@ -167,14 +163,7 @@ impl Finisher<'_> {
                 .map_or((4, 8192), |(n, size)| (n as usize, size as usize)),
             underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
             ignore_invalid_headers: raw.ignore_invalid_headers.unwrap_or(true),
-            http2: crate::config::model::Http2Conf {
-                enable: raw.http2.unwrap_or(false),
-                max_concurrent_streams: raw.http2_max_concurrent_streams.unwrap_or(128),
-                preread_size: raw.http2_body_preread_size.unwrap_or(65536) as u32,
-                // nginx: a chunk size of 0 is refused when set.
-                chunk_size: raw.http2_chunk_size.unwrap_or(8192).max(1) as usize,
-                websocket: raw.http2_websocket.unwrap_or(true),
-            },
+            http2: http2_conf(raw),
             access_log: Arc::new(access_log),
             error_log: Arc::new(
                 raw.error_log
@@ -193,29 +182,8 @@ impl Finisher<'_> {
                 .unwrap_or_else(|| "text/plain".into()),
             types: raw.types.clone(),
             access: Arc::new(raw.access.clone().unwrap_or_default()),
-            realip: raw.realip_from.as_ref().map(|from| {
-                Arc::new(crate::config::model::RealIp {
-                    from: from.clone(),
-                    header: raw
-                        .realip_header
-                        .clone()
-                        .unwrap_or(crate::config::model::RealIpHeader::XRealIp),
-                    recursive: raw.realip_recursive.unwrap_or(false),
-                })
-            }),
-            gzip: {
-                let d = crate::config::model::GzipConf::default();
-                crate::config::model::GzipConf {
-                    enable: raw.gzip.unwrap_or(d.enable),
-                    types: raw.gzip_types.clone().unwrap_or(d.types),
-                    level: raw.gzip_comp_level.unwrap_or(d.level),
-                    min_length: raw.gzip_min_length.unwrap_or(d.min_length),
-                    http_version: raw.gzip_http_version.unwrap_or(d.http_version),
-                    proxied: raw.gzip_proxied.unwrap_or(d.proxied),
-                    vary: raw.gzip_vary.unwrap_or(d.vary),
-                    disable: raw.gzip_disable.clone().unwrap_or(d.disable),
-                }
-            },
+            realip: realip(raw),
+            gzip: gzip_conf(raw),
             limit_conn: Arc::new(limit_conn),
             limit_req: Arc::new(limit_req),
             limit_req_status: raw
@@ -896,4 +864,53 @@ fn finish_maps(f: &Finisher<'_>, raw: Vec<MapRaw>) -> Result<Vec<MapDef>> {
         maps.push(def);
     }
     Ok(maps)
+}
+
+/// `http2*` with nginx's defaults.
+fn http2_conf(raw: &LocRaw) -> crate::config::model::Http2Conf {
+    crate::config::model::Http2Conf {
+        enable: raw.http2.unwrap_or(false),
+        max_concurrent_streams: raw.http2_max_concurrent_streams.unwrap_or(128),
+        preread_size: raw.http2_body_preread_size.unwrap_or(65536) as u32,
+        chunk_size: raw.http2_chunk_size.unwrap_or(8192) as usize,
+        websocket: raw.http2_websocket.unwrap_or(true),
+    }
+}
+
+/// `absolute_redirect`, `server_name_in_redirect`, `port_in_redirect`.
+fn redirect_style(raw: &LocRaw) -> crate::config::model::RedirectStyle {
+    crate::config::model::RedirectStyle {
+        absolute: raw.absolute_redirect.unwrap_or(true),
+        server_name: raw.server_name_in_redirect.unwrap_or(false),
+        port: raw.port_in_redirect.unwrap_or(true),
+    }
+}
+
+/// The gzip filter's settings with nginx's defaults.
+fn gzip_conf(raw: &LocRaw) -> crate::config::model::GzipConf {
+    let d = crate::config::model::GzipConf::default();
+    crate::config::model::GzipConf {
+        enable: raw.gzip.unwrap_or(d.enable),
+        types: raw.gzip_types.clone().unwrap_or(d.types),
+        level: raw.gzip_comp_level.unwrap_or(d.level),
+        min_length: raw.gzip_min_length.unwrap_or(d.min_length),
+        http_version: raw.gzip_http_version.unwrap_or(d.http_version),
+        proxied: raw.gzip_proxied.unwrap_or(d.proxied),
+        vary: raw.gzip_vary.unwrap_or(d.vary),
+        disable: raw.gzip_disable.clone().unwrap_or(d.disable),
+    }
+}
+
+/// `set_real_ip_from` and friends, when any address is trusted.
+fn realip(raw: &LocRaw) -> Option<Arc<crate::config::model::RealIp>> {
+    raw.realip_from.as_ref().map(|from| {
+        Arc::new(crate::config::model::RealIp {
+            from: from.clone(),
+            header: raw
+                .realip_header
+                .clone()
+                .unwrap_or(crate::config::model::RealIpHeader::XRealIp),
+            recursive: raw.realip_recursive.unwrap_or(false),
+        })
+    })
 }
