@@ -712,3 +712,76 @@ async fn http2_reload_sends_goaway_and_open_streams_finish_on_the_old_configurat
     .await;
     assert_eq!(body, b"second");
 }
+
+/// A real browser: headless Chromium loads a page over HTTP/2 from
+/// Switchyard and opens a `wss://` WebSocket to the same origin that
+/// echoes through a backend (`tests/browser/h2-wss.mjs`). The access log
+/// records which protocol each travelled on. Needs Chromium, Node.js and
+/// `npm ci --prefix tests/browser`: ignored by a plain `cargo test`, run
+/// (and failing if a piece is missing) by `.ci/run`.
+#[tokio::test]
+#[ignore = "needs Chromium, Node.js and playwright-core; run with --ignored (CI does)"]
+async fn http2_page_and_wss_websocket_in_chromium() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}"
+    );
+    assert!(
+        root.join("node_modules/playwright-core").exists(),
+        "playwright-core missing (npm ci --prefix tests/browser)"
+    );
+    let (ws_backend, _heads) = ws_echo().await;
+    let dir = TempDir::new();
+    let k = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.write("c.pem", k.cert.pem());
+    let key = dir.write("k.pem", k.signing_key.serialize_pem());
+    let page = "<!doctype html><title>waiting</title><script>\
+        const ws = new WebSocket('wss://' + location.host + '/ws');\
+        ws.onopen = () => ws.send('hello over wss');\
+        ws.onmessage = (m) => { document.title = 'echoed: ' + m.data; };\
+        </script>";
+    let proxy = Proxy::start_in(
+        dir,
+        &http_conf(&format!(
+            r#"log_format proto '$request_method $uri $server_protocol $status $http2';
+            server {{
+                listen 127.0.0.1:0 ssl;
+                http2 on;
+                access_log {{dir}}/proto.log proto;
+                ssl_certificate {};
+                ssl_certificate_key {};
+                location = / {{ default_type text/html; return 200 "{page}"; }}
+                location /ws {{ proxy_pass http://{ws_backend}; }}
+            }}"#,
+            cert.display(),
+            key.display()
+        )),
+    )
+    .await
+    .unwrap();
+    let browser = tokio::process::Command::new("node")
+        .arg(root.join("h2-wss.mjs"))
+        .arg(format!("https://localhost:{}/", proxy.addr().port()))
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), browser)
+        .await
+        .expect("browser test timed out")
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("page over h2"), "{stdout}");
+    let log = std::fs::read_to_string(proxy.dir.path().join("proto.log")).unwrap();
+    assert!(log.contains("GET / HTTP/2.0 200 h2"), "{log}");
+    // Chromium sends its WebSocket as an RFC 8441 stream on the HTTP/2
+    // connection it has open (it would open an HTTP/1.1 connection of its
+    // own without SETTINGS_ENABLE_CONNECT_PROTOCOL).
+    assert!(log.contains("GET /ws HTTP/2.0 101 h2"), "{log}");
+}
