@@ -42,6 +42,12 @@ use crate::state::{Active, RunState, Shared};
 /// The HTTP/2 connection preface a client with prior knowledge starts with.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// How long a closing connection may take to flush its last `GOAWAY`.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a connection that sent `GOAWAY` checks for its last stream.
+const GOING_AWAY_TICK: Duration = Duration::from_millis(50);
+
 /// What the server the connection belongs to decides for it.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnSettings {
@@ -129,6 +135,9 @@ pub async fn serve(
     let mut reloads = shared.reloads.subscribe();
     let mut streams: u64 = 0;
     let mut going_away = false;
+    // Set once `GOAWAY` was sent and no stream is left: the connection is
+    // being closed, within `CLOSE_GRACE`.
+    let mut closing: Option<Instant> = None;
     let mut idle_since = Some(Instant::now());
     let mut idle_limit = settings.header_timeout;
     let streams_open = Arc::new(());
@@ -142,6 +151,15 @@ pub async fn serve(
         } else if idle_since.is_none() {
             idle_since = Some(Instant::now());
             idle_limit = settings.keepalive_timeout;
+        }
+        if going_away && !open && closing.is_none() {
+            // Nothing left to finish: close now rather than wait for a
+            // client that may never answer the graceful GOAWAY's PING.
+            conn.abrupt_shutdown(Reason::NO_ERROR);
+            closing = Some(Instant::now() + CLOSE_GRACE);
+        }
+        if closing.is_some_and(|t| Instant::now() >= t) {
+            break;
         }
         let deadline = idle_since.map(|t| t + idle_limit);
         let draining = *state.borrow() != RunState::Running;
@@ -190,6 +208,9 @@ pub async fn serve(
                 going_away = true;
                 conn.graceful_shutdown();
             }
+            // While going away, look again now and then: streams end in
+            // their own tasks.
+            _ = tokio::time::sleep(GOING_AWAY_TICK), if going_away => {}
         }
     }
     drop(active);

@@ -785,3 +785,31 @@ async fn http2_page_and_wss_websocket_in_chromium() {
     // own without SETTINGS_ENABLE_CONNECT_PROTOCOL).
     assert!(log.contains("GET /ws HTTP/2.0 101 h2"), "{log}");
 }
+
+#[tokio::test]
+async fn http2_graceful_stop_closes_idle_connections_whose_clients_never_read() {
+    let proxy = Proxy::start(&abuse_conf()).await;
+    // A client that sent its preface and SETTINGS, then never reads: it
+    // will not answer the graceful GOAWAY's PING.
+    let mut silent = raw_h2(proxy.addr()).await;
+    let mut client = h2c(proxy.addr()).await;
+    let (status, _, _) = request(
+        &mut client,
+        "GET",
+        &format!("http://{}/", proxy.addr()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    bounded("the graceful stop", proxy.handle.graceful_stop()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // The silent client finds a GOAWAY, then the end of the connection.
+    let code = bounded("the GOAWAY", goaway_code(&mut silent)).await;
+    assert_eq!(code, Some(0));
+}
