@@ -42,8 +42,9 @@ use crate::state::{Active, RunState, Shared};
 /// The HTTP/2 connection preface a client with prior knowledge starts with.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// How long a closing connection may take to flush its last `GOAWAY`.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection that sent `GOAWAY` and has no stream left may
+/// take to close (its client acknowledging the `GOAWAY`).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// How often a connection that sent `GOAWAY` checks for its last stream.
 const GOING_AWAY_TICK: Duration = Duration::from_millis(50);
@@ -135,8 +136,8 @@ pub async fn serve(
     let mut reloads = shared.reloads.subscribe();
     let mut streams: u64 = 0;
     let mut going_away = false;
-    // Set once `GOAWAY` was sent and no stream is left: the connection is
-    // being closed, within `CLOSE_GRACE`.
+    // Set once `GOAWAY` was sent and no stream task is left: the
+    // connection closes by itself, or is cut at this instant.
     let mut closing: Option<Instant> = None;
     let mut idle_since = Some(Instant::now());
     let mut idle_limit = settings.header_timeout;
@@ -153,9 +154,9 @@ pub async fn serve(
             idle_limit = settings.keepalive_timeout;
         }
         if going_away && !open && closing.is_none() {
-            // Nothing left to finish: close now rather than wait for a
-            // client that may never answer the graceful GOAWAY's PING.
-            conn.abrupt_shutdown(Reason::NO_ERROR);
+            // Nothing left to serve: the crate flushes what streams left
+            // queued and closes once the client acknowledges the GOAWAY;
+            // a client that never answers is cut after `CLOSE_GRACE`.
             closing = Some(Instant::now() + CLOSE_GRACE);
         }
         if closing.is_some_and(|t| Instant::now() >= t) {
