@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::client::h2::ConnSettings;
 use crate::config::{Config, ListenGroup, LoadOptions};
 use crate::log::{self, ErrorLog, Level, os_error};
 use crate::net::{self, ClientIo};
@@ -322,14 +323,9 @@ async fn connection(
         http2: "",
         since: std::time::Instant::now(),
     };
-    let h2_settings = |conf: &crate::config::LocConf| crate::client::h2::ConnSettings {
-        http2: conf.http2,
-        header_timeout: conf.client_header_timeout,
-        keepalive_timeout: conf.keepalive_timeout,
-        keepalive_requests: conf.keepalive_requests,
-        header_buffers: conf.large_client_header_buffers,
-    };
-    let io = if group.opts.ssl {
+    // The protocol: HTTP/2 when ALPN chose it, or when a plain client
+    // starts with the preface; HTTP/1.x otherwise.
+    let (io, h2) = if group.opts.ssl {
         let Some(acceptor) = generation.tls.get(&group.addr).cloned() else {
             return;
         };
@@ -348,26 +344,15 @@ async fn connection(
             Ok(Ok(accepted)) => {
                 let site = accepted.session.site;
                 info.tls_session = Some(accepted.session);
-                let io = ClientIo::Tls(Box::new(accepted.stream));
-                if accepted.h2 {
-                    // HTTP/2 settings are the SNI-chosen server's, as nginx's.
+                // HTTP/2 settings are the SNI-chosen server's, as nginx's.
+                let h2 = accepted.h2.then(|| {
                     let server = group
                         .servers
                         .get(site)
                         .unwrap_or(&group.servers[group.default_server]);
-                    let settings = h2_settings(&server.conf);
-                    info.http2 = "h2";
-                    return crate::client::h2::serve(
-                        shared,
-                        io,
-                        Arc::new(info),
-                        key,
-                        active,
-                        settings,
-                    )
-                    .await;
-                }
-                io
+                    ConnSettings::of(&server.conf)
+                });
+                (ClientIo::Tls(Box::new(accepted.stream)), h2)
             }
             Ok(Err(e)) => {
                 info.log(
@@ -386,23 +371,17 @@ async fn connection(
         drop(generation);
         // h2c with prior knowledge, beside HTTP/1.x, where the default
         // server speaks HTTP/2.
-        if (group.opts.http2 || default_conf.http2.enable)
-            && crate::client::h2::starts_with_preface(&stream, header_timeout).await
-        {
-            let settings = h2_settings(default_conf);
-            info.http2 = "h2c";
-            return crate::client::h2::serve(
-                shared,
-                ClientIo::Tcp(stream),
-                Arc::new(info),
-                key,
-                active,
-                settings,
-            )
-            .await;
-        }
-        ClientIo::Tcp(stream)
+        let h2c = (group.opts.http2 || default_conf.http2.enable)
+            && crate::client::h2::starts_with_preface(&stream, header_timeout).await;
+        (
+            ClientIo::Tcp(stream),
+            h2c.then(|| ConnSettings::of(default_conf)),
+        )
     };
+    if let Some(settings) = h2 {
+        info.http2 = if info.tls { "h2" } else { "h2c" };
+        return crate::client::h2::serve(shared, io, Arc::new(info), key, active, settings).await;
+    }
     crate::client::h1::serve(
         shared,
         crate::client::h1::ClientConn::new(io, Arc::new(info), key, active, defaults),

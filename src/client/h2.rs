@@ -65,6 +65,19 @@ pub struct ConnSettings {
     pub header_buffers: (usize, usize),
 }
 
+impl ConnSettings {
+    /// The settings `conf` (a server's) gives its connections.
+    pub fn of(conf: &crate::config::LocConf) -> ConnSettings {
+        ConnSettings {
+            http2: conf.http2,
+            header_timeout: conf.client_header_timeout,
+            keepalive_timeout: conf.keepalive_timeout,
+            keepalive_requests: conf.keepalive_requests,
+            header_buffers: conf.large_client_header_buffers,
+        }
+    }
+}
+
 /// Whether a plain connection starts with the HTTP/2 preface. Waits for
 /// enough bytes to tell (at most `limit`); false for anything else.
 pub async fn starts_with_preface(tcp: &tokio::net::TcpStream, limit: Duration) -> bool {
@@ -261,8 +274,9 @@ impl Stream {
                 }
             }
         }
+        let length = crate::http1::parse::content_length(&head.headers);
         let body_kind = if body.is_end_stream() {
-            match crate::http1::parse::content_length(&head.headers) {
+            match length {
                 Ok(Some(0)) => BodyKind::Length(0),
                 _ => BodyKind::None,
             }
@@ -270,12 +284,12 @@ impl Stream {
             // The CONNECT stream's DATA is the tunnel, not a body.
             BodyKind::None
         } else {
-            match crate::http1::parse::content_length(&head.headers) {
+            match length {
                 Ok(Some(n)) => BodyKind::Length(n),
                 _ => BodyKind::Chunked,
             }
         };
-        let framing = match (refusal, crate::http1::parse::content_length(&head.headers)) {
+        let framing = match (refusal, length) {
             (Some(r), _) => Err(r),
             (None, Ok(_)) => Ok(()),
             (None, Err(why)) => Err(crate::exchange::Refusal { status: 400, why }),
@@ -483,25 +497,25 @@ async fn send_all(
     Ok(())
 }
 
-impl H2Down {
-    fn response(&mut self, status: u16, headers: &Headers) -> (http::Response<()>, Headers) {
-        let mut resp = http::Response::new(());
-        *resp.status_mut() =
-            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        *resp.version_mut() = Version::HTTP_2;
-        let map = resp.headers_mut();
-        let mut sent = Headers::with_capacity(headers.len());
-        for h in headers.iter() {
-            if connection_specific(&h.name) {
-                continue;
-            }
-            if let Ok(v) = http::HeaderValue::from_bytes(h.value.as_bytes()) {
-                map.append(h.name.clone(), v);
-                sent.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
-            }
+/// An HTTP/2 response head from our headers, without the ones HTTP/2
+/// forbids (or values it cannot carry); with the headers as sent.
+fn response(status: u16, headers: &Headers) -> (http::Response<()>, Headers) {
+    let mut resp = http::Response::new(());
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *resp.version_mut() = Version::HTTP_2;
+    let map = resp.headers_mut();
+    let mut sent = Headers::with_capacity(headers.len());
+    for h in headers.iter() {
+        if connection_specific(&h.name) {
+            continue;
         }
-        (resp, sent)
+        if let Ok(v) = http::HeaderValue::from_bytes(h.value.as_bytes()) {
+            map.append(h.name.clone(), v);
+            sent.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
+        }
     }
+    (resp, sent)
 }
 
 /// Bytes a header list takes before HPACK, roughly as nginx counts it.
@@ -616,7 +630,7 @@ impl Downstream for H2Down {
         if head.vary {
             all.append_str("Vary", HeaderValue::from_static("Accept-Encoding"));
         }
-        let (resp, sent) = self.response(head.status, &all);
+        let (resp, sent) = response(head.status, &all);
         let body_follows = head.has_body && !head.head_only && head.length != Some(0);
         self.pending = Some((resp, body_follows));
         Started {
@@ -698,7 +712,7 @@ impl Downstream for H2Down {
             }
             all.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
         }
-        let (resp, sent) = self.response(200, &all);
+        let (resp, sent) = response(200, &all);
         self.pending = Some((resp, true));
         self.upgraded = true;
         Started {
