@@ -80,6 +80,7 @@ pub fn directives_markdown() -> String {
         let status = match d.support {
             Support::Full => "supported",
             Support::Ignored => "accepted, no effect (warning)",
+            Support::Obsolete(_) => "obsolete in nginx, no effect (warning)",
         };
         let contexts = if d.name == "include" {
             "any".to_string()
@@ -104,7 +105,7 @@ pub fn directives_text() -> String {
     let mut rows: Vec<_> = walk::all().collect();
     rows.sort_by_key(|d| d.name);
     for d in rows {
-        let mark = if d.support == Support::Ignored {
+        let mark = if d.support != Support::Full {
             " (no effect)"
         } else {
             ""

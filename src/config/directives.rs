@@ -61,6 +61,9 @@ pub enum Support {
     /// Accepted as a no-op with a warning: tunes nginx internals only
     /// (buffers, hashes, sendfile...), never security or routing.
     Ignored,
+    /// Obsolete in nginx too and ignored there, with a warning naming the
+    /// directive that replaced it (this one).
+    Obsolete(&'static str),
 }
 
 /// Handler signature.
@@ -144,23 +147,6 @@ macro_rules! d {
     };
 }
 
-/// A directive accepted without effect whose setter still checks its
-/// value and words its own warning (nginx's obsolete directives).
-macro_rules! ignored {
-    ($name:literal, $ctx:expr, $args:expr, $set:expr, $doc:literal) => {
-        $crate::config::directives::Directive {
-            name: $name,
-            contexts: $ctx,
-            args: $args,
-            block: false,
-            set: $set,
-            body: None,
-            support: $crate::config::directives::Support::Ignored,
-            doc: $doc,
-        }
-    };
-}
-
 /// A block of directives in context `$inner`: `$set` opens it, `$leave`
 /// closes it.
 macro_rules! block {
@@ -201,14 +187,19 @@ macro_rules! raw_block {
 macro_rules! noop {
     ($name:literal, $ctx:expr, $args:expr, $doc:literal) => {
         $crate::config::directives::Directive {
-            name: $name,
-            contexts: $ctx,
-            args: $args,
-            block: false,
-            set: $crate::config::directives::ignore,
-            body: None,
             support: $crate::config::directives::Support::Ignored,
-            doc: $doc,
+            ..d!($name, $ctx, $args, $crate::config::directives::ignore, $doc)
+        }
+    };
+}
+
+/// A directive nginx made obsolete and ignores, naming its replacement
+/// (`$instead`) in the warning.
+macro_rules! obsolete {
+    ($name:literal, $ctx:expr, $args:expr, $instead:literal, $doc:literal) => {
+        $crate::config::directives::Directive {
+            support: $crate::config::directives::Support::Obsolete($instead),
+            ..d!($name, $ctx, $args, $crate::config::directives::ignore, $doc)
         }
     };
 }

@@ -157,14 +157,20 @@ fn apply(b: &mut Builder, st: &Statement) -> Result<()> {
             ),
         ));
     }
-    if d.support == Support::Ignored {
-        b.warnings.push(ConfigError::at(
-            &st.span,
-            format!(
-                "\"{}\" directive is accepted but has no effect in switchyard",
-                st.name
-            ),
-        ));
+    let warning = match d.support {
+        Support::Full => None,
+        Support::Ignored => Some(format!(
+            "\"{}\" directive is accepted but has no effect in switchyard",
+            st.name
+        )),
+        // nginx's words (ngx_conf_deprecated).
+        Support::Obsolete(instead) => Some(format!(
+            "the \"{}\" directive is obsolete, use the \"{instead}\" directive instead",
+            st.name
+        )),
+    };
+    if let Some(warning) = warning {
+        b.warnings.push(ConfigError::at(&st.span, warning));
     }
     record(b, d.name, &st.span);
     (d.set)(b, st)?;

@@ -17,11 +17,11 @@ pub static DIRECTIVES: &[Directive] = &[
     noop!("http2_recv_buffer_size", super::HTTP, T1, "nginx's per-worker read buffer size (no effect: the HTTP/2 implementation sizes its own)."),
     noop!("http2_pool_size", HS, T1, "nginx's per-connection memory pool size (no effect)."),
     noop!("http2_streams_index_size", HS, T1, "nginx's stream index size (no effect)."),
-    ignored!("http2_max_field_size", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `large_client_header_buffers` bounds HTTP/2 header fields."),
-    ignored!("http2_max_header_size", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `large_client_header_buffers` bounds HTTP/2 header lists."),
-    ignored!("http2_max_requests", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `keepalive_requests` bounds the streams of a connection."),
-    ignored!("http2_idle_timeout", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `keepalive_timeout` bounds an idle HTTP/2 connection."),
-    ignored!("http2_recv_timeout", HS, T1, set_obsolete, "Obsolete in nginx 1.19.7 and ignored with its warning: `client_header_timeout` bounds the wait for the first request."),
+    obsolete!("http2_max_field_size", HS, T1, "large_client_header_buffers", "Obsolete since nginx 1.19.7 and ignored, as there: `large_client_header_buffers` bounds HTTP/2 header fields."),
+    obsolete!("http2_max_header_size", HS, T1, "large_client_header_buffers", "Obsolete since nginx 1.19.7 and ignored, as there: `large_client_header_buffers` bounds HTTP/2 header lists."),
+    obsolete!("http2_max_requests", HS, T1, "keepalive_requests", "Obsolete since nginx 1.19.7 and ignored, as there: `keepalive_requests` bounds the streams of a connection."),
+    obsolete!("http2_idle_timeout", HS, T1, "keepalive_timeout", "Obsolete since nginx 1.19.7 and ignored, as there: `keepalive_timeout` bounds an idle HTTP/2 connection."),
+    obsolete!("http2_recv_timeout", HS, T1, "client_header_timeout", "Obsolete since nginx 1.19.7 and ignored, as there: `client_header_timeout` bounds the wait for the first request."),
     d!("http2_push", HSL, T1, set_push, "Server push: only `off` is taken (push was removed from nginx in 1.25.1 and from browsers)."),
     d!("http2_push_preload", HSL, Args::Flag, set_push, "Server push of `Link: preload`: only `off` is taken (push was removed from nginx in 1.25.1 and from browsers)."),
     d!("http2_max_concurrent_pushes", HS, T1, set_push_count, "Server push limit: taken (nothing is pushed), as nginx 1.25.1 does."),
@@ -54,24 +54,6 @@ fn set_chunk_size(b: &mut Builder, st: &Statement) -> Result<()> {
         ));
     }
     put(&mut b.loc().http2_chunk_size, size, st)
-}
-
-fn set_obsolete(b: &mut Builder, st: &Statement) -> Result<()> {
-    let instead = match st.name.as_str() {
-        "http2_max_field_size" | "http2_max_header_size" => "large_client_header_buffers",
-        "http2_max_requests" => "keepalive_requests",
-        "http2_idle_timeout" => "keepalive_timeout",
-        _ => "client_header_timeout",
-    };
-    // nginx 1.22's words for these (ngx_conf_deprecated).
-    b.warn(
-        &st.span,
-        format!(
-            "the \"{}\" directive is obsolete, use the \"{instead}\" directive instead",
-            st.name
-        ),
-    );
-    Ok(())
 }
 
 fn set_push(_: &mut Builder, st: &Statement) -> Result<()> {
