@@ -97,6 +97,11 @@ enum Late {
     TimeIso8601,
     Msec,
     UpstreamResponseTime,
+    WebsocketMessagesIn,
+    WebsocketMessagesOut,
+    WebsocketCloseCode,
+    WebsocketClosedBy,
+    WebsocketDuration,
 }
 
 fn late(var: &Var) -> Option<Late> {
@@ -108,6 +113,11 @@ fn late(var: &Var) -> Option<Late> {
         Var::Builtin(Builtin::TimeIso8601) => Late::TimeIso8601,
         Var::Builtin(Builtin::Msec) => Late::Msec,
         Var::Builtin(Builtin::UpstreamResponseTime) => Late::UpstreamResponseTime,
+        Var::Builtin(Builtin::WebsocketMessagesIn) => Late::WebsocketMessagesIn,
+        Var::Builtin(Builtin::WebsocketMessagesOut) => Late::WebsocketMessagesOut,
+        Var::Builtin(Builtin::WebsocketCloseCode) => Late::WebsocketCloseCode,
+        Var::Builtin(Builtin::WebsocketClosedBy) => Late::WebsocketClosedBy,
+        Var::Builtin(Builtin::WebsocketDuration) => Late::WebsocketDuration,
         _ => return None,
     })
 }
@@ -139,6 +149,38 @@ pub struct Totals {
     pub request_time: std::time::Duration,
     /// The last attempt's `$upstream_response_time`.
     pub upstream_time: Option<std::time::Duration>,
+    /// What a WebSocket tunnel reports (`$websocket_*`).
+    pub websocket: Option<WebSocketTotals>,
+}
+
+/// The `$websocket_*` values of an ended tunnel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebSocketTotals {
+    /// Messages from and to the client, when frames were followed.
+    pub messages: Option<(u64, u64)>,
+    /// The first close code seen or sent.
+    pub close_code: Option<u16>,
+    /// `client`, `backend` or `proxy`.
+    pub closed_by: &'static str,
+    /// From the `101` to the end.
+    pub duration: std::time::Duration,
+}
+
+impl PendingLine {
+    /// Whether the line prints a value only a tunnel following WebSocket
+    /// frames knows (message counts, close codes).
+    pub fn needs_frames(&self) -> bool {
+        self.pieces.iter().any(|p| {
+            matches!(
+                p,
+                LinePiece::Late(
+                    Late::WebsocketMessagesIn
+                        | Late::WebsocketMessagesOut
+                        | Late::WebsocketCloseCode
+                )
+            )
+        })
+    }
 }
 
 /// Renders the access lines of an upgraded request, leaving markers for
@@ -239,6 +281,14 @@ pub fn finish(lines: &[PendingLine], totals: Totals) {
                                 );
                                 Ok(())
                             }
+                            Late::WebsocketMessagesIn
+                            | Late::WebsocketMessagesOut
+                            | Late::WebsocketCloseCode
+                            | Late::WebsocketClosedBy
+                            | Late::WebsocketDuration => {
+                                websocket_value(*l, totals.websocket, line);
+                                Ok(())
+                            }
                         };
                     }
                 }
@@ -257,6 +307,27 @@ fn escape_value(escape: LogEscape, found: bool, value: &[u8], out: &mut Vec<u8>)
         LogEscape::None if !found => out.push(b'-'),
         LogEscape::None => out.extend_from_slice(value),
     }
+}
+
+/// A `$websocket_*` value of an ended tunnel; `-` when it has none.
+fn websocket_value(l: Late, ws: Option<WebSocketTotals>, line: &mut Vec<u8>) {
+    let Some(ws) = ws else {
+        line.push(b'-');
+        return;
+    };
+    let _ = match (l, ws.messages, ws.close_code) {
+        (Late::WebsocketMessagesIn, Some((n, _)), _) => write!(line, "{n}"),
+        (Late::WebsocketMessagesOut, Some((_, n)), _) => write!(line, "{n}"),
+        (Late::WebsocketCloseCode, _, Some(code)) => write!(line, "{code}"),
+        (Late::WebsocketClosedBy, ..) => write!(line, "{}", ws.closed_by),
+        (Late::WebsocketDuration, ..) => write!(
+            line,
+            "{}.{:03}",
+            ws.duration.as_secs(),
+            ws.duration.subsec_millis()
+        ),
+        _ => write!(line, "-"),
+    };
 }
 
 #[cfg(test)]

@@ -331,6 +331,9 @@ pub struct Shared {
     retirements: std::sync::Mutex<Vec<crate::signal::StopSignal>>,
     /// The runtimes that accept and serve connections.
     pub workers: Vec<tokio::runtime::Handle>,
+    /// Fires when a graceful stop begins: WebSockets with a
+    /// `websocket_drain_window` close themselves within it.
+    pub draining: crate::signal::StopSignal,
 }
 
 impl std::fmt::Debug for Shared {
@@ -382,6 +385,7 @@ impl Shared {
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             workers,
+            draining: crate::signal::StopSignal::new(),
         })
     }
 
@@ -453,6 +457,7 @@ impl Shared {
     /// moment for closing tasks to log and exit).
     pub async fn drain(&self) {
         let _ = self.state.send(RunState::Draining);
+        self.draining.trigger();
         let timeout = self.generation.load().config.main.worker_shutdown_timeout;
         match timeout {
             Some(t) => {

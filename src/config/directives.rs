@@ -221,6 +221,7 @@ pub mod server;
 pub mod ssl;
 pub mod static_files;
 pub mod upstream;
+pub mod websocket;
 
 // ---------------------------------------------------------------------------
 // Shorthands for the tables.

@@ -164,6 +164,7 @@ impl Finisher<'_> {
             underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
             ignore_invalid_headers: raw.ignore_invalid_headers.unwrap_or(true),
             http2: http2_conf(raw),
+            websocket: websocket_conf(raw),
             access_log: Arc::new(access_log),
             error_log: Arc::new(
                 raw.error_log
@@ -415,6 +416,11 @@ pub fn written(raw: &LocRaw, name: &str, i: usize) -> Span {
         .unwrap_or_else(Span::command_line)
 }
 
+/// The predefined `websocket` log format: `combined`, then the messages
+/// each way, the close code, who closed and how long the WebSocket lived
+/// (`-` for requests that were not WebSockets).
+pub const WEBSOCKET_LOG_FORMAT: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" ws_in=$websocket_messages_in ws_out=$websocket_messages_out close=$websocket_close_code by=$websocket_closed_by time=$websocket_duration";
+
 /// Finishes the walk: binds names, merges levels, builds the model.
 pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     let main = finish_main(&b);
@@ -431,6 +437,16 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
             template: bind_static(
                 "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"",
             ),
+            escape: LogEscape::Default,
+        }),
+    );
+    // Switchyard's: `combined` and what a WebSocket did. A `log_format
+    // websocket` of the configuration replaces it.
+    log_formats.insert(
+        "websocket".to_string(),
+        Arc::new(LogFormat {
+            name: "websocket".into(),
+            template: bind_static(WEBSOCKET_LOG_FORMAT),
             escape: LogEscape::Default,
         }),
     );
@@ -874,6 +890,21 @@ fn http2_conf(raw: &LocRaw) -> crate::config::model::Http2Conf {
         preread_size: raw.http2_body_preread_size.unwrap_or(65536) as u32,
         chunk_size: raw.http2_chunk_size.unwrap_or(8192) as usize,
         websocket: raw.http2_websocket.unwrap_or(true),
+    }
+}
+
+/// `websocket_*`: all off by default.
+fn websocket_conf(raw: &LocRaw) -> crate::config::model::WebSocketConf {
+    crate::config::model::WebSocketConf {
+        ping_interval: raw.websocket_ping_interval.flatten(),
+        pong_timeout: raw
+            .websocket_pong_timeout
+            .unwrap_or(Duration::from_secs(10)),
+        max_message_size: raw.websocket_max_message_size.flatten(),
+        max_frame_size: raw.websocket_max_frame_size.flatten(),
+        message_rate: raw.websocket_message_rate.flatten(),
+        allowed_origins: raw.websocket_allowed_origins.clone().flatten(),
+        drain_window: raw.websocket_drain_window.flatten(),
     }
 }
 

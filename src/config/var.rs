@@ -126,6 +126,11 @@ builtins! {
     SslClientVStart => "ssl_client_v_start",
     SslClientVEnd => "ssl_client_v_end",
     SslClientVRemain => "ssl_client_v_remain",
+    WebsocketMessagesIn => "websocket_messages_in",
+    WebsocketMessagesOut => "websocket_messages_out",
+    WebsocketCloseCode => "websocket_close_code",
+    WebsocketClosedBy => "websocket_closed_by",
+    WebsocketDuration => "websocket_duration",
 }
 
 /// Resolves a variable name that is not a `map`/`set` variable. Returns

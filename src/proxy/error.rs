@@ -68,6 +68,10 @@ pub enum ProxyError {
     /// Writing or reading back the request body's temporary file failed:
     /// 500.
     BodyFile(io::Error),
+    /// A WebSocket handshake from an `Origin` that
+    /// `websocket_allowed_origins` does not list (the value, or `None`
+    /// without the header): 403, and the backend sees nothing.
+    ForbiddenOrigin(Option<String>),
 }
 
 impl ProxyError {
@@ -80,6 +84,7 @@ impl ProxyError {
             ProxyError::ClientBody(_) => 400,
             ProxyError::ClientBodyTimeout => 408,
             ProxyError::ClientClosed => 499,
+            ProxyError::ForbiddenOrigin(_) => 403,
             _ => 502,
         }
     }
@@ -90,7 +95,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge(_)
             | ProxyError::ClientBody(_)
             | ProxyError::ClientBodyTimeout
-            | ProxyError::ClientClosed => Side::Downstream,
+            | ProxyError::ClientClosed
+            | ProxyError::ForbiddenOrigin(_) => Side::Downstream,
             ProxyError::InvalidUrl(_)
             | ProxyError::NoResolver(_)
             | ProxyError::Unresolved(..)
@@ -182,6 +188,12 @@ impl ProxyError {
             }
             ProxyError::BodyFile(e) => {
                 format!("temporary file of the client request body failed {}", os_error(e))
+            }
+            ProxyError::ForbiddenOrigin(Some(origin)) => format!(
+                "WebSocket handshake from origin \"{origin}\" forbidden by websocket_allowed_origins"
+            ),
+            ProxyError::ForbiddenOrigin(None) => {
+                "WebSocket handshake without an Origin header forbidden by websocket_allowed_origins".into()
             }
         }
     }

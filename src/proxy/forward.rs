@@ -103,6 +103,12 @@ pub async fn forward<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<Proxied,
         .is_some_and(|v| has_token(v.as_bytes(), "websocket"));
     // A WebSocket over HTTP/2 (RFC 8441) arrives here as the equivalent
     // HTTP/1.1 handshake, with a key of our own.
+    if websocket
+        && conf.websocket.allowed_origins.is_some()
+        && let Err(e) = check_origin(ex)
+    {
+        return Err(logged(ex, e));
+    }
     let ws_first = websocket
         && p.upgrade != UpgradePolicy::Disabled
         && (ex.ctx.version == Version::HTTP_11 || ex.down.websocket_key().is_some());
@@ -236,6 +242,28 @@ pub async fn forward<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<Proxied,
             }
         }
     }
+}
+
+/// `websocket_allowed_origins`: a handshake from an origin not listed is
+/// refused before any backend is chosen.
+fn check_origin<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<(), ProxyError> {
+    use crate::config::var::{Builtin, Var};
+    let origin = ex
+        .ctx
+        .headers
+        .get(&http::header::ORIGIN)
+        .map(|v| v.as_bytes().to_vec());
+    let mut own = Vec::new();
+    ex.ctx.eval_into(&Var::Builtin(Builtin::Scheme), &mut own);
+    own.extend_from_slice(b"://");
+    ex.ctx.eval_into(&Var::Builtin(Builtin::HttpHost), &mut own);
+    let own = String::from_utf8_lossy(&own);
+    if ex.conf.websocket.origin_allowed(origin.as_deref(), &own) {
+        return Ok(());
+    }
+    Err(ProxyError::ForbiddenOrigin(
+        origin.map(|o| String::from_utf8_lossy(&o).into_owned()),
+    ))
 }
 
 /// Logs an error raised before any backend was contacted.

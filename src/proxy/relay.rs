@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 pub mod bytes;
+pub mod frames;
+pub mod websocket;
 
 /// A stream the relay can carry.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin {
@@ -111,6 +113,39 @@ pub enum End {
     UpstreamError(io::Error),
     /// The server is shutting down.
     Shutdown,
+    /// The relay closed a WebSocket itself (close frames sent).
+    WebSocket(websocket::Reason),
+}
+
+/// One side of a tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// The client.
+    Client,
+    /// The backend.
+    Backend,
+}
+
+/// Who ended a tunnel (`$websocket_closed_by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    /// The client: its close frame, its end of stream or its error.
+    Client,
+    /// The backend.
+    Backend,
+    /// Switchyard: a timeout, a limit, a stop.
+    Proxy,
+}
+
+impl By {
+    /// The value of `$websocket_closed_by`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Client => "client",
+            By::Backend => "backend",
+            By::Proxy => "proxy",
+        }
+    }
 }
 
 /// Bytes moved by a tunnel, and why it ended.
@@ -122,4 +157,8 @@ pub struct Outcome {
     pub to_upstream: u64,
     /// How it ended.
     pub end: End,
+    /// Who ended it.
+    pub closed_by: By,
+    /// What a tunnel following WebSocket frames saw.
+    pub websocket: Option<websocket::Summary>,
 }

@@ -58,7 +58,18 @@ pub async fn accept<D: Downstream>(
     let url = format!("http://{peer}{}", ex.ctx.request_uri);
     let context = ex.context(Some(&url)).into_boxed_str();
     let lines = crate::access_log::prerender(&mut ex.ctx, &conf, &ex.generation.access_logs);
+    let websocket = ex
+        .ctx
+        .headers
+        .has_token(&http::header::UPGRADE, "websocket")
+        .then(|| conf.websocket.clone())
+        .filter(|w| w.needs_frames() || lines.iter().any(|l| l.needs_frames()));
     Some(Box::new(Tunnel {
+        websocket,
+        is_websocket: ex
+            .ctx
+            .headers
+            .has_token(&http::header::UPGRADE, "websocket"),
         upstream: io,
         upstream_leftover: buf.to_vec(),
         timeouts: relay::Timeouts {
@@ -75,6 +86,7 @@ pub async fn accept<D: Downstream>(
             head_len: started.head_len,
             start: ex.ctx.start,
             upstream_started: ex.ctx.upstream.started,
+            upgraded: None,
             _slots: std::mem::take(&mut ex.slots),
             _lease: lease,
         },
@@ -88,6 +100,10 @@ pub struct Tunnel {
     upstream_leftover: Vec<u8>,
     timeouts: relay::Timeouts,
     retired: crate::signal::StopWaiter,
+    /// A WebSocket whose frames the relay follows, for these settings.
+    websocket: Option<crate::config::model::WebSocketConf>,
+    /// The handshake was `Upgrade: websocket` (`$websocket_*` apply).
+    is_websocket: bool,
     end: TunnelEnd,
 }
 
@@ -101,18 +117,53 @@ impl Tunnel {
         client_leftover: Vec<u8>,
         active: Active,
     ) -> TunnelTask<C> {
+        let mut relay = Relay::new(
+            client,
+            client_leftover,
+            self.upstream,
+            self.upstream_leftover,
+            self.timeouts,
+            self.retired,
+        );
+        if let Some(ws) = &self.websocket {
+            relay = relay.with_websocket(websocket_options(ws, &active));
+        }
+        let mut end = self.end;
+        end.upgraded = self.is_websocket.then(Instant::now);
         TunnelTask {
-            relay: Relay::new(
-                client,
-                client_leftover,
-                self.upstream,
-                self.upstream_leftover,
-                self.timeouts,
-                self.retired,
-            ),
-            end: Some(self.end),
+            relay,
+            end: Some(end),
             _active: active,
         }
+    }
+}
+
+/// The relay's WebSocket options for a location's `websocket_*`.
+fn websocket_options(
+    ws: &crate::config::model::WebSocketConf,
+    active: &Active,
+) -> relay::websocket::Options {
+    let sizes = relay::frames::Limits {
+        max_frame: ws.max_frame_size,
+        max_message: ws.max_message_size,
+        rate: None,
+    };
+    relay::websocket::Options {
+        ping: ws.ping_interval.map(|interval| relay::websocket::Ping {
+            interval,
+            timeout: ws.pong_timeout,
+        }),
+        client_limits: relay::frames::Limits {
+            rate: ws.message_rate.map(|r| relay::frames::Rate {
+                per_sec_milli: r.per_sec_milli,
+                burst: r.burst,
+            }),
+            ..sizes
+        },
+        backend_limits: sizes,
+        drain: ws
+            .drain_window
+            .map(|window| (active.shared().draining.waiter(), window)),
     }
 }
 
@@ -133,6 +184,8 @@ struct TunnelEnd {
     head_len: u64,
     start: Instant,
     upstream_started: Option<Instant>,
+    /// When a WebSocket's relay began (`$websocket_duration`).
+    upgraded: Option<Instant>,
     _slots: Vec<crate::limits::Slot>,
     /// The backend peer counts the tunnel as an active connection.
     _lease: Option<crate::balance::Lease>,
@@ -180,6 +233,7 @@ impl TunnelEnd {
                     crate::log::os_error(e)
                 ),
             )),
+            relay::End::WebSocket(reason) => websocket_log(*reason),
             relay::End::Closed | relay::End::Shutdown => None,
         };
         if let Some((level, msg)) = why {
@@ -197,7 +251,38 @@ impl TunnelEnd {
                 body_bytes_sent: outcome.to_client,
                 request_time: self.start.elapsed(),
                 upstream_time: self.upstream_started.map(|s| s.elapsed()),
+                websocket: self.upgraded.map(|t| crate::access_log::WebSocketTotals {
+                    messages: outcome.websocket.map(|w| (w.messages_in, w.messages_out)),
+                    close_code: outcome.websocket.and_then(|w| w.close_code),
+                    closed_by: outcome.closed_by.as_str(),
+                    duration: t.elapsed(),
+                }),
             },
         );
+    }
+}
+
+/// The error log line of a WebSocket the relay closed itself.
+fn websocket_log(reason: relay::websocket::Reason) -> Option<(Level, String)> {
+    use relay::Peer;
+    use relay::websocket::Reason;
+    match reason {
+        Reason::PongTimeout(Peer::Backend) => Some((
+            Level::Error,
+            "upstream did not answer a WebSocket ping in time (websocket_pong_timeout), closed with 1011 to the client".to_string(),
+        )),
+        Reason::PongTimeout(Peer::Client) => Some((
+            Level::Info,
+            "client did not answer a WebSocket ping in time (websocket_pong_timeout), closed with 1001 to the upstream".to_string(),
+        )),
+        Reason::Limit(Peer::Client, v) => Some((
+            Level::Warn,
+            format!("client sent a {v}, closed with {} to the client and 1001 to the upstream", v.code()),
+        )),
+        Reason::Limit(Peer::Backend, v) => Some((
+            Level::Warn,
+            format!("upstream sent a {v}, closed with {} to the upstream and 1001 to the client", v.code()),
+        )),
+        Reason::Drained | Reason::Shutdown => None,
     }
 }

@@ -200,6 +200,13 @@ impl RequestCtx {
             B::TimeLocal | B::TimeIso8601 | B::Msec | B::NginxVersion | B::Hostname | B::Pid => {
                 self.process_var(b, out)
             }
+            // Known only when a WebSocket ends: the access log line of a
+            // tunnel fills them in; any other request has none.
+            B::WebsocketMessagesIn
+            | B::WebsocketMessagesOut
+            | B::WebsocketCloseCode
+            | B::WebsocketClosedBy
+            | B::WebsocketDuration => false,
         }
     }
 

@@ -9,6 +9,9 @@ mod harness;
 /// WebSocket handshakes, messages, closes, timeouts, WebSocket-first.
 mod websocket;
 
+/// The WebSocket-aware relay: pings, limits, Origin policy, drain, logs.
+mod websocket_relay;
+
 /// HTTP proxying: request and response headers, bodies, statuses.
 mod proxy_http;
 

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::harness::*;
 
 /// The seed's recommended location, pointing at `backend`.
-fn classic(backend: std::net::SocketAddr, extra: &str) -> String {
+pub(crate) fn classic(backend: std::net::SocketAddr, extra: &str) -> String {
     format!(
         r#"
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
@@ -199,7 +199,7 @@ async fn handshake_refused_with(addr: std::net::SocketAddr, path: &str, status: 
 
 /// A backend for raw tunnels: accepts one connection, reads the request
 /// head, and hands the socket and the bytes it read to the test.
-async fn raw_upgrade_backend() -> (
+pub(crate) async fn raw_upgrade_backend() -> (
     std::net::SocketAddr,
     tokio::sync::oneshot::Receiver<(TcpStream, Vec<u8>)>,
 ) {
@@ -225,7 +225,7 @@ async fn raw_upgrade_backend() -> (
 
 /// Sends `request` and reads up to the end of the response head; returns
 /// the head and whatever followed it.
-async fn send_and_read_head(c: &mut TcpStream, request: &[u8]) -> (String, Vec<u8>) {
+pub(crate) async fn send_and_read_head(c: &mut TcpStream, request: &[u8]) -> (String, Vec<u8>) {
     bounded("request", c.write_all(request)).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
@@ -345,9 +345,16 @@ async fn websocket_idle_tunnel_is_cut_after_proxy_read_timeout() {
 
 /// Opens a raw tunnel through `proxy_read_timeout 2s` to a backend that
 /// answers 101; returns the client and backend sockets.
-async fn raw_tunnel(extra: &str) -> (Proxy, TcpStream, TcpStream) {
+pub(crate) async fn raw_tunnel(extra: &str) -> (Proxy, TcpStream, TcpStream) {
+    raw_tunnel_with(|backend| classic(backend, extra)).await
+}
+
+/// [`raw_tunnel`] with the `http` block `conf` makes for the backend.
+pub(crate) async fn raw_tunnel_with(
+    conf: impl FnOnce(std::net::SocketAddr) -> String,
+) -> (Proxy, TcpStream, TcpStream) {
     let (backend, accepted) = raw_upgrade_backend().await;
-    let proxy = Proxy::http(&classic(backend, extra)).await;
+    let proxy = Proxy::http(&conf(backend)).await;
     let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
     bounded(
         "request",
@@ -371,7 +378,7 @@ async fn raw_tunnel(extra: &str) -> (Proxy, TcpStream, TcpStream) {
 }
 
 /// Reads exactly `n` bytes, failing the test on EOF or after the wait limit.
-async fn read_n(s: &mut TcpStream, n: usize, what: &str) -> Vec<u8> {
+pub(crate) async fn read_n(s: &mut TcpStream, n: usize, what: &str) -> Vec<u8> {
     let mut v = vec![0u8; n];
     bounded(what, s.read_exact(&mut v))
         .await

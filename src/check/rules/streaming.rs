@@ -9,7 +9,7 @@ use crate::check::{Finding, Severity};
 pub const SY003: Rule = Rule {
     code: "SY003",
     title: "idle WebSockets are cut by a 60-second (or shorter) timeout",
-    explain: "After the handshake, the proxy relays bytes and closes the tunnel when nothing has moved for `proxy_read_timeout` (default 60 s); `proxy_send_timeout` (also 60 s) bounds only a write the other side does not take. A chat or dashboard that stays quiet for a minute is disconnected, and clients reconnect in a loop every 60 s. Raise both timeouts above the longest silence the application allows (for example 3600s), or have the application send pings more often than the timeout.",
+    explain: "After the handshake, the proxy relays bytes and closes the tunnel when nothing has moved for `proxy_read_timeout` (default 60 s); `proxy_send_timeout` (also 60 s) bounds only a write the other side does not take. A chat or dashboard that stays quiet for a minute is disconnected, and clients reconnect in a loop every 60 s. Raise both timeouts above the longest silence the application allows (for example 3600s), or have the application send pings more often than the timeout. With Switchyard, `websocket_ping_interval` shorter than the timeout does the latter for the application: its answered pings keep the tunnel.",
 };
 
 pub const SY005: Rule = Rule {
@@ -27,7 +27,7 @@ pub const SY015: Rule = Rule {
 pub const SY006: Rule = Rule {
     code: "SY006",
     title: "`client_max_body_size` does not limit WebSocket messages",
-    explain: "`client_max_body_size` bounds HTTP request bodies. WebSocket messages travel after the upgrade, inside the tunnel, and no body size applies to them: raising it does not help large messages, and lowering it does not protect the backend. Large messages that fail are usually limited by the backend's or the client library's maximum message size.",
+    explain: "`client_max_body_size` bounds HTTP request bodies. WebSocket messages travel after the upgrade, inside the tunnel, and no body size applies to them: raising it does not help large messages, and lowering it does not protect the backend. Large messages that fail are usually limited by the backend's or the client library's maximum message size. Switchyard's `websocket_max_message_size` is the limit that does apply to them.",
 };
 
 fn sy003(scope: &Scope<'_>, site: &Site<'_>, out: &mut Vec<Finding>) {
@@ -35,6 +35,10 @@ fn sy003(scope: &Scope<'_>, site: &Site<'_>, out: &mut Vec<Finding>) {
     // write that stays blocked (in nginx's upgraded relay as in ours).
     let t = site.conf.proxy.read_timeout;
     if t > Duration::from_secs(60) {
+        return;
+    }
+    // Switchyard's own pings keep an idle tunnel whose ends answer them.
+    if site.conf.websocket.ping_interval.is_some_and(|i| i < t) {
         return;
     }
     let span = site

@@ -33,7 +33,9 @@ use tokio::time::Instant;
 use tokio::io::{Interest, ReadBuf};
 use tokio::time::Sleep;
 
-use super::{End, Outcome, Timeouts, Transport};
+use super::frames::Tracker;
+use super::websocket::{CloseOrder, Options, Reason, Timer, Ws};
+use super::{By, End, Outcome, Peer, Timeouts, Transport};
 use crate::signal::StopWaiter;
 
 /// Size of the per-thread scratch buffer each read goes through: 256 KiB
@@ -121,7 +123,16 @@ struct Half {
     /// The source's receive buffer is held small while the destination is
     /// blocked (see [`THROTTLED_RCVBUF`]).
     throttled: bool,
+    /// The relay closes the WebSocket: what is spilled goes out, then the
+    /// destination is shut down and the source read to its end unseen.
+    closing: bool,
+    /// While closing, the source is gone: it is not waited for.
+    src_dead: bool,
 }
+
+/// Data frames at least this long continue with splice(2) when a tunnel
+/// follows frames: the payload moves unseen, up to the next header.
+const SPLICE_MIN_PAYLOAD: u64 = 64 * 1024;
 
 /// Receive buffer of a source socket whose destination has taken nothing
 /// for [`STALL`]. A client that stops reading would otherwise let the
@@ -206,6 +217,9 @@ struct Spill {
 enum Side {
     Src(io::Error),
     Dst(io::Error),
+    /// A frame broke a WebSocket limit: nothing more is forwarded, the
+    /// relay must close.
+    Stop,
 }
 
 impl Half {
@@ -264,6 +278,7 @@ impl Half {
         dst: &mut D,
         activity: &mut bool,
         other_done: bool,
+        mut track: Option<&mut Tracker>,
     ) -> Poll<Result<(), Side>>
     where
         S: Transport,
@@ -296,8 +311,11 @@ impl Half {
             if self.throttled && self.blocked_since().is_none() {
                 self.unthrottle(src);
             }
+            if self.closing {
+                return self.poll_close(cx, src, dst);
+            }
             if self.pipe.is_some() && !self.eof {
-                match self.poll_splice(cx, src, dst, activity) {
+                match self.poll_splice(cx, src, dst, activity, track.as_deref_mut()) {
                     Poll::Ready(Ok(())) => continue,
                     other => return other,
                 }
@@ -323,18 +341,38 @@ impl Half {
             }
             let step = SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                let mut rb = ReadBuf::new(&mut scratch[..]);
+                // Bytes of a frame head the last read cut go first.
+                let held = track.as_deref().map_or(0, |t| t.held().len());
+                if let Some(t) = track.as_deref().filter(|_| held > 0) {
+                    scratch[..held].copy_from_slice(t.held());
+                }
+                let mut rb = ReadBuf::new(&mut scratch[held..]);
                 match Pin::new(&mut *src).poll_read(cx, &mut rb) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Src(e))),
                     Poll::Ready(Ok(())) => {}
                 }
-                let n = rb.filled().len();
-                if n == 0 {
-                    self.eof = true;
-                    return Poll::Ready(Ok(()));
+                let got = rb.filled().len();
+                let full = held + got == scratch.len();
+                let mut n = held + got;
+                let mut stop = false;
+                if let Some(t) = track.as_deref_mut() {
+                    t.clear_held();
+                    if got > 0 {
+                        let scan = t.scan(&mut scratch[..n]);
+                        n = scan.forward;
+                        stop = scan.violation.is_some();
+                    }
                 }
-                *activity = true;
+                if got == 0 {
+                    self.eof = true;
+                    // A frame cut by the end of the stream goes as it is.
+                    if n == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                } else {
+                    *activity = true;
+                }
                 let mut off = 0;
                 while off < n {
                     match Pin::new(&mut *dst).poll_write(cx, &scratch[off..n]) {
@@ -350,7 +388,14 @@ impl Half {
                 if off > 0 && dst.buffers_writes() {
                     self.unflushed = true;
                 }
-                if n == scratch.len() && src.tcp().is_some() && dst.tcp().is_some() {
+                if full
+                    && !stop
+                    && src.tcp().is_some()
+                    && dst.tcp().is_some()
+                    && track
+                        .as_deref()
+                        .is_none_or(|t| t.payload_left() >= SPLICE_MIN_PAYLOAD)
+                {
                     // A full buffer: a bulk transfer. Continue it with
                     // splice(2).
                     self.pipe = Pipe::new();
@@ -361,6 +406,9 @@ impl Half {
                         pos: 0,
                         since: Instant::now(),
                     }));
+                }
+                if stop {
+                    return Poll::Ready(Err(Side::Stop));
                 }
                 Poll::Ready(Ok(()))
             });
@@ -386,6 +434,60 @@ impl Half {
 }
 
 impl Half {
+    /// Whether a frame of the relay's own may go to the destination now:
+    /// what was forwarded ends between two frames.
+    fn can_inject(&self, track: &Tracker) -> bool {
+        !self.closing
+            && !self.eof
+            && track.at_boundary()
+            && self.pipe.as_ref().is_none_or(|p| p.buffered == 0)
+    }
+
+    /// Queues `frame` for the destination, after what waits already.
+    fn inject(&mut self, frame: &[u8]) {
+        match &mut self.spill {
+            Some(spill) => spill.buf.extend_from_slice(frame),
+            None => {
+                self.spill = Some(Box::new(Spill {
+                    buf: spill_from(frame),
+                    pos: 0,
+                    since: Instant::now(),
+                }));
+            }
+        }
+    }
+
+    /// Closing: (what is spilled went out) the destination is shut down,
+    /// then the source is read to its end and its bytes dropped. Errors
+    /// end the wait: the tunnel is ending anyway.
+    fn poll_close<S: Transport, D: Transport>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+        dst: &mut D,
+    ) -> Poll<Result<(), Side>> {
+        self.pipe = None;
+        if !self.done {
+            if ready!(Pin::new(&mut *dst).poll_flush(cx)).is_ok() {
+                let _ = ready!(Pin::new(&mut *dst).poll_shutdown(cx));
+            }
+            self.done = true;
+        }
+        while !self.eof && !self.src_dead {
+            let step = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut rb = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut *src).poll_read(cx, &mut rb) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => Poll::Ready(false),
+                    Poll::Ready(_) => Poll::Ready(true),
+                }
+            });
+            self.eof = ready!(step);
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// One step of a spliced transfer: drain the pipe into `dst`, then
     /// refill it from `src`. `Ready(Ok)` means progress (or the pipe was
     /// dropped because the source went idle): call again.
@@ -395,6 +497,7 @@ impl Half {
         src: &mut S,
         dst: &mut D,
         activity: &mut bool,
+        track: Option<&mut Tracker>,
     ) -> Poll<Result<(), Side>> {
         let (Some(s), Some(d)) = (src.tcp(), dst.tcp()) else {
             self.pipe = None;
@@ -421,8 +524,17 @@ impl Half {
                 Err(e) => return Poll::Ready(Err(Side::Dst(e))),
             }
         }
+        // Following frames, only a payload is spliced: the next header is
+        // read (and looked at) the ordinary way.
+        let capacity = match &track {
+            Some(t) => pipe.capacity.min(t.payload_left() as usize),
+            None => pipe.capacity,
+        };
+        if capacity == 0 {
+            self.pipe = None;
+            return Poll::Ready(Ok(()));
+        }
         ready!(s.poll_read_ready(cx)).map_err(Side::Src)?;
-        let capacity = pipe.capacity;
         let filled = s.try_io(Interest::READABLE, || {
             nix::fcntl::splice(s, None, &pipe.write, None, capacity, splice_flags())
                 .map_err(io::Error::from)
@@ -436,6 +548,9 @@ impl Half {
                 pipe.buffered = n;
                 pipe.since = Instant::now();
                 *activity = true;
+                if let Some(t) = track {
+                    t.skip(n as u64);
+                }
             }
             // Idle (the pipe is empty here): back to ordinary reads, which
             // wait without holding anything.
@@ -458,6 +573,17 @@ pub struct Relay<C, U> {
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
     stop: StopWaiter,
+    /// The side whose end of stream came first.
+    first_eof: Option<By>,
+    /// Following WebSocket frames (only when a feature needs it).
+    ws: Option<Box<Ws>>,
+}
+
+/// What one pass of [`Relay::poll`] leads to.
+enum Step {
+    Done(Outcome),
+    Again,
+    Wait,
 }
 
 impl<C: Transport, U: Transport> Relay<C, U> {
@@ -483,7 +609,65 @@ impl<C: Transport, U: Transport> Relay<C, U> {
             last_activity: now,
             timer: Box::pin(tokio::time::sleep(timeouts.idle)),
             stop,
+            first_eof: None,
+            ws: None,
         }
+    }
+
+    /// Follows the WebSocket frames of the tunnel for `options`: pings,
+    /// limits, close frames, message counts.
+    pub fn with_websocket(mut self, options: Options) -> Self {
+        self.ws = Some(Box::new(Ws::new(options)));
+        self
+    }
+
+    /// The relay closes the WebSocket: close frames to the sides that can
+    /// take one now, then each side is shut down and waited for.
+    fn start_close(&mut self, order: &CloseOrder) {
+        let Some(ws) = self.ws.as_deref_mut() else {
+            return;
+        };
+        if let Some(code) = order.to_client
+            && self.down.can_inject(&ws.from_backend)
+        {
+            self.down
+                .inject(super::frames::Control::close(code, None).as_bytes());
+        }
+        if let Some(code) = order.to_backend
+            && self.up.can_inject(&ws.from_client)
+        {
+            let mask = (super::websocket::random() as u32).to_ne_bytes();
+            self.up
+                .inject(super::frames::Control::close(code, Some(mask)).as_bytes());
+        }
+        let dead = order.dead();
+        self.up.closing = true;
+        self.up.src_dead = dead == Some(Peer::Client);
+        self.down.closing = true;
+        self.down.src_dead = dead == Some(Peer::Backend);
+        ws.start_close(order);
+    }
+
+    /// Sends the pings that are due where a frame boundary allows;
+    /// whether one went.
+    fn send_pings(&mut self) -> bool {
+        let Some(ws) = self.ws.as_deref_mut() else {
+            return false;
+        };
+        let mut sent = false;
+        if self.down.can_inject(&ws.from_backend)
+            && let Some(ping) = ws.take_ping(Peer::Client)
+        {
+            self.down.inject(ping.as_bytes());
+            sent = true;
+        }
+        if self.up.can_inject(&ws.from_client)
+            && let Some(ping) = ws.take_ping(Peer::Backend)
+        {
+            self.up.inject(ping.as_bytes());
+            sent = true;
+        }
+        sent
     }
 
     fn outcome(&mut self, end: End) -> Outcome {
@@ -492,10 +676,24 @@ impl<C: Transport, U: Transport> Relay<C, U> {
                 spill_release(spill.buf);
             }
         }
+        let end = match self.ws.as_deref().and_then(Ws::reason) {
+            Some(reason) => End::WebSocket(reason),
+            None => end,
+        };
+        let websocket = self.ws.as_deref().map(Ws::summary);
+        let closed_by = match (&end, websocket.and_then(|w| w.close_by)) {
+            (_, Some(by)) => by,
+            (End::ClientError(_), _) => By::Client,
+            (End::UpstreamError(_), _) => By::Backend,
+            (End::Closed, _) => self.first_eof.unwrap_or(By::Client),
+            _ => By::Proxy,
+        };
         Outcome {
             to_client: self.down.written,
             to_upstream: self.up.written,
             end,
+            closed_by,
+            websocket,
         }
     }
 
@@ -547,70 +745,143 @@ impl<C: Transport, U: Transport> Relay<C, U> {
     }
 }
 
+impl<C: Transport, U: Transport> Relay<C, U> {
+    /// One pass: both directions, then signals and timers.
+    fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        let mut activity = false;
+        let (from_client, from_backend) = match self.ws.as_deref_mut() {
+            Some(ws) => (Some(&mut ws.from_client), Some(&mut ws.from_backend)),
+            None => (None, None),
+        };
+        let up = self.up.poll_copy(
+            cx,
+            &mut self.client,
+            &mut self.upstream,
+            &mut activity,
+            self.down.done,
+            from_client,
+        );
+        let down = match up {
+            Poll::Ready(Err(Side::Stop)) => Poll::Pending,
+            Poll::Ready(Err(side)) => {
+                let end = match side {
+                    Side::Src(e) => End::ClientError(e),
+                    Side::Dst(e) => End::UpstreamError(e),
+                    Side::Stop => unreachable!("handled above"),
+                };
+                return Step::Done(self.outcome(end));
+            }
+            _ => self.down.poll_copy(
+                cx,
+                &mut self.upstream,
+                &mut self.client,
+                &mut activity,
+                self.up.done,
+                from_backend,
+            ),
+        };
+        match down {
+            Poll::Ready(Err(Side::Stop)) => {}
+            Poll::Ready(Err(side)) => {
+                let end = match side {
+                    Side::Src(e) => End::UpstreamError(e),
+                    Side::Dst(e) => End::ClientError(e),
+                    Side::Stop => unreachable!("handled above"),
+                };
+                return Step::Done(self.outcome(end));
+            }
+            _ => {}
+        }
+        if self.first_eof.is_none() {
+            if self.up.eof {
+                self.first_eof = Some(By::Client);
+            } else if self.down.eof {
+                self.first_eof = Some(By::Backend);
+            }
+        }
+        if matches!((&up, &down), (Poll::Ready(Ok(())), Poll::Ready(Ok(())))) {
+            return Step::Done(self.outcome(End::Closed));
+        }
+        if activity {
+            self.last_activity = Instant::now();
+        }
+        if let Some(ws) = self.ws.as_deref_mut() {
+            if let Some(order) = ws.observe(cx) {
+                self.start_close(&order);
+                return Step::Again;
+            }
+            if ws.ping_due() && self.send_pings() {
+                // Pings went into the halves: write them.
+                return Step::Again;
+            }
+        }
+        if self.stop.poll_stopped(cx) {
+            if self.ws.as_deref().is_some_and(|ws| !ws.is_closing()) {
+                self.start_close(&CloseOrder::new(Reason::Shutdown));
+                return Step::Again;
+            }
+            if self.ws.is_none() {
+                return Step::Done(self.outcome(End::Shutdown));
+            }
+        }
+        // A blocked write has its own, usually shorter, limit: the timer
+        // must fire by then. (Only while blocked; idle tunnels skip this.)
+        if self.up.blocked_since().is_some() || self.down.blocked_since().is_some() {
+            let wake = self.wake();
+            if wake < self.timer.deadline() {
+                self.timer.as_mut().reset(wake);
+            }
+        }
+        if let Some(wake) = self.ws.as_deref().and_then(Ws::wake)
+            && wake < self.timer.deadline()
+        {
+            self.timer.as_mut().reset(wake);
+        }
+        // Lazy timer: only when it fires do we look at the real deadline.
+        let mut again = false;
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            self.throttle_stalled(now);
+            let (deadline, why) = self.deadline();
+            if deadline <= now {
+                return Step::Done(self.outcome(why));
+            }
+            if let Some(ws) = self.ws.as_deref_mut() {
+                match ws.on_timer(now) {
+                    Timer::GraceOver => return Step::Done(self.outcome(End::Shutdown)),
+                    Timer::Close(order) => {
+                        self.start_close(&order);
+                        again = true;
+                    }
+                    Timer::Nothing => again |= ws.ping_due(),
+                }
+            }
+            let mut wake = self.wake();
+            if let Some(w) = self.ws.as_deref().and_then(Ws::wake) {
+                wake = wake.min(w);
+            }
+            self.timer.as_mut().reset(wake);
+        }
+        if again {
+            self.send_pings();
+            return Step::Again;
+        }
+        Step::Wait
+    }
+}
+
 impl<C: Transport, U: Transport> Future for Relay<C, U> {
     type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = self.get_mut();
-        let mut activity = false;
-
-        let up = this.up.poll_copy(
-            cx,
-            &mut this.client,
-            &mut this.upstream,
-            &mut activity,
-            this.down.done,
-        );
-        if let Poll::Ready(Err(side)) = up {
-            let end = match side {
-                Side::Src(e) => End::ClientError(e),
-                Side::Dst(e) => End::UpstreamError(e),
-            };
-            return Poll::Ready(this.outcome(end));
-        }
-        let down = this.down.poll_copy(
-            cx,
-            &mut this.upstream,
-            &mut this.client,
-            &mut activity,
-            this.up.done,
-        );
-        if let Poll::Ready(Err(side)) = down {
-            let end = match side {
-                Side::Src(e) => End::UpstreamError(e),
-                Side::Dst(e) => End::ClientError(e),
-            };
-            return Poll::Ready(this.outcome(end));
-        }
-        if up.is_ready() && down.is_ready() {
-            return Poll::Ready(this.outcome(End::Closed));
-        }
-        if activity {
-            this.last_activity = Instant::now();
-        }
-        if this.stop.poll_stopped(cx) {
-            return Poll::Ready(this.outcome(End::Shutdown));
-        }
-        // A blocked write has its own, usually shorter, limit: the timer
-        // must fire by then. (Only while blocked; idle tunnels skip this.)
-        if this.up.blocked_since().is_some() || this.down.blocked_since().is_some() {
-            let wake = this.wake();
-            if wake < this.timer.deadline() {
-                this.timer.as_mut().reset(wake);
+        loop {
+            match this.step(cx) {
+                Step::Done(outcome) => return Poll::Ready(outcome),
+                Step::Again => {}
+                Step::Wait => return Poll::Pending,
             }
         }
-        // Lazy timer: only when it fires do we look at the real deadline.
-        while this.timer.as_mut().poll(cx).is_ready() {
-            let now = Instant::now();
-            this.throttle_stalled(now);
-            let (deadline, why) = this.deadline();
-            if deadline <= now {
-                return Poll::Ready(this.outcome(why));
-            }
-            let wake = this.wake();
-            this.timer.as_mut().reset(wake);
-        }
-        Poll::Pending
     }
 }
 

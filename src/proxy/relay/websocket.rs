@@ -1,0 +1,398 @@
+//! The WebSocket mode of the relay: what a tunnel that follows frames
+//! decides, and when. [`super::bytes::Relay`] moves the bytes and asks
+//! [`Ws`] what to send (pings, close frames) and when to stop; `Ws` holds
+//! no buffer and never touches a socket.
+//!
+//! * **Pings**: every `interval` each side gets a ping of the relay's own
+//!   (masked towards the backend, as a client's frames must be), sent
+//!   between two frames; its pong is taken out of the stream. A side that
+//!   does not answer within `timeout` is dead: the other side gets a close
+//!   frame (1011 when the backend died, 1001 when the client did).
+//! * **Limits** broken by a side: it gets 1009 (size) or 1008 (rate), the
+//!   other side 1001.
+//! * **Drain**: once the server drains, at a random moment within the
+//!   window, both sides get 1001, so that clients do not all reconnect at
+//!   once.
+//!
+//! After a close frame of the relay's own, neither side's bytes are
+//! forwarded any more; the tunnel ends when both sides closed or after
+//! [`CLOSE_GRACE`].
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::frames::{Control, Limits, Tracker, Violation, close};
+use super::{By, Peer};
+use crate::signal::StopWaiter;
+
+/// How long both sides get to close after the relay's close frames.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Close grace when the server stops (its last moment is short).
+pub const STOP_GRACE: Duration = Duration::from_millis(300);
+
+/// Keepalive pings (`websocket_ping_interval`, `websocket_pong_timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ping {
+    /// Time between two pings to a side.
+    pub interval: Duration,
+    /// How long a pong may take.
+    pub timeout: Duration,
+}
+
+/// What a tunnel following frames is asked to do.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Keepalive pings to both sides.
+    pub ping: Option<Ping>,
+    /// Limits on the client's messages.
+    pub client_limits: Limits,
+    /// Limits on the backend's messages.
+    pub backend_limits: Limits,
+    /// Close with 1001 when this fires (the server drains), at a random
+    /// moment within the window.
+    pub drain: Option<(StopWaiter, Duration)>,
+}
+
+/// Why the relay closed a WebSocket itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A side did not answer a ping in time.
+    PongTimeout(Peer),
+    /// A side broke a limit.
+    Limit(Peer, Violation),
+    /// The server drains (`websocket_drain_window`).
+    Drained,
+    /// The server stops, or the configuration was retired.
+    Shutdown,
+}
+
+/// Close frames to send, and which sides to wait for.
+#[derive(Clone, Copy, Debug)]
+pub struct CloseOrder {
+    /// The client's close code (`None`: it gets none: it is dead).
+    pub to_client: Option<u16>,
+    /// The backend's close code.
+    pub to_backend: Option<u16>,
+    /// How long both sides get to close.
+    pub grace: Duration,
+    /// Why.
+    pub reason: Reason,
+}
+
+impl CloseOrder {
+    /// The close frames for `reason`.
+    pub fn new(reason: Reason) -> CloseOrder {
+        let (to_client, to_backend) = match reason {
+            Reason::PongTimeout(Peer::Client) => (None, Some(close::GOING_AWAY)),
+            Reason::PongTimeout(Peer::Backend) => (Some(close::INTERNAL), None),
+            Reason::Limit(Peer::Client, v) => (Some(v.code()), Some(close::GOING_AWAY)),
+            Reason::Limit(Peer::Backend, v) => (Some(close::GOING_AWAY), Some(v.code())),
+            Reason::Drained | Reason::Shutdown => {
+                (Some(close::GOING_AWAY), Some(close::GOING_AWAY))
+            }
+        };
+        CloseOrder {
+            to_client,
+            to_backend,
+            grace: if reason == Reason::Shutdown {
+                STOP_GRACE
+            } else {
+                CLOSE_GRACE
+            },
+            reason,
+        }
+    }
+
+    /// The side that gets no close frame: it is gone.
+    pub fn dead(&self) -> Option<Peer> {
+        match self.reason {
+            Reason::PongTimeout(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// What a timer tick of [`Ws::on_timer`] asks for.
+#[derive(Debug)]
+pub enum Timer {
+    /// Nothing (pings may have fallen due: see [`Ws::ping_due`]).
+    Nothing,
+    /// Start closing.
+    Close(CloseOrder),
+    /// The close grace is over: the tunnel ends now.
+    GraceOver,
+}
+
+/// Where one side's keepalive stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Nothing to send.
+    Idle,
+    /// A ping is due and waits for a frame boundary.
+    Due,
+    /// A ping went out at this instant.
+    Sent(Instant),
+}
+
+#[derive(Debug)]
+struct Pinger {
+    ping: Ping,
+    next: Instant,
+    client: Wait,
+    backend: Wait,
+}
+
+#[derive(Debug)]
+struct Drain {
+    waiter: StopWaiter,
+    window: Duration,
+    at: Option<Instant>,
+}
+
+/// A summary of a WebSocket for its access log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages from the client.
+    pub messages_in: u64,
+    /// Messages to the client (from the backend).
+    pub messages_out: u64,
+    /// The first close code seen or sent.
+    pub close_code: Option<u16>,
+    /// Who sent the first close frame.
+    pub close_by: Option<By>,
+}
+
+/// The WebSocket state of a tunnel.
+#[derive(Debug)]
+pub struct Ws {
+    /// Frames from the client.
+    pub from_client: Tracker,
+    /// Frames from the backend.
+    pub from_backend: Tracker,
+    pinger: Option<Pinger>,
+    drain: Option<Drain>,
+    /// The relay sent its close frames: when to give up waiting, and why.
+    closing: Option<(Instant, Reason)>,
+    first_close: Option<(u16, By)>,
+}
+
+impl Ws {
+    /// The state for `options`.
+    pub fn new(options: Options) -> Ws {
+        Ws {
+            from_client: Tracker::new(options.client_limits),
+            from_backend: Tracker::new(options.backend_limits),
+            pinger: options.ping.map(|ping| Pinger {
+                ping,
+                next: Instant::now() + ping.interval,
+                client: Wait::Idle,
+                backend: Wait::Idle,
+            }),
+            drain: options.drain.map(|(waiter, window)| Drain {
+                waiter,
+                window,
+                at: None,
+            }),
+            closing: None,
+            first_close: None,
+        }
+    }
+
+    /// The relay is closing the WebSocket itself.
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// Why the relay closed, if it did.
+    pub fn reason(&self) -> Option<Reason> {
+        self.closing.map(|(_, r)| r)
+    }
+
+    /// Takes in what the trackers saw since the last call: pongs, close
+    /// frames, a broken limit (which starts the close).
+    pub fn observe(&mut self, cx: &mut std::task::Context<'_>) -> Option<CloseOrder> {
+        if let Some(p) = &mut self.pinger {
+            if self.from_client.take_pong() {
+                p.client = Wait::Idle;
+            }
+            if self.from_backend.take_pong() {
+                p.backend = Wait::Idle;
+            }
+        }
+        if self.first_close.is_none() {
+            if let Some(code) = self.from_client.close_code() {
+                self.first_close = Some((code, By::Client));
+            } else if let Some(code) = self.from_backend.close_code() {
+                self.first_close = Some((code, By::Backend));
+            }
+        }
+        if self.closing.is_some() {
+            return None;
+        }
+        if let Some(v) = self.from_client.violation() {
+            return Some(CloseOrder::new(Reason::Limit(Peer::Client, v)));
+        }
+        if let Some(v) = self.from_backend.violation() {
+            return Some(CloseOrder::new(Reason::Limit(Peer::Backend, v)));
+        }
+        if let Some(d) = &mut self.drain
+            && d.at.is_none()
+            && d.waiter.poll_stopped(cx)
+        {
+            d.at = Some(Instant::now() + jitter(d.window));
+        }
+        None
+    }
+
+    /// The ping due to `peer`, if one is and may go now; counts it sent.
+    pub fn take_ping(&mut self, peer: Peer) -> Option<Control> {
+        if self.closing.is_some() {
+            return None;
+        }
+        let p = self.pinger.as_mut()?;
+        let wait = match peer {
+            Peer::Client => &mut p.client,
+            Peer::Backend => &mut p.backend,
+        };
+        if *wait != Wait::Due {
+            return None;
+        }
+        *wait = Wait::Sent(Instant::now());
+        let payload = random().to_be_bytes();
+        Some(match peer {
+            Peer::Client => {
+                self.from_client.expect_pong(payload);
+                Control::ping(payload, None)
+            }
+            Peer::Backend => {
+                self.from_backend.expect_pong(payload);
+                Control::ping(payload, Some(mask()))
+            }
+        })
+    }
+
+    /// Whether a ping waits for a frame boundary.
+    pub fn ping_due(&self) -> bool {
+        self.pinger
+            .as_ref()
+            .is_some_and(|p| p.client == Wait::Due || p.backend == Wait::Due)
+    }
+
+    /// The relay starts closing for `order`.
+    pub fn start_close(&mut self, order: &CloseOrder) {
+        self.closing = Some((Instant::now() + order.grace, order.reason));
+        if self.first_close.is_none()
+            && let Some(code) = order.to_client.or(order.to_backend)
+        {
+            self.first_close = Some((code, By::Proxy));
+        }
+    }
+
+    /// Timers: pings fall due, pongs time out, the drain moment comes,
+    /// the close grace ends.
+    pub fn on_timer(&mut self, now: Instant) -> Timer {
+        if let Some((until, _)) = self.closing {
+            return if now >= until {
+                Timer::GraceOver
+            } else {
+                Timer::Nothing
+            };
+        }
+        if let Some(p) = &mut self.pinger {
+            for (peer, wait) in [
+                (Peer::Client, &mut p.client),
+                (Peer::Backend, &mut p.backend),
+            ] {
+                if let Wait::Sent(t) = *wait
+                    && now >= t + p.ping.timeout
+                {
+                    return Timer::Close(CloseOrder::new(Reason::PongTimeout(peer)));
+                }
+            }
+            if now >= p.next {
+                for wait in [&mut p.client, &mut p.backend] {
+                    if *wait == Wait::Idle {
+                        *wait = Wait::Due;
+                    }
+                }
+                p.next = now + p.ping.interval;
+            }
+        }
+        if self
+            .drain
+            .as_ref()
+            .and_then(|d| d.at)
+            .is_some_and(|at| now >= at)
+        {
+            return Timer::Close(CloseOrder::new(Reason::Drained));
+        }
+        Timer::Nothing
+    }
+
+    /// The next instant [`Ws::on_timer`] has something to do.
+    pub fn wake(&self) -> Option<Instant> {
+        if let Some((until, _)) = self.closing {
+            return Some(until);
+        }
+        let mut best = self.drain.as_ref().and_then(|d| d.at);
+        if let Some(p) = &self.pinger {
+            let mut consider = |t: Instant| best = Some(best.map_or(t, |b: Instant| b.min(t)));
+            consider(p.next);
+            for w in [p.client, p.backend] {
+                if let Wait::Sent(t) = w {
+                    consider(t + p.ping.timeout);
+                }
+            }
+        }
+        best
+    }
+
+    /// The access log's view of the WebSocket.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            messages_in: self.from_client.messages(),
+            messages_out: self.from_backend.messages(),
+            close_code: self.first_close.map(|(c, _)| c),
+            close_by: self.first_close.map(|(_, b)| b),
+        }
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A fast per-thread pseudo-random number (xorshift64*, seeded from the
+/// system's generator): masks, ping payloads and drain jitter need no
+/// secrecy, only variety.
+pub fn random() -> u64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        if x == 0 {
+            let mut seed = [0u8; 8];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+            x = u64::from_le_bytes(seed) | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
+}
+
+fn mask() -> [u8; 4] {
+    (random() as u32).to_ne_bytes()
+}
+
+/// A uniformly random moment within `window`.
+pub fn jitter(window: Duration) -> Duration {
+    let ns = window.as_nanos().min(u128::from(u64::MAX)) as u64;
+    if ns == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(random() % ns)
+}
