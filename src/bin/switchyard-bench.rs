@@ -594,7 +594,8 @@ async fn bulk(o: &Opts) {
     let conns = o.num("conns", 1) as usize;
     let mib = o.num("mib", 256);
     let pids = o.pids();
-    let chunk = frame(64 * 1024 - 14);
+    // Frames of `--frame-kib` KiB on the wire (header included).
+    let chunk = frame(o.num("frame-kib", 64) as usize * 1024 - 14);
     let per_conn = mib * 1024 * 1024 / chunk.len() as u64;
     let cpu0 = cpu_seconds(&pids);
     let t0 = Instant::now();
@@ -634,6 +635,7 @@ async fn bulk(o: &Opts) {
         ("scenario", s("bulk")),
         ("label", s(&o.label())),
         ("conns", conns.to_string()),
+        ("frame_kib", o.num("frame-kib", 64).to_string()),
         ("mib_relayed", format!("{relayed_mib:.0}")),
         ("seconds", format!("{:.3}", elapsed.as_secs_f64())),
         (

@@ -144,8 +144,8 @@ fn websocket_options(
     active: &Active,
 ) -> relay::websocket::Options {
     let sizes = relay::frames::Limits {
-        max_frame: ws.max_frame_size,
-        max_message: ws.max_message_size,
+        max_frame: ws.max_frame_size.and_then(std::num::NonZeroU64::new),
+        max_message: ws.max_message_size.and_then(std::num::NonZeroU64::new),
         rate: None,
     };
     relay::websocket::Options {
@@ -154,9 +154,13 @@ fn websocket_options(
             timeout: ws.pong_timeout,
         }),
         client_limits: relay::frames::Limits {
-            rate: ws.message_rate.map(|r| relay::frames::Rate {
-                per_sec_milli: r.per_sec_milli,
-                burst: r.burst,
+            rate: ws.message_rate.and_then(|r| {
+                Some(relay::frames::Rate {
+                    per_sec_milli: std::num::NonZeroU32::new(
+                        u32::try_from(r.per_sec_milli).unwrap_or(u32::MAX),
+                    )?,
+                    burst: u32::try_from(r.burst).unwrap_or(u32::MAX),
+                })
             }),
             ..sizes
         },

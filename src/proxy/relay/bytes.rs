@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tokio::io::{Interest, ReadBuf};
 use tokio::time::Sleep;
 
-use super::frames::Tracker;
+use super::frames::{Peeked, Tracker};
 use super::websocket::{CloseOrder, Options, Reason, Timer, Ws};
 use super::{By, End, Outcome, Peer, Timeouts, Transport};
 use crate::signal::StopWaiter;
@@ -131,8 +131,21 @@ struct Half {
 }
 
 /// Data frames at least this long continue with splice(2) when a tunnel
-/// follows frames: the payload moves unseen, up to the next header.
-const SPLICE_MIN_PAYLOAD: u64 = 64 * 1024;
+/// follows frames: the payload moves unseen, up to the next header, which
+/// is read with a read of [`HEADER_READ`] bytes; a frame shorter than this
+/// ends the splicing.
+const SPLICE_MIN_PAYLOAD: u64 = 16 * 1024;
+
+impl Tracker {
+    /// The current frame's payload is too short to splice.
+    fn short(&self) -> bool {
+        self.payload_left() < SPLICE_MIN_PAYLOAD
+    }
+}
+
+/// The read that takes the header after a spliced payload: the longest
+/// frame header.
+const HEADER_READ: usize = 14;
 
 /// Receive buffer of a source socket whose destination has taken nothing
 /// for [`STALL`]. A client that stops reading would otherwise let the
@@ -196,9 +209,12 @@ impl Pipe {
     }
 }
 
-/// Bytes moved with splice(2), for tests to prove the path is taken.
 #[cfg(test)]
-static SPLICED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    /// Bytes moved with splice(2) on this thread, for tests to prove the
+    /// path is taken (each test runs its relay on its own thread).
+    static SPLICED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 fn splice_flags() -> nix::fcntl::SpliceFFlags {
     nix::fcntl::SpliceFFlags::SPLICE_F_MOVE | nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK
@@ -314,12 +330,24 @@ impl Half {
             if self.closing {
                 return self.poll_close(cx, src, dst);
             }
-            if self.pipe.is_some() && !self.eof {
+            // Following frames, a spliced payload that ended leaves the pipe
+            // for the next frame: its header is read first (a small read).
+            let needs_header = track.as_deref().is_some_and(|t| t.at_boundary())
+                && self.pipe.as_ref().is_some_and(|p| p.buffered == 0);
+            if self.pipe.is_some() && !self.eof && !needs_header {
                 match self.poll_splice(cx, src, dst, activity, track.as_deref_mut()) {
                     Poll::Ready(Ok(())) => continue,
                     other => return other,
                 }
             }
+            if needs_header
+                && !self.eof
+                && let Some(t) = track.as_deref_mut()
+                && ready!(self.poll_peek_header(cx, src, t))?
+            {
+                continue;
+            }
+            let needs_header = needs_header && self.pipe.is_some();
             if self.eof {
                 // When the other direction has finished too, both sockets
                 // are about to be closed, and close() sends the FIN: skip
@@ -346,7 +374,12 @@ impl Half {
                 if let Some(t) = track.as_deref().filter(|_| held > 0) {
                     scratch[..held].copy_from_slice(t.held());
                 }
-                let mut rb = ReadBuf::new(&mut scratch[held..]);
+                let limit = if needs_header {
+                    held + HEADER_READ
+                } else {
+                    scratch.len()
+                };
+                let mut rb = ReadBuf::new(&mut scratch[held..limit]);
                 match Pin::new(&mut *src).poll_read(cx, &mut rb) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(Side::Src(e))),
@@ -388,13 +421,14 @@ impl Half {
                 if off > 0 && dst.buffers_writes() {
                     self.unflushed = true;
                 }
+                if needs_header && track.as_deref().is_some_and(Tracker::short) {
+                    self.pipe = None; // not a bulk frame: back to ordinary reads
+                }
                 if full
                     && !stop
                     && src.tcp().is_some()
                     && dst.tcp().is_some()
-                    && track
-                        .as_deref()
-                        .is_none_or(|t| t.payload_left() >= SPLICE_MIN_PAYLOAD)
+                    && !track.as_deref().is_some_and(Tracker::short)
                 {
                     // A full buffer: a bulk transfer. Continue it with
                     // splice(2).
@@ -414,6 +448,10 @@ impl Half {
             });
             match step {
                 Poll::Pending => {
+                    if needs_header {
+                        // Idle between frames: hold no pipe.
+                        self.pipe = None;
+                    }
                     // The source has nothing more for now: what a TLS
                     // destination holds must go out (it would otherwise
                     // wait for the next message in this direction).
@@ -449,11 +487,42 @@ impl Half {
             Some(spill) => spill.buf.extend_from_slice(frame),
             None => {
                 self.spill = Some(Box::new(Spill {
-                    buf: spill_from(frame),
+                    // Not from the pool: a control frame is a few bytes.
+                    buf: frame.to_vec(),
                     pos: 0,
                     since: Instant::now(),
                 }));
             }
+        }
+    }
+
+    /// Following frames, after a spliced payload: peeks at the next frame
+    /// head in the socket. `Ready(Ok(true))`: a long data frame, to splice
+    /// whole, header included, with no copy at all; `false`: read on the
+    /// ordinary way (the pipe is dropped unless only a small read is
+    /// needed).
+    fn poll_peek_header<S: Transport>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &S,
+        track: &mut Tracker,
+    ) -> Poll<Result<bool, Side>> {
+        let Some(s) = src.tcp().filter(|_| track.held().is_empty()) else {
+            return Poll::Ready(Ok(false));
+        };
+        let mut peek = [0u8; HEADER_READ];
+        let mut rb = ReadBuf::new(&mut peek);
+        match ready!(s.poll_peek(cx, &mut rb)) {
+            Err(e) => Poll::Ready(Err(Side::Src(e))),
+            Ok(0) => Poll::Ready(Ok(false)),
+            Ok(n) => match track.splice_header(&peek[..n], SPLICE_MIN_PAYLOAD) {
+                Peeked::Splice => Poll::Ready(Ok(true)),
+                Peeked::Violation => Poll::Ready(Err(Side::Stop)),
+                Peeked::No => {
+                    self.pipe = None;
+                    Poll::Ready(Ok(false))
+                }
+            },
         }
     }
 
@@ -518,7 +587,7 @@ impl Half {
                     self.written += n as u64;
                     *activity = true;
                     #[cfg(test)]
-                    SPLICED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    SPLICED.with(|c| c.set(c.get() + n as u64));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(Side::Dst(e))),
@@ -531,7 +600,7 @@ impl Half {
             None => pipe.capacity,
         };
         if capacity == 0 {
-            self.pipe = None;
+            // The payload is through: the caller reads the next header.
             return Poll::Ready(Ok(()));
         }
         ready!(s.poll_read_ready(cx)).map_err(Side::Src)?;
@@ -1135,7 +1204,7 @@ mod tests {
         tokio::join!(writer, reader);
         assert!(got == expect, "spliced bytes differ");
         assert!(
-            SPLICED.load(std::sync::atomic::Ordering::Relaxed) > 1_000_000,
+            SPLICED.with(std::cell::Cell::get) > 1_000_000,
             "the splice path was not taken"
         );
         echo.await.unwrap();
@@ -1143,6 +1212,82 @@ mod tests {
         assert!(matches!(out.end, End::Closed), "{:?}", out.end);
         assert_eq!(out.to_upstream, 20_000_000);
         assert_eq!(out.to_client, 20_000_000);
+    }
+
+    /// A masked binary frame of `len` payload bytes (mask `1 2 3 4`).
+    fn masked_frame(len: usize, fill: u8) -> Vec<u8> {
+        let mut f = vec![0x82u8];
+        match len {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&[1, 2, 3, 4]);
+        f.extend(std::iter::repeat_n(fill, len));
+        f
+    }
+
+    /// Following frames, long payloads are still spliced (headers peeked
+    /// at in the socket), short frames between them read and scanned, and
+    /// every byte arrives in order with every message counted.
+    #[tokio::test]
+    async fn frame_relay_splices_long_frames_and_counts_every_message() {
+        use crate::net::{ClientIo, UpstreamIo};
+        let (mut client_peer, client) = tcp_pair().await;
+        let (upstream, mut upstream_peer) = tcp_pair().await;
+        let relay = tokio::spawn(
+            Relay::new(
+                ClientIo::Tcp(client),
+                Vec::new(),
+                UpstreamIo::Tcp(upstream),
+                Vec::new(),
+                timeouts(30),
+                crate::signal::StopSignal::new().waiter(),
+            )
+            .with_websocket(Options::default()),
+        );
+        let mut data = Vec::new();
+        let mut frames = 0;
+        // Per group of five, the first read takes the short frame and most
+        // of the next; the rest of that one and the three after it are
+        // spliced (about 420 KB of 690 KB).
+        for i in 0..150usize {
+            let len = match i % 5 {
+                0 => 10,
+                1 | 2 => 300_000,
+                3 => 70_000,
+                _ => 17_000 + i,
+            };
+            data.extend(masked_frame(len, i as u8));
+            frames += 1;
+        }
+        let expect = data.clone();
+        let upstream_reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            upstream_peer.read_to_end(&mut got).await.unwrap();
+            upstream_peer.shutdown().await.unwrap();
+            got
+        });
+        let before = SPLICED.with(std::cell::Cell::get);
+        client_peer.write_all(&data).await.unwrap();
+        client_peer.shutdown().await.unwrap();
+        let got = upstream_reader.await.unwrap();
+        assert!(got == expect, "frames differ after the relay");
+        let mut rest = Vec::new();
+        client_peer.read_to_end(&mut rest).await.unwrap();
+        let out = relay.await.unwrap();
+        assert!(
+            SPLICED.with(std::cell::Cell::get) - before > 8_000_000,
+            "long frames were not spliced"
+        );
+        assert_eq!(out.websocket.unwrap().messages_in, frames);
+        assert_eq!(out.to_upstream, expect.len() as u64);
     }
 
     #[tokio::test(start_paused = true)]

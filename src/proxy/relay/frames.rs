@@ -14,6 +14,8 @@
 //! Limits are checked on the header, before any byte of the frame is
 //! forwarded: frame and message sizes are declared up front.
 
+use std::num::{NonZeroU32, NonZeroU64};
+
 use tokio::time::Instant;
 
 /// Largest payload of a control frame.
@@ -44,9 +46,9 @@ const OP_PONG: u8 = 0xA;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
     /// Largest payload of one frame.
-    pub max_frame: Option<u64>,
+    pub max_frame: Option<NonZeroU64>,
     /// Largest message (the payloads of its frames together).
-    pub max_message: Option<u64>,
+    pub max_message: Option<NonZeroU64>,
     /// Messages per second, nginx's leaky bucket.
     pub rate: Option<Rate>,
 }
@@ -56,9 +58,9 @@ pub struct Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
     /// Thousandths of a message per second.
-    pub per_sec_milli: u64,
+    pub per_sec_milli: NonZeroU32,
     /// Messages tolerated above the rate.
-    pub burst: u64,
+    pub burst: u32,
 }
 
 /// A limit a frame broke.
@@ -113,6 +115,17 @@ pub struct Scan {
     /// The frame at `forward` broke a limit: nothing from there on may be
     /// forwarded.
     pub violation: Option<Violation>,
+}
+
+/// What [`Tracker::splice_header`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// A long data frame: splice it, header and payload.
+    Splice,
+    /// Anything else: read it the ordinary way.
+    No,
+    /// It breaks a limit: nothing of it may pass.
+    Violation,
 }
 
 /// A parsed frame header.
@@ -230,6 +243,24 @@ impl Tracker {
         self.violation
     }
 
+    /// Looks at the head of the next frame, still in the socket (`peeked`):
+    /// a data frame with a payload of at least `min` bytes is counted and
+    /// passes whole (header included) without a scan, spliced.
+    pub fn splice_header(&mut self, peeked: &[u8], min: u64) -> Peeked {
+        debug_assert!(self.at_boundary() && self.held.is_none());
+        match parse_header(peeked) {
+            Some(h) if h.opcode < OP_CLOSE && h.len >= min => {
+                if let Some(v) = self.account(&h) {
+                    self.violation = Some(v);
+                    return Peeked::Violation;
+                }
+                self.payload_left = h.size as u64 + h.len;
+                Peeked::Splice
+            }
+            _ => Peeked::No,
+        }
+    }
+
     /// Waits for a pong carrying `payload` in this direction.
     pub fn expect_pong(&mut self, payload: [u8; 8]) {
         self.expect_pong = Some(payload);
@@ -338,14 +369,14 @@ impl Tracker {
             }
             self.message_bytes = 0;
         }
-        if self.limits.max_frame.is_some_and(|max| h.len > max) {
+        if self.limits.max_frame.is_some_and(|max| h.len > max.get()) {
             return Some(Violation::FrameTooBig(h.len));
         }
         self.message_bytes = self.message_bytes.saturating_add(h.len);
         if self
             .limits
             .max_message
-            .is_some_and(|max| self.message_bytes > max)
+            .is_some_and(|max| self.message_bytes > max.get())
         {
             return Some(Violation::MessageTooBig(self.message_bytes));
         }
@@ -360,10 +391,10 @@ impl Tracker {
         let now = Instant::now();
         let drained = self.last.map_or(0, |t| {
             let ms = now.duration_since(t).as_millis() as u64;
-            rate.per_sec_milli.saturating_mul(ms) / 1000
+            u64::from(rate.per_sec_milli.get()).saturating_mul(ms) / 1000
         });
         let excess = self.excess.saturating_sub(drained) + 1000;
-        if excess > rate.burst * 1000 + 1000 {
+        if excess > u64::from(rate.burst) * 1000 + 1000 {
             return false;
         }
         self.excess = excess;
@@ -516,8 +547,8 @@ mod tests {
     #[test]
     fn limits_stop_before_the_offending_frame() {
         let limits = Limits {
-            max_frame: Some(1000),
-            max_message: Some(1500),
+            max_frame: NonZeroU64::new(1000),
+            max_message: NonZeroU64::new(1500),
             rate: None,
         };
         let mut t = Tracker::new(limits);
@@ -541,7 +572,7 @@ mod tests {
     fn message_rate_allows_the_burst_then_refuses() {
         let mut t = Tracker::new(Limits {
             rate: Some(Rate {
-                per_sec_milli: 1000,
+                per_sec_milli: NonZeroU32::new(1000).unwrap(),
                 burst: 2,
             }),
             ..Limits::default()

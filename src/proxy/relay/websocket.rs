@@ -173,7 +173,8 @@ pub struct Ws {
     /// Frames from the backend.
     pub from_backend: Tracker,
     pinger: Option<Pinger>,
-    drain: Option<Drain>,
+    /// Boxed: most WebSockets have none, and an idle one should be small.
+    drain: Option<Box<Drain>>,
     /// The relay sent its close frames: when to give up waiting, and why.
     closing: Option<(Instant, Reason)>,
     first_close: Option<(u16, By)>,
@@ -191,10 +192,12 @@ impl Ws {
                 client: Wait::Idle,
                 backend: Wait::Idle,
             }),
-            drain: options.drain.map(|(waiter, window)| Drain {
-                waiter,
-                window,
-                at: None,
+            drain: options.drain.map(|(waiter, window)| {
+                Box::new(Drain {
+                    waiter,
+                    window,
+                    at: None,
+                })
             }),
             closing: None,
             first_close: None,
