@@ -17,21 +17,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-5}
 IDLE=${IDLE:-5000}
-cargo build --release --features bench >&2
-SY=target/release/switchyard
-LOAD=target/release/switchyard-bench
-PROXY_CPU=0
-LOAD_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. bench/common.sh
 
 BACKEND=127.0.0.1:19201
 mkdir -p "$WORK/logs"
@@ -60,7 +46,6 @@ http {
     }
 }
 CONF
-wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 taskset -c "$LOAD_CPU" "$LOAD" backend --listen "$BACKEND" 2>/dev/null & PIDS+=($!)
 start_proxy() {
     taskset -c "$PROXY_CPU" "$SY" -p "$WORK/" -c proxy.conf -e logs/error.log & SY_PID=$!; PIDS+=($SY_PID)

@@ -26,20 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-cargo build --release --features bench >&2
-SY=target/release/switchyard
-LOAD=target/release/switchyard-bench
-PROXY_CPU=0
-LOAD_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. bench/common.sh
 
 BACKEND=127.0.0.1:19101
 conf() { # name port
@@ -73,7 +60,6 @@ CONF
 }
 conf nginx 19120
 conf switchyard 19130
-wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 taskset -c "$LOAD_CPU" "$LOAD" backend --listen "$BACKEND" 2>/dev/null & PIDS+=($!)
 taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/nginx/" -c proxy.conf -e logs/error.log & NGINX_PID=$!; PIDS+=($NGINX_PID)
 taskset -c "$PROXY_CPU" "$SY" -p "$WORK/switchyard/" -c proxy.conf -e logs/error.log & SY_PID=$!; PIDS+=($SY_PID)

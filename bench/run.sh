@@ -21,23 +21,9 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-cargo build --release --features bench >&2
-SY=target/release/switchyard
-LOAD=target/release/switchyard-bench
+. bench/common.sh
 
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NCPU=$(nproc)
-PROXY_CPU=0
-LOAD_CPU=$(( NCPU > 1 ? 1 : 0 ))
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 BACKEND=127.0.0.1:19001
 conf() { # name listen-port log-port workers
@@ -77,8 +63,6 @@ CONF
 }
 conf nginx 19020 19021 1
 conf switchyard 19030 19031 1
-
-wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
 taskset -c "$LOAD_CPU" "$LOAD" backend --listen "$BACKEND" 2>/dev/null & PIDS+=($!)
 start_proxies() {

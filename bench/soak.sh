@@ -17,19 +17,7 @@ MESSAGES=${MESSAGES:-20}
 RELOAD=${RELOAD:-3}
 REOPEN=${REOPEN:-10}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-cargo build --release --features bench >&2
-SY=target/release/switchyard
-LOAD=target/release/switchyard-bench
-ulimit -n 20000 2>/dev/null || true
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. bench/common.sh
 
 BACKEND=127.0.0.1:19101
 taskset -c 1 "$LOAD" backend --listen "$BACKEND" 2>/dev/null & PIDS+=($!)
