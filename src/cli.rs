@@ -174,7 +174,7 @@ fn print_version(configure: bool) {
         eprintln!("built with rustls 0.23 (ring)");
         eprintln!("TLS SNI support enabled");
         eprintln!(
-            "configure arguments: --with-http_ssl_module --with-http_v2_module --with-http_realip_module --with-http_auth_request_module {}",
+            "configure arguments: --with-http_ssl_module --with-http_v2_module --with-http_realip_module --with-http_auth_request_module --with-http_stub_status_module {}",
             WITHOUT.join(" ")
         );
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use http::{Method, Version};
 use tokio::time::Instant;
 
+use crate::config::model::ContentHandler;
 use crate::config::{ListenGroup, Location, SetTarget};
 use crate::exchange::{Downstream, Exchange, Refusal};
 use crate::http1::RequestHead;
@@ -480,6 +481,9 @@ impl<D: Downstream> Exchange<'_, D> {
                     return Action::Reply(reply);
                 }
             }
+            if let Some(handler) = self.conf.content_handler {
+                return Action::Reply(self.builtin_content(handler));
+            }
             if self.conf.proxy_pass.is_some() {
                 return Action::Proxy;
             }
@@ -515,6 +519,19 @@ impl<D: Downstream> Exchange<'_, D> {
             None,
         );
         Action::Reply(Reply::error(500, self.conf.server_tokens))
+    }
+
+    /// A built-in content handler's answer.
+    fn builtin_content(&mut self, handler: ContentHandler) -> Reply {
+        match handler {
+            ContentHandler::StubStatus => {
+                if self.ctx.method != Method::GET && self.ctx.method != Method::HEAD {
+                    return Reply::error(405, self.conf.server_tokens);
+                }
+                let page = self.shared.stats.snapshot().stub_status();
+                Reply::text(200, bytes::Bytes::from(page), "text/plain")
+            }
+        }
     }
 
     /// nginx's access phase: `allow`/`deny`, then `auth_basic`, then

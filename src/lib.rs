@@ -12,6 +12,7 @@
 //! 1. Foundation: the wire and process-wide primitives
 //!    - [`log`]: error and access log files, levels, nginx's error line format.
 //!    - [`signal`]: one-shot stop signals that tunnels wait on.
+//!    - [`stats`]: connection and request counters (`stub_status`, `$connections_*`).
 //!    - [`http1`]: HTTP/1.x heads and bodies on the wire, both directions.
 //!    - [`limits`]: the shared zones of `limit_conn` and `limit_req`.
 //!    - [`tls`]: certificates, the TLS acceptor, the backend TLS client.
@@ -78,6 +79,7 @@ pub mod server;
 pub mod signal;
 pub mod state;
 pub mod static_files;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 

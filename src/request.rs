@@ -43,6 +43,8 @@ pub struct ConnInfo {
     /// Where connection-level errors go (before a request picks a
     /// location): the error log of the address's default server.
     pub error_log: Arc<Vec<crate::log::ErrorLogTarget>>,
+    /// The server's counters (`$connections_*`, `stub_status`).
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl ConnInfo {

@@ -278,6 +278,7 @@ async fn connection(
     key: SocketAddr,
     fixed_local: Option<SocketAddr>,
 ) {
+    shared.stats.accepted();
     let Some(active) = shared.enter(true) else {
         let max = shared.generation.load().config.main.worker_connections;
         log::error(
@@ -322,6 +323,7 @@ async fn connection(
         plain_http_on_tls: false,
         http2: "",
         since: std::time::Instant::now(),
+        stats: shared.stats.clone(),
     };
     // The protocol: HTTP/2 when ALPN chose it, or when a plain client
     // starts with the preface; HTTP/1.x otherwise.

@@ -334,6 +334,8 @@ pub struct Shared {
     /// Fires when a graceful stop begins: WebSockets with a
     /// `websocket_drain_window` close themselves within it.
     pub draining: crate::signal::StopSignal,
+    /// Connection and request counters (`stub_status`).
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -346,6 +348,8 @@ impl std::fmt::Debug for Shared {
 pub struct Active {
     shared: Arc<Shared>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// A client connection counts in `stub_status`'s active ones.
+    _counted: Option<crate::stats::Gauge>,
 }
 
 impl Active {
@@ -386,6 +390,7 @@ impl Shared {
             idle: Notify::new(),
             workers,
             draining: crate::signal::StopSignal::new(),
+            stats: Arc::default(),
         })
     }
 
@@ -399,6 +404,7 @@ impl Shared {
         self.active.fetch_add(1, Ordering::AcqRel);
         Some(Active {
             shared: self.clone(),
+            _counted: permit.as_ref().map(|_| self.stats.handled()),
             _permit: permit,
         })
     }

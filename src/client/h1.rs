@@ -143,6 +143,8 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
             }
         };
         conn.requests += 1;
+        shared.stats.request();
+        let writing = shared.stats.writing();
         conn.version = head.version;
         let framing = match request_body_kind(&head) {
             Ok(kind) => {
@@ -162,7 +164,9 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
         };
         // Boxed per request: the connection task itself stays small (it is
         // copied into the runtime at spawn).
-        match Box::pin(crate::handler::handle(&shared, &mut conn, head, framing)).await {
+        let next = Box::pin(crate::handler::handle(&shared, &mut conn, head, framing)).await;
+        drop(writing);
+        match next {
             Next::KeepAlive if !conn.draining() => continue,
             Next::KeepAlive | Next::Close => {
                 close(&mut conn).await;
@@ -234,8 +238,11 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
             conn.header_timeout
         };
     let mut waiting_first_byte = idle;
+    // Counted as reading from the first byte of the head on.
+    let mut reading = None;
     loop {
         if !conn.buf.is_empty() {
+            reading.get_or_insert_with(|| conn.info.stats.reading());
             match conn.parser.parse(&mut conn.buf) {
                 Ok(Some(head)) => {
                     for line in &head.dropped {

@@ -245,6 +245,8 @@ struct Stream {
 
 impl Stream {
     async fn serve(self, request: http::Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+        self.shared.stats.request();
+        let _writing = self.shared.stats.writing();
         let (parts, body) = request.into_parts();
         let protocol = parts.extensions.get::<h2::ext::Protocol>().cloned();
         let mut ws_key = None;

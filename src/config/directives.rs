@@ -124,7 +124,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("mail", "the mail module"),
     ("load_module", "dynamic modules"),
     ("secure_link", "ngx_http_secure_link_module"),
-    ("stub_status", "ngx_http_stub_status_module"),
 ];
 
 // ---------------------------------------------------------------------------
@@ -220,6 +219,7 @@ pub mod rewrite;
 pub mod server;
 pub mod ssl;
 pub mod static_files;
+pub mod status;
 pub mod upstream;
 pub mod websocket;
 

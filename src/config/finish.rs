@@ -203,6 +203,7 @@ impl Finisher<'_> {
             limit_rate: raw.limit_rate.unwrap_or(0),
             limit_rate_after: raw.limit_rate_after.unwrap_or(0),
             internal: raw.internal,
+            content_handler: raw.content_handler,
             satisfy_any: raw.satisfy_any.unwrap_or(false),
             resolver: raw.resolver.clone(),
             resolver_timeout: raw.resolver_timeout.unwrap_or(Duration::from_secs(30)),
@@ -800,6 +801,7 @@ fn finish_block(
 ) -> Result<LocConf> {
     merge(&mut raw, location);
     raw.internal = location.internal;
+    raw.content_handler = location.content_handler;
     if raw.proxy_pass.is_some() {
         f.finish_loc(&raw, None, true)
     } else {

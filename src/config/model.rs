@@ -243,6 +243,13 @@ impl WebSocketConf {
     }
 }
 
+/// A built-in content handler of a location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentHandler {
+    /// `stub_status`: nginx's basic status page.
+    StubStatus,
+}
+
 /// A message rate (`websocket_message_rate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WsRate {
@@ -643,6 +650,8 @@ pub struct LocConf {
     pub limit_rate_after: u64,
     /// `internal`: only reachable by internal redirects.
     pub internal: bool,
+    /// A built-in content handler (`stub_status`).
+    pub content_handler: Option<ContentHandler>,
     /// `satisfy any` (else all).
     pub satisfy_any: bool,
     /// `auth_basic` with its password file, when both are set.

@@ -194,6 +194,9 @@ pub struct LocRaw {
     pub limit_rate: Option<u64>,
     pub limit_rate_after: Option<u64>,
     pub internal: bool,
+    /// A content handler of the location's own (`stub_status`): not
+    /// inherited.
+    pub content_handler: Option<ContentHandler>,
     pub ssl_certificates: Option<Vec<(PathBuf, Span)>>,
     pub ssl_certificate_keys: Option<Vec<(PathBuf, Span)>>,
     pub ssl_protocols: Option<Vec<String>>,

@@ -10,7 +10,7 @@
 use super::ast::Statement;
 use super::directives::{
     Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, charset, core, gzip, http2, limits,
-    log, map, proxy, rewrite, server, ssl, static_files, upstream, websocket,
+    log, map, proxy, rewrite, server, ssl, static_files, status, upstream, websocket,
 };
 use super::error::{ConfigError, Result, Span};
 use super::note::{Mode, Note, NoteKind};
@@ -33,6 +33,7 @@ const TABLES: &[&[Directive]] = &[
     charset::DIRECTIVES,
     rewrite::DIRECTIVES,
     websocket::DIRECTIVES,
+    status::DIRECTIVES,
 ];
 
 /// Every directive Switchyard knows, family by family.

@@ -133,6 +133,8 @@ impl Tunnel {
         TunnelTask {
             relay,
             end: Some(end),
+            // An upgraded request is in progress until the tunnel ends.
+            _writing: active.shared().stats.writing(),
             _active: active,
         }
     }
@@ -176,6 +178,7 @@ fn websocket_options(
 pub struct TunnelTask<C = ClientIo> {
     relay: Relay<C, UpstreamIo>,
     end: Option<TunnelEnd>,
+    _writing: crate::stats::Gauge,
     _active: Active,
 }
 

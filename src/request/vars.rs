@@ -142,6 +142,10 @@ impl RequestCtx {
             | B::Https
             | B::Http2
             | B::ConnectionTime
+            | B::ConnectionsActive
+            | B::ConnectionsReading
+            | B::ConnectionsWriting
+            | B::ConnectionsWaiting
             | B::Connection
             | B::ConnectionRequests
             | B::SslServerName
@@ -268,6 +272,20 @@ impl RequestCtx {
             }
             Builtin::Connection => {
                 let _ = write!(out, "{}", self.conn.id);
+                true
+            }
+            Builtin::ConnectionsActive
+            | Builtin::ConnectionsReading
+            | Builtin::ConnectionsWriting
+            | Builtin::ConnectionsWaiting => {
+                let s = self.conn.stats.snapshot();
+                let n = match b {
+                    Builtin::ConnectionsActive => s.active,
+                    Builtin::ConnectionsReading => s.reading,
+                    Builtin::ConnectionsWriting => s.writing,
+                    _ => s.waiting,
+                };
+                let _ = write!(out, "{n}");
                 true
             }
             Builtin::ConnectionRequests => {

@@ -331,7 +331,12 @@ impl BodyWriter {
             self.throttle.rate.clamp(1, 16 * 1024) as usize
         };
         for piece in data.chunks(step) {
-            self.throttle.pace(self.body_bytes).await;
+            // A client that closes while a paced response waits is noticed
+            // then, not at the next write (nginx tests for reading too).
+            tokio::select! {
+                () = self.throttle.pace(self.body_bytes) => {}
+                () = ex.down.client_gone() => return false,
+            }
             let res = timeout(self.limit, ex.down.send_body(piece)).await;
             let Some(n) = settle(ex, res) else {
                 return false;

@@ -12,6 +12,9 @@ mod websocket;
 /// The WebSocket-aware relay: pings, limits, Origin policy, drain, logs.
 mod websocket_relay;
 
+/// `stub_status` and `$connections_*`.
+mod status;
+
 /// HTTP proxying: request and response headers, bodies, statuses.
 mod proxy_http;
 
