@@ -20,8 +20,28 @@ thread_local! {
     static LINE: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// Counts a finished request in the server's metrics (where its log line
+/// is written, whether or not `access_log` is on).
+fn count(ctx: &RequestCtx) {
+    let attempts: Vec<(&str, Option<u16>)> = ctx
+        .upstream
+        .attempts
+        .iter()
+        .map(|a| (a.addr.as_str(), a.status))
+        .collect();
+    ctx.conn.stats.finished(&crate::stats::Finished {
+        server: ctx.server.primary_name(),
+        status: ctx.response.status,
+        protocol: crate::request::vars::version_text(ctx.version),
+        upstream: ctx.upstream.proxy_host.as_deref(),
+        attempts: &attempts,
+        websocket: ctx.headers.has_token(&http::header::UPGRADE, "websocket"),
+    });
+}
+
 /// Writes the access log lines of a finished request.
 pub fn write(ctx: &mut RequestCtx, conf: &LocConf, files: &LogFiles) {
+    count(ctx);
     if conf.access_log.is_empty() {
         return;
     }
@@ -186,6 +206,7 @@ impl PendingLine {
 /// Renders the access lines of an upgraded request, leaving markers for
 /// the values of its end.
 pub fn prerender(ctx: &mut RequestCtx, conf: &LocConf, files: &LogFiles) -> Vec<PendingLine> {
+    count(ctx);
     let mut out = Vec::new();
     for target in conf.access_log.iter() {
         if let Some(cond) = &target.condition {

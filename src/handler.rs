@@ -523,14 +523,19 @@ impl<D: Downstream> Exchange<'_, D> {
 
     /// A built-in content handler's answer.
     fn builtin_content(&mut self, handler: ContentHandler) -> Reply {
+        if self.ctx.method != Method::GET && self.ctx.method != Method::HEAD {
+            return Reply::error(405, self.conf.server_tokens);
+        }
         match handler {
             ContentHandler::StubStatus => {
-                if self.ctx.method != Method::GET && self.ctx.method != Method::HEAD {
-                    return Reply::error(405, self.conf.server_tokens);
-                }
                 let page = self.shared.stats.snapshot().stub_status();
                 Reply::text(200, bytes::Bytes::from(page), "text/plain")
             }
+            ContentHandler::Metrics => Reply::text(
+                200,
+                bytes::Bytes::from(self.shared.stats.prometheus()),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
         }
     }
 

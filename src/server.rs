@@ -154,13 +154,24 @@ impl Handle {
         let Some(opts) = opts else {
             return Err("nothing to reload from".into());
         };
-        let config = crate::config::load(&opts).map_err(|e| e.to_string())?;
-        self.apply(config)
+        match crate::config::load(&opts) {
+            Ok(config) => self.apply(config),
+            Err(e) => {
+                self.shared.stats.reloaded(false);
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Validates and switches to `config`: new addresses are bound first;
     /// if anything fails the old generation keeps serving.
     pub fn apply(&self, config: Config) -> Result<(), String> {
+        let result = self.switch_to(config);
+        self.shared.stats.reloaded(result.is_ok());
+        result
+    }
+
+    fn switch_to(&self, config: Config) -> Result<(), String> {
         let generation = Generation::build(Arc::new(config))?;
         let error_log = ErrorLog::open(&generation.config.main.error_log).map_err(|e| {
             let path = generation

@@ -1,17 +1,30 @@
-//! Connection and request counters of a server, as nginx keeps them for
-//! `stub_status` and the `$connections_*` variables: accepted and handled
-//! connections, requests, and how many connections are reading a request
-//! head, writing (a request in progress, an upgraded connection) or
-//! waiting (idle keep-alive).
+//! Counters of a server: what nginx keeps for `stub_status` and the
+//! `$connections_*` variables (accepted and handled connections, requests,
+//! connections reading a request head, writing (a request in progress, an
+//! upgraded connection) or waiting (idle keep-alive)), and the Prometheus
+//! metrics of the `metrics` handler.
 //!
 //! Relaxed atomics: each counter is exact, a snapshot of several is not
-//! taken at one instant (nor is nginx's).
+//! taken at one instant (nor is nginx's). Label values come from the
+//! configuration (server and location names, upstream groups and their
+//! peers) or from small fixed sets (status classes, close-code names),
+//! never from what a client sends, so the number of series is bounded.
+//! Nothing here is touched per WebSocket message: a tunnel adds its
+//! messages and bytes when it ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge as PromGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 /// The counters of one server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     accepted: AtomicU64,
     handled: AtomicU64,
@@ -19,6 +32,204 @@ pub struct Stats {
     active: AtomicI64,
     reading: AtomicI64,
     writing: AtomicI64,
+    metrics: Metrics,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            accepted: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            active: AtomicI64::new(0),
+            reading: AtomicI64::new(0),
+            writing: AtomicI64::new(0),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+/// The Prometheus side: families filled as requests and tunnels end,
+/// gauges of the connection counters set when scraped.
+#[derive(Debug)]
+struct Metrics {
+    registry: Registry,
+    accepted: Counter,
+    handled: Counter,
+    connections: Family<StateLabels, PromGauge>,
+    requests: Family<RequestLabels, Counter>,
+    upstream: Family<UpstreamLabels, Counter>,
+    websockets_open: Family<RouteLabels, PromGauge>,
+    handshakes: Family<ResultLabels, Counter>,
+    messages: Family<DirectionLabels, Counter>,
+    bytes: Family<DirectionLabels, Counter>,
+    closes: Family<CloseLabels, Counter>,
+    lifetime: Histogram,
+    ping_rtt: Histogram,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    server: String,
+    status: &'static str,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+    peer: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    server: String,
+    location: String,
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    code: &'static str,
+    by: &'static str,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("switchyard");
+        let m = Metrics {
+            accepted: Counter::default(),
+            handled: Counter::default(),
+            connections: Family::default(),
+            requests: Family::default(),
+            upstream: Family::default(),
+            websockets_open: Family::default(),
+            handshakes: Family::default(),
+            messages: Family::default(),
+            bytes: Family::default(),
+            closes: Family::default(),
+            // 0.1 s to about five days.
+            lifetime: Histogram::new(exponential_buckets(0.1, 4.0, 12)),
+            // 0.5 ms to about 4 s.
+            ping_rtt: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            m.accepted.clone(),
+        );
+        registry.register("connections_handled", "Accepted client connections that were served (not refused for lack of worker_connections)", m.handled.clone());
+        registry.register("connections", "Open client connections by state: reading a request head, writing (a request in progress, upgraded connections included), waiting (idle keep-alive)", m.connections.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by server (its first server_name), status class and protocol",
+            m.requests.clone(),
+        );
+        registry.register("upstream_requests", "Attempts at a backend, by upstream group, peer and result (ok, failed: refused or unusable answer, timeout)", m.upstream.clone());
+        registry.register(
+            "websockets_open",
+            "Open WebSockets by server, location and upstream group",
+            m.websockets_open.clone(),
+        );
+        registry.register("websocket_handshakes", "WebSocket handshakes by result: upgraded, forbidden (websocket_allowed_origins), refused (the backend answered without 101), failed (no backend answer)", m.handshakes.clone());
+        registry.register("websocket_messages", "WebSocket messages relayed, by direction, counted when the WebSocket ends (only WebSockets whose frames are followed)", m.messages.clone());
+        registry.register("websocket_bytes", "Bytes relayed through upgraded connections, by direction, counted when the connection ends", m.bytes.clone());
+        registry.register("websocket_closes", "Ended upgraded connections by close code (a name for the RFC 6455 codes, 3xxx and 4xxx for application ranges, none without a close frame) and by who closed", m.closes.clone());
+        registry.register(
+            "websocket_lifetime_seconds",
+            "How long upgraded connections lived",
+            m.lifetime.clone(),
+        );
+        registry.register(
+            "websocket_ping_rtt_seconds",
+            "Round trip of Switchyard's own WebSocket pings (websocket_ping_interval)",
+            m.ping_rtt.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Configuration reloads by result",
+            m.reloads.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+/// What a finished request tells the metrics.
+#[derive(Debug)]
+pub struct Finished<'a> {
+    /// The server's name (its first `server_name`).
+    pub server: &'a str,
+    /// The final status.
+    pub status: u16,
+    /// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.
+    pub protocol: &'static str,
+    /// The upstream group (or proxied host) and each attempt's peer and
+    /// status.
+    pub upstream: Option<&'a str>,
+    /// Attempts: peer and status.
+    pub attempts: &'a [(&'a str, Option<u16>)],
+    /// The request was a WebSocket handshake.
+    pub websocket: bool,
+}
+
+/// What an ended tunnel tells the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelTotals {
+    /// Messages client to backend and back, when frames were followed.
+    pub messages: Option<(u64, u64)>,
+    /// Bytes client to backend, and back.
+    pub bytes: (u64, u64),
+    /// The first close code, if a close frame passed.
+    pub close_code: Option<u16>,
+    /// `client`, `backend`, `proxy`.
+    pub closed_by: &'static str,
+    /// From the `101` to the end.
+    pub lifetime: Duration,
+}
+
+/// The name of a close code as a label: the RFC 6455 codes by number,
+/// application ranges by range, anything else `other`.
+fn close_label(code: Option<u16>) -> &'static str {
+    const KNOWN: [&str; 16] = [
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010",
+        "1011", "1012", "1013", "1014", "1015",
+    ];
+    match code {
+        None => "none",
+        Some(c @ 1000..=1015) => KNOWN[usize::from(c - 1000)],
+        Some(3000..=3999) => "3xxx",
+        Some(4000..=4999) => "4xxx",
+        Some(_) => "other",
+    }
+}
+
+/// An open WebSocket counted in `websockets_open` until dropped.
+#[derive(Debug)]
+pub struct OpenWebSocket(PromGauge);
+
+impl Drop for OpenWebSocket {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// What `stub_status` prints.
@@ -45,6 +256,7 @@ impl Stats {
     /// A connection was accepted.
     pub fn accepted(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.metrics.accepted.inc();
     }
 
     /// A request began.
@@ -56,6 +268,7 @@ impl Stats {
     /// guard drops.
     pub fn handled(self: &Arc<Self>) -> Gauge {
         self.handled.fetch_add(1, Ordering::Relaxed);
+        self.metrics.handled.inc();
         Gauge::new(self, Which::Active)
     }
 
@@ -67,6 +280,123 @@ impl Stats {
     /// A request is in progress until the guard drops.
     pub fn writing(self: &Arc<Self>) -> Gauge {
         Gauge::new(self, Which::Writing)
+    }
+
+    /// A request was answered (its access log line is written).
+    pub fn finished(&self, f: &Finished<'_>) {
+        let m = &self.metrics;
+        let status = match f.status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        m.requests
+            .get_or_create(&RequestLabels {
+                server: f.server.to_string(),
+                status,
+                protocol: f.protocol,
+            })
+            .inc();
+        for (peer, status) in f.attempts {
+            let result = match status {
+                Some(504) => "timeout",
+                Some(502) | None => "failed",
+                Some(_) => "ok",
+            };
+            m.upstream
+                .get_or_create(&UpstreamLabels {
+                    upstream: f.upstream.unwrap_or("").to_string(),
+                    peer: (*peer).to_string(),
+                    result,
+                })
+                .inc();
+        }
+        if f.websocket {
+            let result = match f.status {
+                101 => "upgraded",
+                403 => "forbidden",
+                500..=599 => "failed",
+                _ => "refused",
+            };
+            m.handshakes.get_or_create(&ResultLabels { result }).inc();
+        }
+    }
+
+    /// A WebSocket opened on `server`, `location`, `upstream`: counted
+    /// open until the guard drops.
+    pub fn websocket_opened(&self, server: &str, location: &str, upstream: &str) -> OpenWebSocket {
+        let g = self
+            .metrics
+            .websockets_open
+            .get_or_create(&RouteLabels {
+                server: server.to_string(),
+                location: location.to_string(),
+                upstream: upstream.to_string(),
+            })
+            .clone();
+        g.inc();
+        OpenWebSocket(g)
+    }
+
+    /// An upgraded connection ended.
+    pub fn tunnel_ended(&self, t: &TunnelTotals) {
+        let m = &self.metrics;
+        let dirs = ["client_to_backend", "backend_to_client"];
+        if let Some((a, b)) = t.messages {
+            for (direction, n) in dirs.into_iter().zip([a, b]) {
+                m.messages
+                    .get_or_create(&DirectionLabels { direction })
+                    .inc_by(n);
+            }
+        }
+        for (direction, n) in dirs.into_iter().zip([t.bytes.0, t.bytes.1]) {
+            m.bytes
+                .get_or_create(&DirectionLabels { direction })
+                .inc_by(n);
+        }
+        m.closes
+            .get_or_create(&CloseLabels {
+                code: close_label(t.close_code),
+                by: t.closed_by,
+            })
+            .inc();
+        m.lifetime.observe(t.lifetime.as_secs_f64());
+    }
+
+    /// The round trip of one of Switchyard's pings.
+    pub fn ping_rtt(&self, rtt: Duration) {
+        self.metrics.ping_rtt.observe(rtt.as_secs_f64());
+    }
+
+    /// A reload was tried.
+    pub fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.metrics
+            .reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// The metrics in Prometheus' text format (version 0.0.4, what
+    /// `promtool check metrics` and every scraper read).
+    pub fn prometheus(&self) -> String {
+        let snap = self.snapshot();
+        for (state, n) in [
+            ("reading", snap.reading),
+            ("writing", snap.writing),
+            ("waiting", snap.waiting),
+        ] {
+            self.metrics
+                .connections
+                .get_or_create(&StateLabels { state })
+                .set(n as i64);
+        }
+        let mut open = String::new();
+        prometheus_client::encoding::text::encode(&mut open, &self.metrics.registry)
+            .expect("writing to a String cannot fail");
+        openmetrics_to_text(&open)
     }
 
     /// The counters now.
@@ -139,6 +469,43 @@ impl Drop for Gauge {
     fn drop(&mut self) {
         self.counter().fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The crate writes OpenMetrics, whose counter families drop the `_total`
+/// of their samples in `# HELP`/`# TYPE` and which ends with `# EOF`;
+/// Prometheus' text format names the family as its samples.
+fn openmetrics_to_text(open: &str) -> String {
+    let mut out = String::with_capacity(open.len());
+    let mut help: Option<&str> = None;
+    for line in open.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            if let Some(h) = help.replace(line) {
+                out.push_str(h);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            if let Some(h) = help.take() {
+                let text = h.strip_prefix(&format!("# HELP {name} ")).unwrap_or("");
+                out.push_str(&format!("# HELP {name}_total {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name}_total counter\n"));
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -248,6 +248,8 @@ impl WebSocketConf {
 pub enum ContentHandler {
     /// `stub_status`: nginx's basic status page.
     StubStatus,
+    /// `metrics`: Prometheus metrics.
+    Metrics,
 }
 
 /// A message rate (`websocket_message_rate`).

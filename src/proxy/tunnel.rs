@@ -58,18 +58,24 @@ pub async fn accept<D: Downstream>(
     let url = format!("http://{peer}{}", ex.ctx.request_uri);
     let context = ex.context(Some(&url)).into_boxed_str();
     let lines = crate::access_log::prerender(&mut ex.ctx, &conf, &ex.generation.access_logs);
-    let websocket = ex
-        .ctx
-        .headers
-        .has_token(&http::header::UPGRADE, "websocket")
+    let websocket = is_websocket(ex)
         .then(|| conf.websocket.clone())
         .filter(|w| w.needs_frames() || lines.iter().any(|l| l.needs_frames()));
+    let open = is_websocket(ex).then(|| {
+        let location = ex
+            .ctx
+            .location
+            .as_ref()
+            .map_or_else(String::new, |l| location_label(&l.matcher));
+        ex.ctx.conn.stats.websocket_opened(
+            ex.ctx.server.primary_name(),
+            &location,
+            ex.ctx.upstream.proxy_host.as_deref().unwrap_or(""),
+        )
+    });
     Some(Box::new(Tunnel {
         websocket,
-        is_websocket: ex
-            .ctx
-            .headers
-            .has_token(&http::header::UPGRADE, "websocket"),
+        is_websocket: is_websocket(ex),
         upstream: io,
         upstream_leftover: buf.to_vec(),
         timeouts: relay::Timeouts {
@@ -87,6 +93,8 @@ pub async fn accept<D: Downstream>(
             start: ex.ctx.start,
             upstream_started: ex.ctx.upstream.started,
             upgraded: None,
+            stats: ex.ctx.conn.stats.clone(),
+            _open: open,
             _slots: std::mem::take(&mut ex.slots),
             _lease: lease,
         },
@@ -126,7 +134,7 @@ impl Tunnel {
             self.retired,
         );
         if let Some(ws) = &self.websocket {
-            relay = relay.with_websocket(websocket_options(ws, &active));
+            relay = relay.with_websocket(websocket_options(ws, &active, &self.end.stats));
         }
         let mut end = self.end;
         end.upgraded = self.is_websocket.then(Instant::now);
@@ -144,6 +152,7 @@ impl Tunnel {
 fn websocket_options(
     ws: &crate::config::model::WebSocketConf,
     active: &Active,
+    stats: &Arc<crate::stats::Stats>,
 ) -> relay::websocket::Options {
     let sizes = relay::frames::Limits {
         max_frame: ws.max_frame_size.and_then(std::num::NonZeroU64::new),
@@ -170,6 +179,27 @@ fn websocket_options(
         drain: ws
             .drain_window
             .map(|window| (active.shared().draining.waiter(), window)),
+        stats: ws.ping_interval.map(|_| stats.clone()),
+    }
+}
+
+/// Whether the request is a WebSocket handshake (`Upgrade: websocket`).
+fn is_websocket<D: Downstream>(ex: &Exchange<'_, D>) -> bool {
+    ex.ctx
+        .headers
+        .has_token(&http::header::UPGRADE, "websocket")
+}
+
+/// A location as its metrics label: how it is written in the
+/// configuration (`/ws`, `= /ws`, `~ ^/ws/`, `@ws`).
+fn location_label(m: &crate::config::model::LocationMatch) -> String {
+    use crate::config::model::LocationMatch as M;
+    match m {
+        M::Prefix(p) => p.clone(),
+        M::PrefixNoRegex(p) => format!("^~ {p}"),
+        M::Exact(p) => format!("= {p}"),
+        M::Regex(r) => format!("~ {}", r.source),
+        M::Named(n) => format!("@{n}"),
     }
 }
 
@@ -193,6 +223,9 @@ struct TunnelEnd {
     upstream_started: Option<Instant>,
     /// When a WebSocket's relay began (`$websocket_duration`).
     upgraded: Option<Instant>,
+    stats: Arc<crate::stats::Stats>,
+    /// Counted in the open WebSockets until the tunnel ends.
+    _open: Option<crate::stats::OpenWebSocket>,
     _slots: Vec<crate::limits::Slot>,
     /// The backend peer counts the tunnel as an active connection.
     _lease: Option<crate::balance::Lease>,
@@ -250,6 +283,15 @@ impl TunnelEnd {
                 self.conn_id,
                 &format!("{msg}{}", self.context),
             );
+        }
+        if let Some(started) = self.upgraded {
+            self.stats.tunnel_ended(&crate::stats::TunnelTotals {
+                messages: outcome.websocket.map(|w| (w.messages_in, w.messages_out)),
+                bytes: (outcome.to_upstream, outcome.to_client),
+                close_code: outcome.websocket.and_then(|w| w.close_code),
+                closed_by: outcome.closed_by.as_str(),
+                lifetime: started.elapsed(),
+            });
         }
         crate::access_log::finish(
             &self.lines,

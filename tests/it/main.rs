@@ -15,6 +15,9 @@ mod websocket_relay;
 /// `stub_status` and `$connections_*`.
 mod status;
 
+/// The Prometheus `metrics` handler.
+mod metrics;
+
 /// HTTP proxying: request and response headers, bodies, statuses.
 mod proxy_http;
 

@@ -54,6 +54,8 @@ pub struct Options {
     /// Close with 1001 when this fires (the server drains), at a random
     /// moment within the window.
     pub drain: Option<(StopWaiter, Duration)>,
+    /// Where ping round trips are counted.
+    pub stats: Option<std::sync::Arc<crate::stats::Stats>>,
 }
 
 /// Why the relay closed a WebSocket itself.
@@ -139,6 +141,7 @@ enum Wait {
 
 #[derive(Debug)]
 struct Pinger {
+    stats: Option<std::sync::Arc<crate::stats::Stats>>,
     ping: Ping,
     next: Instant,
     client: Wait,
@@ -187,6 +190,7 @@ impl Ws {
             from_client: Tracker::new(options.client_limits),
             from_backend: Tracker::new(options.backend_limits),
             pinger: options.ping.map(|ping| Pinger {
+                stats: options.stats,
                 ping,
                 next: Instant::now() + ping.interval,
                 client: Wait::Idle,
@@ -218,11 +222,17 @@ impl Ws {
     /// frames, a broken limit (which starts the close).
     pub fn observe(&mut self, cx: &mut std::task::Context<'_>) -> Option<CloseOrder> {
         if let Some(p) = &mut self.pinger {
-            if self.from_client.take_pong() {
-                p.client = Wait::Idle;
-            }
-            if self.from_backend.take_pong() {
-                p.backend = Wait::Idle;
+            for (pong, wait) in [
+                (self.from_client.take_pong(), &mut p.client),
+                (self.from_backend.take_pong(), &mut p.backend),
+            ] {
+                if !pong {
+                    continue;
+                }
+                if let (Wait::Sent(t), Some(stats)) = (*wait, &p.stats) {
+                    stats.ping_rtt(t.elapsed());
+                }
+                *wait = Wait::Idle;
             }
         }
         if self.first_close.is_none() {
