@@ -152,6 +152,11 @@ pub struct Generation {
     /// `worker_shutdown_timeout` has passed, or on a final stop: its
     /// tunnels close then.
     pub retired: crate::signal::StopSignal,
+    /// Routes (server name, location label) that WebSockets with a
+    /// `websocket_drain_window` run on: the route's fingerprint and the
+    /// signal that closes them when a reload changes it. A std mutex,
+    /// locked when such a WebSocket opens and on reload.
+    routes: std::sync::Mutex<HashMap<(String, String), (String, crate::signal::StopSignal)>>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -244,7 +249,55 @@ impl Generation {
             access_logs,
             resolvers,
             retired: crate::signal::StopSignal::new(),
+            routes: std::sync::Mutex::default(),
         })
+    }
+
+    /// A waiter that fires when a reload changes the route (`server`'s
+    /// location `label`, whose settings are `conf`): where its requests
+    /// go (`proxy_pass`, the group's servers), or the location is gone.
+    pub fn route_waiter(
+        &self,
+        server: &str,
+        label: &str,
+        conf: &crate::config::LocConf,
+    ) -> crate::signal::StopWaiter {
+        let mut routes = self.routes.lock().expect("routes");
+        routes
+            .entry((server.to_string(), label.to_string()))
+            .or_insert_with(|| {
+                (
+                    crate::config::model::route_fingerprint(conf),
+                    crate::signal::StopSignal::new(),
+                )
+            })
+            .1
+            .waiter()
+    }
+
+    /// On a reload to `new`: routes whose fingerprint changed (or that are
+    /// gone) fire; the others move to `new`, to be compared at the next
+    /// reload.
+    fn hand_over_routes(&self, new: &Generation) {
+        let old = std::mem::take(&mut *self.routes.lock().expect("routes"));
+        let mut moved = new.routes.lock().expect("routes");
+        for ((server, label), (fingerprint, signal)) in old {
+            if !signal.in_use() {
+                continue;
+            }
+            let now = new.config.http.as_ref().and_then(|h| {
+                let s = h.servers.iter().find(|s| s.primary_name() == server)?;
+                let l = crate::config::model::find_location(&s.locations, &label)?;
+                Some(crate::config::model::route_fingerprint(&l.conf))
+            });
+            if now.as_ref() == Some(&fingerprint) {
+                moved
+                    .entry((server, label))
+                    .or_insert((fingerprint, signal));
+            } else {
+                signal.trigger();
+            }
+        }
     }
 
     /// The listen group a connection accepted on `key` with local address
@@ -429,6 +482,7 @@ impl Shared {
             list.retain(crate::signal::StopSignal::in_use);
             list.push(generation.retired.clone());
         }
+        self.generation.load().hand_over_routes(&generation);
         let old = self.generation.swap(generation);
         self.reloads.send_modify(|n| *n += 1);
         if let Some(t) = old.config.main.worker_shutdown_timeout {

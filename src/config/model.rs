@@ -416,6 +416,56 @@ pub enum LocationMatch {
     Named(String),
 }
 
+impl LocationMatch {
+    /// The location as written in the configuration (`/ws`, `= /ws`,
+    /// `~ ^/ws/`, `@ws`): its name in metrics and on reload.
+    pub fn label(&self) -> String {
+        match self {
+            LocationMatch::Prefix(p) => p.clone(),
+            LocationMatch::PrefixNoRegex(p) => format!("^~ {p}"),
+            LocationMatch::Exact(p) => format!("= {p}"),
+            LocationMatch::Regex(r) => format!("~ {}", r.source),
+            LocationMatch::Named(n) => format!("@{n}"),
+        }
+    }
+}
+
+/// Where a location's requests go, for telling whether a reload changed
+/// it: the `proxy_pass` target and its group's servers (not where they
+/// were written).
+pub fn route_fingerprint(conf: &LocConf) -> String {
+    match &conf.proxy_pass {
+        Some(ProxyPass::Static(t)) => format!(
+            "{} {} {:?} {:?} {:?} {:?}",
+            if t.tls { "https" } else { "http" },
+            t.proxy_host,
+            t.uri,
+            t.upstream.peers,
+            t.upstream.method,
+            t.upstream.resolved
+        ),
+        Some(ProxyPass::Dynamic { url, .. }) => url.source.clone(),
+        None => String::new(),
+    }
+}
+
+/// The location labelled `label` (see [`LocationMatch::label`]) in
+/// `locations` or below.
+pub fn find_location<'a>(locations: &'a Locations, label: &str) -> Option<&'a Arc<Location>> {
+    locations
+        .prefix
+        .iter()
+        .chain(&locations.regex)
+        .chain(locations.named.values())
+        .find_map(|l| {
+            if l.matcher.label() == label {
+                Some(l)
+            } else {
+                find_location(&l.children, label)
+            }
+        })
+}
+
 /// A `location` block.
 #[derive(Debug)]
 pub struct Location {

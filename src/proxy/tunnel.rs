@@ -66,15 +66,31 @@ pub async fn accept<D: Downstream>(
             .ctx
             .location
             .as_ref()
-            .map_or_else(String::new, |l| location_label(&l.matcher));
+            .map_or_else(String::new, |l| l.matcher.label());
         ex.ctx.conn.stats.websocket_opened(
             ex.ctx.server.primary_name(),
             &location,
             ex.ctx.upstream.proxy_host.as_deref().unwrap_or(""),
         )
     });
+    // A reload that changes where this location goes drains its
+    // WebSockets (with a drain window) rather than leaving them on the old
+    // route.
+    let route = websocket
+        .as_ref()
+        .filter(|w| w.drain_window.is_some())
+        .map(|_| {
+            let label = ex
+                .ctx
+                .location
+                .as_ref()
+                .map_or_else(String::new, |l| l.matcher.label());
+            ex.generation
+                .route_waiter(ex.ctx.server.primary_name(), &label, &conf)
+        });
     Some(Box::new(Tunnel {
         websocket,
+        route,
         is_websocket: is_websocket(ex),
         upstream: io,
         upstream_leftover: buf.to_vec(),
@@ -110,6 +126,8 @@ pub struct Tunnel {
     retired: crate::signal::StopWaiter,
     /// A WebSocket whose frames the relay follows, for these settings.
     websocket: Option<crate::config::model::WebSocketConf>,
+    /// Fires when a reload changes the WebSocket's route.
+    route: Option<crate::signal::StopWaiter>,
     /// The handshake was `Upgrade: websocket` (`$websocket_*` apply).
     is_websocket: bool,
     end: TunnelEnd,
@@ -134,7 +152,9 @@ impl Tunnel {
             self.retired,
         );
         if let Some(ws) = &self.websocket {
-            relay = relay.with_websocket(websocket_options(ws, &active, &self.end.stats));
+            let mut options = websocket_options(ws, &active, &self.end.stats);
+            options.route = self.route;
+            relay = relay.with_websocket(options);
         }
         let mut end = self.end;
         end.upgraded = self.is_websocket.then(Instant::now);
@@ -180,6 +200,7 @@ fn websocket_options(
             .drain_window
             .map(|window| (active.shared().draining.waiter(), window)),
         stats: ws.ping_interval.map(|_| stats.clone()),
+        route: None,
     }
 }
 
@@ -188,19 +209,6 @@ fn is_websocket<D: Downstream>(ex: &Exchange<'_, D>) -> bool {
     ex.ctx
         .headers
         .has_token(&http::header::UPGRADE, "websocket")
-}
-
-/// A location as its metrics label: how it is written in the
-/// configuration (`/ws`, `= /ws`, `~ ^/ws/`, `@ws`).
-fn location_label(m: &crate::config::model::LocationMatch) -> String {
-    use crate::config::model::LocationMatch as M;
-    match m {
-        M::Prefix(p) => p.clone(),
-        M::PrefixNoRegex(p) => format!("^~ {p}"),
-        M::Exact(p) => format!("= {p}"),
-        M::Regex(r) => format!("~ {}", r.source),
-        M::Named(n) => format!("@{n}"),
-    }
 }
 
 /// A running tunnel: the client side is a connection of its own

@@ -416,3 +416,48 @@ async fn ws_drain_sends_1001_spread_over_the_window() {
         );
     }
 }
+
+/// Two locations on one backend, each draining with a window; `b_to`
+/// is where `/b` goes.
+fn two_routes(a_to: std::net::SocketAddr, b_to: std::net::SocketAddr) -> String {
+    http_conf(&format!(
+        "server {{ listen 127.0.0.1:{{port0}}; server_name chat.test; websocket_drain_window 300ms;
+                   location /a {{ proxy_pass http://{a_to}; }}
+                   location /b {{ proxy_pass http://{b_to}; }} }}"
+    ))
+}
+
+#[tokio::test]
+async fn ws_reload_drains_only_websockets_whose_route_changed() {
+    let (one, _) = ws_echo().await;
+    let (two, _) = ws_echo().await;
+    let proxy = Proxy::start_on_ports(1, &two_routes(one, one)).await;
+    let port = proxy.addr().port();
+    let conf = |a, b| two_routes(a, b).replace("{port0}", &port.to_string());
+    let mut a = ws_connect(proxy.addr(), "/a").await.unwrap();
+    let mut b = ws_connect(proxy.addr(), "/b").await.unwrap();
+    // A reload that changes nothing for them (same text) closes nothing.
+    proxy.reload(&conf(one, one)).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_echo(&mut a, "a after the first reload").await;
+    assert_echo(&mut b, "b after the first reload").await;
+    // /b now goes elsewhere: its WebSocket gets 1001 within the window,
+    // /a's lives on.
+    proxy.reload(&conf(one, two)).unwrap();
+    let start = Instant::now();
+    assert_eq!(close_code(&mut b).await, 1001);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_echo(&mut a, "a after the second reload").await;
+    // A new WebSocket on /b reaches the new backend and survives a reload
+    // that keeps /b where it is.
+    let mut b2 = ws_connect(proxy.addr(), "/b").await.unwrap();
+    proxy.reload(&conf(one, two)).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_echo(&mut b2, "b2").await;
+    assert_echo(&mut a, "a after the third reload").await;
+}

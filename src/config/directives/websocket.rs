@@ -17,7 +17,7 @@ pub static DIRECTIVES: &[Directive] = &[
     d!("websocket_max_frame_size", HSL, T1, set_max_frame_size, "Switchyard's: the same for one frame's payload (default off)."),
     d!("websocket_message_rate", HSL, T12, set_message_rate, "Switchyard's: `RATE [burst=N]` (`10r/s`, `600r/m`): messages from the client faster than RATE, with N tolerated above it, close the WebSocket with 1008 to the client and 1001 to the backend (default off)."),
     d!("websocket_allowed_origins", HSL, Args::AtLeast(1), set_allowed_origins, "Switchyard's: a WebSocket handshake whose `Origin` is not listed gets 403 and never reaches the backend. Entries: exact origins (`https://app.example.com`), `*.example.com` wildcards (any scheme, any subdomain), `same` (the request's own scheme and host); `off` allows all (default off)."),
-    d!("websocket_drain_window", HSL, T1, set_drain_window, "Switchyard's: on a graceful stop (`-s quit`), WebSockets get close 1001 on both sides, each at a random moment within TIME, so clients reconnect spread out rather than at once; without it they live on until they end or `worker_shutdown_timeout` (default off)."),
+    d!("websocket_drain_window", HSL, T1, set_drain_window, "Switchyard's: on a graceful stop (`-s quit`), and on a reload that changes where the WebSocket's location goes (its `proxy_pass` or the group's servers), WebSockets get close 1001 on both sides, each at a random moment within TIME, so clients reconnect spread out rather than at once; WebSockets whose route did not change survive the reload. Without it they live on until they end or `worker_shutdown_timeout` (default off)."),
 ];
 
 fn set_ping_interval(b: &mut Builder, st: &Statement) -> Result<()> {

@@ -56,6 +56,9 @@ pub struct Options {
     pub drain: Option<(StopWaiter, Duration)>,
     /// Where ping round trips are counted.
     pub stats: Option<std::sync::Arc<crate::stats::Stats>>,
+    /// Fires when a reload changes where the WebSocket's location goes:
+    /// closed with 1001 within the drain window too.
+    pub route: Option<StopWaiter>,
 }
 
 /// Why the relay closed a WebSocket itself.
@@ -151,6 +154,7 @@ struct Pinger {
 #[derive(Debug)]
 struct Drain {
     waiter: StopWaiter,
+    route: Option<StopWaiter>,
     window: Duration,
     at: Option<Instant>,
 }
@@ -199,6 +203,7 @@ impl Ws {
             drain: options.drain.map(|(waiter, window)| {
                 Box::new(Drain {
                     waiter,
+                    route: options.route,
                     window,
                     at: None,
                 })
@@ -251,11 +256,13 @@ impl Ws {
         if let Some(v) = self.from_backend.violation() {
             return Some(CloseOrder::new(Reason::Limit(Peer::Backend, v)));
         }
-        if let Some(d) = &mut self.drain
-            && d.at.is_none()
-            && d.waiter.poll_stopped(cx)
-        {
-            d.at = Some(Instant::now() + jitter(d.window));
+        if let Some(d) = &mut self.drain {
+            // Both polled, so that both register the task.
+            let stopping = d.waiter.poll_stopped(cx);
+            let rerouted = d.route.as_mut().is_some_and(|r| r.poll_stopped(cx));
+            if d.at.is_none() && (stopping || rerouted) {
+                d.at = Some(Instant::now() + jitter(d.window));
+            }
         }
         None
     }
