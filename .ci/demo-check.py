@@ -40,17 +40,28 @@ while True:  # the first run compiles the release binary first
             fail(f"nothing listens on {addr} after {wait:.0f} s")
         time.sleep(0.5)
 
-s = connect()
-s.sendall(f"GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
-page = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    page += chunk
-s.close()
+def get(path):
+    s = connect()
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
+    page = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        page += chunk
+    s.close()
+    return page
+
+
+page = get("/")
 if not page.startswith(b"HTTP/1.1 200") or b"WebSocket" not in page:
     fail(f"GET / did not return the chat page: {page[:200]!r}")
+page = get("/status")
+if not page.startswith(b"HTTP/1.1 200") or b"Switchyard status" not in page:
+    fail(f"GET /status did not return the status page: {page[:200]!r}")
+page = get("/metrics")
+if not page.startswith(b"HTTP/1.1 200") or b"switchyard_connections_accepted_total" not in page:
+    fail(f"GET /metrics did not return the metrics: {page[:200]!r}")
 
 key = base64.b64encode(os.urandom(16)).decode()
 s = connect()
@@ -76,4 +87,4 @@ while len(data) < 2 + len(text):
 if data[0] != 0x81 or data[1] != len(text) or data[2 : 2 + len(text)] != text:
     fail(f"unexpected frame back: {data!r}")
 s.close()
-print(f"demo-check: chat page served and a WebSocket message echoed through {addr}")
+print(f"demo-check: chat page, status page and metrics served, a WebSocket message echoed through {addr}")

@@ -97,7 +97,13 @@ http {{
         location /ws/ {{
             proxy_pass http://{backend};
             proxy_read_timeout 3600s;
+            # Our own pings keep idle chats and find dead peers; frames
+            # followed, so the status page shows close codes.
+            websocket_ping_interval 30s;
         }}
+        # The live status page and the metrics, from this machine only.
+        location = /status {{ status_page; allow 127.0.0.1; allow ::1; deny all; }}
+        location = /metrics {{ metrics; allow 127.0.0.1; allow ::1; deny all; }}
     }}
 }}
 "#,
@@ -200,10 +206,9 @@ pub fn main(args: &[String]) -> ExitCode {
             std::process::id(),
             addr.map_or(listen.clone(), |a| a.to_string())
         );
-        println!(
-            "Open http://{}/ in two browser windows and chat; Ctrl-C stops.",
-            addr.map_or(listen, |a| a.to_string())
-        );
+        let shown = addr.map_or(listen, |a| a.to_string());
+        println!("Open http://{shown}/ in two browser windows and chat; Ctrl-C stops.");
+        println!("Live status: http://{shown}/status   metrics: http://{shown}/metrics");
         interrupt.recv().await;
         handle.stop_now();
         let _ = std::fs::remove_dir_all(&dir);

@@ -531,6 +531,23 @@ impl<D: Downstream> Exchange<'_, D> {
                 let page = self.shared.stats.snapshot().stub_status();
                 Reply::text(200, bytes::Bytes::from(page), "text/plain")
             }
+            ContentHandler::StatusPage if self.ctx.args.as_deref() == Some("events") => {
+                let mut reply = Reply::text(
+                    200,
+                    bytes::Bytes::from(self.shared.stats.status_events()),
+                    "text/event-stream",
+                );
+                reply.headers.append_str(
+                    "Cache-Control",
+                    crate::http1::headers::HeaderValue::from_static("no-cache"),
+                );
+                reply
+            }
+            ContentHandler::StatusPage => Reply::text(
+                200,
+                bytes::Bytes::from_static(crate::stats::STATUS_PAGE.as_bytes()),
+                "text/html",
+            ),
             ContentHandler::Metrics => Reply::text(
                 200,
                 bytes::Bytes::from(self.shared.stats.prometheus()),

@@ -67,7 +67,29 @@ struct Metrics {
     lifetime: Histogram,
     ping_rtt: Histogram,
     reloads: Family<ResultLabels, Counter>,
+    /// The last [`RECENT_CLOSES`] ended upgraded connections, newest
+    /// last, for the status page. A std mutex, locked when a tunnel ends
+    /// and when the page is read.
+    recent: std::sync::Mutex<std::collections::VecDeque<RecentClose>>,
 }
+
+/// How many ended WebSockets the status page lists.
+const RECENT_CLOSES: usize = 20;
+
+/// An ended upgraded connection, as the status page lists it.
+#[derive(Debug, Clone)]
+struct RecentClose {
+    /// Seconds since the epoch.
+    at: u64,
+    route: String,
+    code: &'static str,
+    by: &'static str,
+    lasted: f64,
+}
+
+/// The embedded status page (`status_page;`): no external assets; it
+/// updates itself from server-sent events of the same location.
+pub const STATUS_PAGE: &str = include_str!("stats/page.html");
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -130,6 +152,7 @@ impl Metrics {
             // 0.5 ms to about 4 s.
             ping_rtt: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             reloads: Family::default(),
+            recent: std::sync::Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -193,7 +216,7 @@ pub struct Finished<'a> {
 
 /// What an ended tunnel tells the metrics.
 #[derive(Debug, Clone, Copy)]
-pub struct TunnelTotals {
+pub struct TunnelTotals<'a> {
     /// Messages client to backend and back, when frames were followed.
     pub messages: Option<(u64, u64)>,
     /// Bytes client to backend, and back.
@@ -204,6 +227,8 @@ pub struct TunnelTotals {
     pub closed_by: &'static str,
     /// From the `101` to the end.
     pub lifetime: Duration,
+    /// Where it ran (`server location -> upstream`).
+    pub route: &'a str,
 }
 
 /// The name of a close code as a label: the RFC 6455 codes by number,
@@ -224,7 +249,14 @@ fn close_label(code: Option<u16>) -> &'static str {
 
 /// An open WebSocket counted in `websockets_open` until dropped.
 #[derive(Debug)]
-pub struct OpenWebSocket(PromGauge);
+pub struct OpenWebSocket(PromGauge, Box<str>);
+
+impl OpenWebSocket {
+    /// Where it runs: `server location -> upstream`.
+    pub fn route(&self) -> &str {
+        &self.1
+    }
+}
 
 impl Drop for OpenWebSocket {
     fn drop(&mut self) {
@@ -337,11 +369,11 @@ impl Stats {
             })
             .clone();
         g.inc();
-        OpenWebSocket(g)
+        OpenWebSocket(g, format!("{server} {location} -> {upstream}").into())
     }
 
     /// An upgraded connection ended.
-    pub fn tunnel_ended(&self, t: &TunnelTotals) {
+    pub fn tunnel_ended(&self, t: &TunnelTotals<'_>) {
         let m = &self.metrics;
         let dirs = ["client_to_backend", "backend_to_client"];
         if let Some((a, b)) = t.messages {
@@ -363,6 +395,48 @@ impl Stats {
             })
             .inc();
         m.lifetime.observe(t.lifetime.as_secs_f64());
+        let mut recent = m.recent.lock().expect("recent closes");
+        if recent.len() == RECENT_CLOSES {
+            recent.pop_front();
+        }
+        recent.push_back(RecentClose {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            route: t.route.to_string(),
+            code: close_label(t.close_code),
+            by: t.closed_by,
+            lasted: t.lifetime.as_secs_f64(),
+        });
+    }
+
+    /// One round of the status page's server-sent events: the metrics,
+    /// the recent closes (newest first), and a one-second retry, so that
+    /// the browser's `EventSource` asks again each second.
+    pub fn status_events(&self) -> String {
+        let mut out = String::from("retry: 1000\nevent: metrics\n");
+        for line in self.prometheus().lines().filter(|l| !l.starts_with('#')) {
+            out.push_str("data: ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        let closes: Vec<serde_json::Value> = self
+            .metrics
+            .recent
+            .lock()
+            .expect("recent closes")
+            .iter()
+            .rev()
+            .map(|c| {
+                serde_json::json!({
+                    "at": c.at, "route": c.route, "code": c.code, "by": c.by, "lasted": c.lasted,
+                })
+            })
+            .collect();
+        out.push_str("\nevent: closes\ndata: ");
+        out.push_str(&serde_json::Value::Array(closes).to_string());
+        out.push_str("\n\n");
+        out
     }
 
     /// The round trip of one of Switchyard's pings.

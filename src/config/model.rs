@@ -250,6 +250,8 @@ pub enum ContentHandler {
     StubStatus,
     /// `metrics`: Prometheus metrics.
     Metrics,
+    /// `status_page`: the live HTML status page and its events.
+    StatusPage,
 }
 
 /// A message rate (`websocket_message_rate`).

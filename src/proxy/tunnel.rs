@@ -299,6 +299,7 @@ impl TunnelEnd {
                 close_code: outcome.websocket.and_then(|w| w.close_code),
                 closed_by: outcome.closed_by.as_str(),
                 lifetime: started.elapsed(),
+                route: self._open.as_ref().map_or("", |o| o.route()),
             });
         }
         crate::access_log::finish(

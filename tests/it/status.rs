@@ -140,3 +140,103 @@ async fn stub_status_counts_an_open_websocket_as_writing() {
     let last = until(proxy.addr(), |f| f[0] == 1).await;
     assert_eq!((last[0], last[5]), (1, 1), "{last:?}");
 }
+
+#[tokio::test]
+async fn status_page_serves_its_page_and_events_with_live_figures() {
+    let (backend, _) = ws_echo().await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0; server_name chat.test;
+                   location = /status {{ status_page; }}
+                   # Pings make the relay follow frames: close codes are known.
+                   location /ws {{ proxy_pass http://{backend}; websocket_ping_interval 30s; }} }}"
+    ))
+    .await;
+    let page = get(proxy.addr(), "/status").await;
+    assert!(page.contains("\r\nContent-Type: text/html\r\n"), "{page}");
+    assert!(page.contains("new EventSource("), "{page}");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "external assets: {page}"
+    );
+    let mut ws = ws_connect(proxy.addr(), "/ws").await.unwrap();
+    assert_echo(&mut ws, "hi").await;
+    let events = get(proxy.addr(), "/status?events").await;
+    assert!(
+        events.contains("\r\nContent-Type: text/event-stream\r\n"),
+        "{events}"
+    );
+    assert!(
+        events.contains("\r\nCache-Control: no-cache\r\n"),
+        "{events}"
+    );
+    let body = events.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        body.starts_with("retry: 1000\nevent: metrics\ndata: "),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "data: switchyard_websockets_open{server=\"chat.test\",location=\"/ws\",upstream=\""
+        ),
+        "{body}"
+    );
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let mut listed = String::new();
+    for _ in 0..100 {
+        let e = get(proxy.addr(), "/status?events").await;
+        listed = e
+            .split("event: closes\ndata: ")
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        if listed.contains("\"route\":\"chat.test /ws -> ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(listed.contains("\"code\":\"1005\""), "{listed}");
+    assert!(listed.contains("\"by\":\"client\""), "{listed}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, Node.js and playwright-core; run with --ignored (CI does)"]
+async fn status_page_in_chromium_follows_open_websockets() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}"
+    );
+    assert!(
+        root.join("node_modules/playwright-core").exists(),
+        "playwright-core missing (npm ci --prefix tests/browser)"
+    );
+    let (backend, _) = ws_echo().await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0;
+                   location = /status {{ status_page; }}
+                   location /ws {{ proxy_pass http://{backend}; websocket_ping_interval 30s; }} }}"
+    ))
+    .await;
+    let browser = tokio::process::Command::new("node")
+        .arg(root.join("status-page.mjs"))
+        .arg(format!("http://127.0.0.1:{}/status", proxy.addr().port()))
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(90), browser)
+        .await
+        .expect("browser test timed out")
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok: open WebSockets 0 -> 5 -> 0"),
+        "{stdout}"
+    );
+}
