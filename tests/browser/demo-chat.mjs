@@ -5,20 +5,10 @@
 //
 // Chromium comes from $CHROMIUM (default /usr/bin/chromium). Exits non-zero
 // with a reason on any failure.
-import { chromium } from 'playwright-core';
+import { launch, urlArgument } from './launch.mjs';
 
-const url = process.argv[2];
-if (!url) {
-  console.error('usage: demo-chat.mjs URL');
-  process.exit(2);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // No sandbox (CI runs as root); no background traffic off loopback.
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const url = urlArgument('demo-chat.mjs');
+const browser = await launch();
 const timeout = 10_000;
 
 try {

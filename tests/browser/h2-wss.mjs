@@ -5,19 +5,10 @@
 //
 // The certificate is the test's own (errors ignored). Prints the protocol
 // the page came over; exits non-zero with a reason on any failure.
-import { chromium } from 'playwright-core';
+import { launch, urlArgument } from './launch.mjs';
 
-const url = process.argv[2];
-if (!url) {
-  console.error('usage: h2-wss.mjs URL');
-  process.exit(2);
-}
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--ignore-certificate-errors'],
-});
+const url = urlArgument('h2-wss.mjs');
+const browser = await launch(['--ignore-certificate-errors']);
 try {
   const page = await browser.newPage();
   const failures = [];

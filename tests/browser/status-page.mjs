@@ -5,18 +5,10 @@
 //   node tests/browser/status-page.mjs http://127.0.0.1:PORT/status
 //
 // Exits non-zero with a reason on any failure.
-import { chromium } from 'playwright-core';
+import { launch, urlArgument } from './launch.mjs';
 
-const url = process.argv[2];
-if (!url) {
-  console.error('usage: status-page.mjs URL');
-  process.exit(2);
-}
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const url = urlArgument('status-page.mjs');
+const browser = await launch();
 const text = (page, id) => page.evaluate((i) => document.getElementById(i).textContent, id);
 const until = (page, id, want) => page.waitForFunction(
   ([i, w]) => document.getElementById(i).textContent === w, [id, want], { timeout: 10_000 },

@@ -588,34 +588,17 @@ async fn cli_demo_serves_the_chat_page_and_chat() {
 #[tokio::test]
 #[ignore = "needs Chromium, Node.js and playwright-core; run with --ignored (CI does)"]
 async fn cli_demo_chat_works_in_a_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing = [
-        (!Path::new(&chromium).exists()).then_some("chromium"),
-        (!root.join("node_modules/playwright-core").exists())
-            .then_some("playwright-core (npm ci --prefix tests/browser)"),
-        Command::new("node")
-            .arg("--version")
-            .output()
-            .is_err()
-            .then_some("node"),
-    ];
-    let missing: Vec<&str> = missing.into_iter().flatten().collect();
-    assert!(
-        missing.is_empty(),
-        "the browser test cannot run: missing {missing:?}"
-    );
+    browser_setup();
     let (mut demo, addr) = start_demo().await;
-    let browser = tokio::process::Command::new("node")
-        .arg(root.join("demo-chat.mjs"))
-        .arg(format!("http://{addr}/"))
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), browser).await;
+    // Shorter than the script's own limit: the demo is stopped either way.
+    let out = tokio::time::timeout(
+        Duration::from_secs(85),
+        browser_script("demo-chat.mjs", &format!("http://{addr}/")),
+    )
+    .await;
     signal(demo.id(), nix::sys::signal::Signal::SIGINT);
     let _ = wait_exit(&mut demo, Duration::from_secs(5)).await;
-    let out = out.expect("browser test timed out").expect("run node");
+    let out = out.expect("browser test timed out");
     assert!(
         out.status.success(),
         "{}{}",

@@ -568,3 +568,57 @@ where
         .expect("WebSocket error");
     assert_eq!(got, Message::text(text));
 }
+
+/// The browser tests' prerequisites: the `tests/browser` directory and the
+/// Chromium to use. These tests are ignored by a plain `cargo test`;
+/// `.ci/run` installs what they need and runs them, so a missing piece
+/// fails the test, never skips it.
+pub fn browser_setup() -> (PathBuf, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing = [
+        (!Path::new(&chromium).exists()).then_some("chromium"),
+        (!root.join("node_modules/playwright-core").exists())
+            .then_some("playwright-core (npm ci --prefix tests/browser)"),
+        std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_err()
+            .then_some("node"),
+    ];
+    let missing: Vec<&str> = missing.into_iter().flatten().collect();
+    assert!(
+        missing.is_empty(),
+        "the browser test cannot run: missing {missing:?}"
+    );
+    (root, chromium)
+}
+
+/// Runs `tests/browser/SCRIPT URL` (90 s at most) and returns what it
+/// printed; a script that fails (or does not end) fails the test.
+pub async fn run_browser_script(script: &str, url: &str) -> String {
+    let out = browser_script(script, url).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs `tests/browser/SCRIPT URL` (90 s at most) and returns how it
+/// ended, for callers that must clean up before judging.
+pub async fn browser_script(script: &str, url: &str) -> std::process::Output {
+    let (root, chromium) = browser_setup();
+    let browser = tokio::process::Command::new("node")
+        .arg(root.join(script))
+        .arg(url)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(90), browser)
+        .await
+        .expect("browser test timed out")
+        .expect("run node")
+}

@@ -722,16 +722,7 @@ async fn http2_reload_sends_goaway_and_open_streams_finish_on_the_old_configurat
 #[tokio::test]
 #[ignore = "needs Chromium, Node.js and playwright-core; run with --ignored (CI does)"]
 async fn http2_page_and_wss_websocket_in_chromium() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "no Chromium at {chromium}"
-    );
-    assert!(
-        root.join("node_modules/playwright-core").exists(),
-        "playwright-core missing (npm ci --prefix tests/browser)"
-    );
+    browser_setup();
     let (ws_backend, _heads) = ws_echo().await;
     let dir = TempDir::new();
     let k = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -761,22 +752,8 @@ async fn http2_page_and_wss_websocket_in_chromium() {
     )
     .await
     .unwrap();
-    let browser = tokio::process::Command::new("node")
-        .arg(root.join("h2-wss.mjs"))
-        .arg(format!("https://localhost:{}/", proxy.addr().port()))
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), browser)
-        .await
-        .expect("browser test timed out")
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = format!("https://localhost:{}/", proxy.addr().port());
+    let stdout = run_browser_script("h2-wss.mjs", &url).await;
     assert!(stdout.contains("page over h2"), "{stdout}");
     let log = std::fs::read_to_string(proxy.dir.path().join("proto.log")).unwrap();
     assert!(log.contains("GET / HTTP/2.0 200 h2"), "{log}");

@@ -202,16 +202,7 @@ async fn status_page_serves_its_page_and_events_with_live_figures() {
 #[tokio::test]
 #[ignore = "needs Chromium, Node.js and playwright-core; run with --ignored (CI does)"]
 async fn status_page_in_chromium_follows_open_websockets() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "no Chromium at {chromium}"
-    );
-    assert!(
-        root.join("node_modules/playwright-core").exists(),
-        "playwright-core missing (npm ci --prefix tests/browser)"
-    );
+    browser_setup();
     let (backend, _) = ws_echo().await;
     let proxy = Proxy::http(&format!(
         "server {{ listen 127.0.0.1:0;
@@ -219,22 +210,8 @@ async fn status_page_in_chromium_follows_open_websockets() {
                    location /ws {{ proxy_pass http://{backend}; websocket_ping_interval 30s; }} }}"
     ))
     .await;
-    let browser = tokio::process::Command::new("node")
-        .arg(root.join("status-page.mjs"))
-        .arg(format!("http://127.0.0.1:{}/status", proxy.addr().port()))
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(90), browser)
-        .await
-        .expect("browser test timed out")
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = format!("http://127.0.0.1:{}/status", proxy.addr().port());
+    let stdout = run_browser_script("status-page.mjs", &url).await;
     assert!(
         stdout.contains("ok: open WebSockets 0 -> 5 -> 0"),
         "{stdout}"
