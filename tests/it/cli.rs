@@ -504,6 +504,12 @@ async fn cli_logs_to_standard_streams_share_the_redirected_file() {
 
 /// Runs `switchyard demo` on port 0; returns once it listens.
 async fn start_demo() -> (Child, std::net::SocketAddr) {
+    let (child, addr, _) = start_demo_and_backend().await;
+    (child, addr)
+}
+
+/// [`start_demo`], also returning the address of its chat backend.
+async fn start_demo_and_backend() -> (Child, std::net::SocketAddr, std::net::SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["demo", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -528,7 +534,66 @@ async fn start_demo() -> (Child, std::net::SocketAddr) {
         .and_then(|rest| rest.split('/').next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no proxy address in {first:?}"));
-    (child, addr)
+    let backend = first
+        .split("chat backend on ")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no backend address in {first:?}"));
+    (child, addr, backend)
+}
+
+/// A backend process frozen with SIGSTOP answers no ping: a proxy with
+/// keepalive pings gives the client close 1011 within interval + timeout.
+/// The backend is the chat backend of a `switchyard demo` process (the
+/// proxy under test runs in this process).
+#[tokio::test]
+async fn cli_websocket_to_a_sigstopped_backend_process_gets_1011() {
+    let (mut demo, _, backend) = start_demo_and_backend().await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0;
+                   location /ws/ {{ proxy_pass http://{backend};
+                                    websocket_ping_interval 300ms; websocket_pong_timeout 700ms; }} }}"
+    ))
+    .await;
+    let mut ws = ws_connect(proxy.addr(), "/ws/chat").await.unwrap();
+    // Alive: pings come and are answered by both ends for a while.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(m) = tokio::time::timeout_at(until, ws.next()).await {
+        assert!(matches!(m, Some(Ok(Message::Ping(_)))), "{m:?}");
+    }
+    signal(demo.id(), nix::sys::signal::Signal::SIGSTOP);
+    let stopped = std::time::Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_))) => {}
+                Some(Ok(Message::Close(Some(f)))) => return Ok(u16::from(f.code)),
+                other => return Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let waited = stopped.elapsed();
+    // Resumed and stopped before any verdict: no frozen process is left.
+    signal(demo.id(), nix::sys::signal::Signal::SIGCONT);
+    signal(demo.id(), nix::sys::signal::Signal::SIGINT);
+    let _ = wait_exit(&mut demo, Duration::from_secs(5)).await;
+    let code = got
+        .expect("no close frame within 8 s of the stop")
+        .unwrap_or_else(|other| panic!("expected a close frame, got {other}"));
+    assert_eq!(code, 1011);
+    // At most interval + timeout after the stop, plus slack for a loaded
+    // machine.
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    // Logged when the tunnel ends (after the close grace).
+    assert!(
+        eventually(|| proxy
+            .error_log()
+            .contains("upstream did not answer a WebSocket ping in time"))
+        .await,
+        "{}",
+        proxy.error_log()
+    );
 }
 
 #[tokio::test]
