@@ -16,7 +16,6 @@ use std::sync::Arc;
 use http::{Method, Version};
 use tokio::time::Instant;
 
-use crate::config::model::ContentHandler;
 use crate::config::{ListenGroup, Location, SetTarget};
 use crate::exchange::{Downstream, Exchange, Refusal};
 use crate::http1::RequestHead;
@@ -30,6 +29,8 @@ use crate::rewrite::Flow;
 use crate::route::{self, Found};
 use crate::state::Shared;
 use crate::static_files::{self, Content};
+
+mod builtin;
 
 /// Internal redirects allowed per request before nginx's "rewrite or
 /// internal redirection cycle" error.
@@ -519,41 +520,6 @@ impl<D: Downstream> Exchange<'_, D> {
             None,
         );
         Action::Reply(Reply::error(500, self.conf.server_tokens))
-    }
-
-    /// A built-in content handler's answer.
-    fn builtin_content(&mut self, handler: ContentHandler) -> Reply {
-        if self.ctx.method != Method::GET && self.ctx.method != Method::HEAD {
-            return Reply::error(405, self.conf.server_tokens);
-        }
-        match handler {
-            ContentHandler::StubStatus => {
-                let page = self.shared.stats.snapshot().stub_status();
-                Reply::text(200, bytes::Bytes::from(page), "text/plain")
-            }
-            ContentHandler::StatusPage if self.ctx.args.as_deref() == Some("events") => {
-                let mut reply = Reply::text(
-                    200,
-                    bytes::Bytes::from(self.shared.stats.status_events()),
-                    "text/event-stream",
-                );
-                reply.headers.append_str(
-                    "Cache-Control",
-                    crate::http1::headers::HeaderValue::from_static("no-cache"),
-                );
-                reply
-            }
-            ContentHandler::StatusPage => Reply::text(
-                200,
-                bytes::Bytes::from_static(crate::stats::STATUS_PAGE.as_bytes()),
-                "text/html",
-            ),
-            ContentHandler::Metrics => Reply::text(
-                200,
-                bytes::Bytes::from(self.shared.stats.prometheus()),
-                "text/plain; version=0.0.4; charset=utf-8",
-            ),
-        }
     }
 
     /// nginx's access phase: `allow`/`deny`, then `auth_basic`, then
