@@ -138,14 +138,9 @@ async fn accel_redirect_loops_end_in_500() {
     let proxy = proxy(&app, &echo, "").await;
     let r = get_response(proxy.addr(), "/app/").await;
     assert_eq!(r.status, 500, "{}", r.head);
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("rewrite or internal redirection cycle"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("rewrite or internal redirection cycle")
+        .await;
 }
 
 #[tokio::test]

@@ -586,14 +586,9 @@ async fn cli_websocket_to_a_sigstopped_backend_process_gets_1011() {
     // machine.
     assert!(waited < Duration::from_secs(3), "{waited:?}");
     // Logged when the tunnel ends (after the close grace).
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("upstream did not answer a WebSocket ping in time"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("upstream did not answer a WebSocket ping in time")
+        .await;
 }
 
 #[tokio::test]

@@ -151,6 +151,27 @@ impl Proxy {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
+    /// Fails unless the error log comes to contain `needle` within
+    /// [`eventually`]'s patience; the message shows the log.
+    pub async fn assert_error_logged(&self, needle: &str) {
+        let found = eventually(|| self.error_log().contains(needle)).await;
+        assert!(
+            found,
+            "no {needle:?} in the error log:\n{}",
+            self.error_log()
+        );
+    }
+
+    /// [`Proxy::assert_error_logged`] for the access log.
+    pub async fn assert_access_logged(&self, needle: &str) {
+        let found = eventually(|| self.access_log().contains(needle)).await;
+        assert!(
+            found,
+            "no {needle:?} in the access log:\n{}",
+            self.access_log()
+        );
+    }
+
     /// Reloads with a new configuration (same `{dir}`).
     pub fn reload(&self, conf: &str) -> Result<(), String> {
         let text = conf.replace("{dir}", &self.dir.path().display().to_string());
@@ -482,8 +503,12 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// answers close with the same code, and reports each handshake's
 /// request head.
 pub async fn ws_echo() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    ws_echo_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
+}
+
+/// [`ws_echo`] on a listener of the caller's.
+pub fn ws_echo_on(listener: TcpListener) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {

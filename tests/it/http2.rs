@@ -170,14 +170,9 @@ async fn http2_prior_knowledge_and_http1_share_a_plain_listener() {
 
     // HTTP/1.1 on the same socket still works.
     assert!(get(proxy.addr(), "/").await.contains("hello HTTP/1."));
-    assert!(
-        eventually(|| proxy
-            .access_log()
-            .contains("GET / HTTP/2.0 HTTP/2.0 200 \"h2c\""))
-        .await,
-        "{}",
-        proxy.access_log()
-    );
+    proxy
+        .assert_access_logged("GET / HTTP/2.0 HTTP/2.0 200 \"h2c\"")
+        .await;
 }
 
 #[tokio::test]
@@ -294,14 +289,9 @@ async fn http2_websocket_rfc8441_carries_text_binary_order_and_close_codes() {
     }
     assert_eq!(code, Some(CloseCode::Library(4001)));
     drop(ws);
-    assert!(
-        eventually(|| proxy
-            .access_log()
-            .contains("GET /ws?room=1 HTTP/2.0 HTTP/2.0 101 \"h2c\" websocket"))
-        .await,
-        "{}",
-        proxy.access_log()
-    );
+    proxy
+        .assert_access_logged("GET /ws?room=1 HTTP/2.0 HTTP/2.0 101 \"h2c\" websocket")
+        .await;
 }
 
 #[tokio::test]

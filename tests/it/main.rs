@@ -12,6 +12,9 @@ mod websocket;
 /// The WebSocket-aware relay: pings, limits, Origin policy, drain, logs.
 mod websocket_relay;
 
+/// Dead links made with network namespaces: pings find a pulled cable.
+mod netns;
+
 /// `stub_status` and `$connections_*`.
 mod status;
 

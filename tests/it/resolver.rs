@@ -295,14 +295,9 @@ async fn an_unknown_name_is_502_and_not_cached() {
     let proxy = proxy(&dns, "", 80).await;
     let r = get_response(proxy.addrs[0], "/?h=nowhere.test").await;
     assert_eq!(r.status, 502, "{}", r.head);
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("nowhere.test could not be resolved (3: Host not found)"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("nowhere.test could not be resolved (3: Host not found)")
+        .await;
     assert_eq!(
         get_response(proxy.addrs[0], "/?h=nowhere.test")
             .await
@@ -324,14 +319,9 @@ async fn a_silent_server_is_502_after_resolver_timeout() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "resolver_timeout 1s, took {took:?}"
     );
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("slow.test could not be resolved (110: Operation timed out)"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("slow.test could not be resolved (110: Operation timed out)")
+        .await;
 }
 
 #[tokio::test]
@@ -368,14 +358,9 @@ async fn without_a_resolver_a_name_is_502_with_the_reason() {
             .status,
         502
     );
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("no resolver defined to resolve backend.test"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("no resolver defined to resolve backend.test")
+        .await;
 }
 
 #[tokio::test]

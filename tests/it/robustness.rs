@@ -129,14 +129,9 @@ async fn robustness_clients_that_vanish() {
             .unwrap();
         drop(s);
     }
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("client prematurely closed connection"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("client prematurely closed connection")
+        .await;
     assert_eq!(get_response(proxy.addr(), "/").await.body, "ok");
 }
 
@@ -156,12 +151,9 @@ async fn robustness_dead_backends_mid_response() {
         text.ends_with("short"),
         "the client sees a truncated body, not a hang"
     );
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("upstream prematurely closed connection while reading upstream"))
-        .await
-    );
+    proxy
+        .assert_error_logged("upstream prematurely closed connection while reading upstream")
+        .await;
     // Garbage instead of HTTP.
     let be = Backend::with(|_| b"\x00\x01garbage\r\n\r\n".to_vec()).await;
     let proxy = Proxy::http(&format!(

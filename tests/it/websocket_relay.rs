@@ -125,14 +125,9 @@ async fn ws_frozen_backend_is_detected_and_the_client_gets_1011() {
     // interval + timeout at the earliest; `bounded` caps the latest.
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(1400), "{waited:?}");
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("upstream did not answer a WebSocket ping in time"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("upstream did not answer a WebSocket ping in time")
+        .await;
 }
 
 #[tokio::test]
@@ -175,12 +170,9 @@ async fn ws_pings_are_masked_to_the_backend_and_their_pongs_taken_out() {
         .await
         .unwrap();
     assert!(rest.is_empty(), "{rest:?}");
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("client did not answer a WebSocket ping in time"))
-        .await
-    );
+    proxy
+        .assert_error_logged("client did not answer a WebSocket ping in time")
+        .await;
 }
 
 #[tokio::test]
@@ -196,14 +188,9 @@ async fn ws_message_over_the_size_limit_gets_1009() {
     }
     ws.send(Message::binary(vec![7u8; 2 << 20])).await.unwrap();
     assert_eq!(close_code(&mut ws).await, 1009);
-    assert!(
-        eventually(|| proxy
-            .error_log()
-            .contains("exceeds websocket_max_message_size, closed with 1009 to the client"))
-        .await,
-        "{}",
-        proxy.error_log()
-    );
+    proxy
+        .assert_error_logged("exceeds websocket_max_message_size, closed with 1009 to the client")
+        .await;
 }
 
 #[tokio::test]
