@@ -13,8 +13,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderName;
 
-use crate::config::{AccessRule, Match, RealIp, RealIpHeader, canonical};
+use crate::config::{AccessRule, Cidr, Match, RealIp, RealIpHeader, canonical};
 use crate::http1::Headers;
+use crate::net::ConnAddr;
 use crate::response::Reply;
 
 /// What one step of the access phase (`allow`/`deny`, `auth_basic`,
@@ -29,14 +30,23 @@ pub enum Verdict {
     Refused(Reply),
 }
 
-/// What `allow`/`deny` rules make of `ip`: the first rule that matches
-/// decides; when none matches they do not apply (under `satisfy any` the
-/// other steps then decide).
-pub fn decide(rules: &[AccessRule], ip: IpAddr) -> Verdict {
+/// Whether `block` holds `addr`: an address block holds IP clients, the
+/// block `unix:` holds unix-domain clients.
+fn holds(block: &Cidr, addr: ConnAddr) -> bool {
+    match addr.ip() {
+        Some(ip) => block.contains(ip),
+        None => *block == Cidr::Unix,
+    }
+}
+
+/// What `allow`/`deny` rules make of `client`: the first rule that
+/// matches decides; when none matches they do not apply (under
+/// `satisfy any` the other steps then decide).
+pub fn decide(rules: &[AccessRule], client: ConnAddr) -> Verdict {
     for rule in rules {
         let hit = match rule.matches {
             Match::All => true,
-            Match::Net(cidr) => cidr.contains(ip),
+            Match::Net(cidr) => holds(&cidr, client),
         };
         if hit {
             return if rule.deny {
@@ -54,7 +64,7 @@ impl RealIp {
     /// `None` when the peer is not trusted or the header is absent or bad.
     /// A port in the header (`addr:port`, `[v6]:port`) is taken; without
     /// one the port is 0.
-    pub fn resolve(&self, peer: SocketAddr, headers: &Headers) -> Option<SocketAddr> {
+    pub fn resolve(&self, peer: ConnAddr, headers: &Headers) -> Option<ConnAddr> {
         let name = match &self.header {
             RealIpHeader::XRealIp => HeaderName::from_static("x-real-ip"),
             RealIpHeader::XForwardedFor => http::header::HeaderName::from_static("x-forwarded-for"),
@@ -82,12 +92,12 @@ impl RealIp {
     /// nginx's walk from the right of the list: each address is believed
     /// while the one that reported it is trusted (only the last one without
     /// `real_ip_recursive`).
-    fn walk(&self, peer: SocketAddr, mut list: &[u8]) -> Option<SocketAddr> {
-        let trusted = |ip: IpAddr| self.from.iter().any(|c| c.contains(ip));
+    fn walk(&self, peer: ConnAddr, mut list: &[u8]) -> Option<ConnAddr> {
+        let trusted = |addr: ConnAddr| self.from.iter().any(|c| holds(c, addr));
         let mut current = peer;
         let mut found = None;
         loop {
-            if !trusted(current.ip()) {
+            if !trusted(current) {
                 return found;
             }
             // The last element, without trailing separators.
@@ -99,7 +109,7 @@ impl RealIp {
                 .iter()
                 .rposition(|&b| b == b' ' || b == b',')
                 .map_or(0, |i| i + 1);
-            let Some(addr) = parse_addr_port(&list[item_start..end]) else {
+            let Some(addr) = parse_addr_port(&list[item_start..end]).map(ConnAddr::Inet) else {
                 return found;
             };
             current = addr;
@@ -140,6 +150,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn inet(s: &str) -> ConnAddr {
+        ConnAddr::Inet(s.parse().unwrap())
+    }
+
     #[test]
     fn first_matching_rule_decides() {
         let rule = |deny, s: &str| AccessRule {
@@ -154,7 +168,10 @@ mod tests {
                 matches: Match::All,
             },
         ];
-        let verdict = |rules: &[AccessRule], s| match decide(rules, ip(s)) {
+        let verdict = |rules: &[AccessRule], s| match decide(
+            rules,
+            ConnAddr::Inet(SocketAddr::new(ip(s), 0)),
+        ) {
             Verdict::Declined => "declined",
             Verdict::Allowed => "allowed",
             Verdict::Refused(r) if r.status == 403 => "refused",
@@ -166,6 +183,25 @@ mod tests {
         // No rule matching is no verdict (`satisfy any` asks the others).
         assert_eq!(verdict(&rules[..2], "10.0.0.1"), "declined");
         assert_eq!(verdict(&[], "10.0.0.1"), "declined");
+    }
+
+    #[test]
+    fn unix_clients_match_all_and_unix_only() {
+        let rule = |deny, m| AccessRule { deny, matches: m };
+        let unix = Match::Net(Cidr::Unix);
+        let everyone_v4 = Match::Net(Cidr::parse("0.0.0.0/0").unwrap().0);
+        let refused = |rules: &[AccessRule], who| matches!(decide(rules, who), Verdict::Refused(_));
+        let local = ConnAddr::Unix;
+        assert!(refused(&[rule(true, unix)], local));
+        assert!(!refused(&[rule(true, unix)], inet("127.0.0.1:1")));
+        assert!(refused(&[rule(true, Match::All)], local));
+        // No address block holds a unix client, not even 0.0.0.0/0.
+        assert!(!refused(&[rule(true, everyone_v4)], local));
+        // `set_real_ip_from unix:` trusts what a unix client reports.
+        let r = realip(&["unix:"], RealIpHeader::XRealIp, false);
+        let h = headers(&[("X-Real-IP", "192.0.2.1")]);
+        assert_eq!(r.resolve(local, &h), Some(inet("192.0.2.1:0")));
+        assert_eq!(r.resolve(inet("127.0.0.1:1"), &h), None);
     }
 
     fn realip(from: &[&str], header: RealIpHeader, recursive: bool) -> RealIp {
@@ -189,11 +225,11 @@ mod tests {
 
     #[test]
     fn real_ip_follows_trusted_proxies_only() {
-        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let stranger: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        let peer = inet("127.0.0.1:5000");
+        let stranger = inet("198.51.100.1:5000");
         let r = realip(&["127.0.0.1", "10.0.0.0/8"], RealIpHeader::XRealIp, false);
         let h = headers(&[("X-Real-IP", "203.0.113.5")]);
-        assert_eq!(r.resolve(peer, &h), Some("203.0.113.5:0".parse().unwrap()));
+        assert_eq!(r.resolve(peer, &h), Some(inet("203.0.113.5:0")));
         assert_eq!(
             r.resolve(stranger, &h),
             None,
@@ -201,10 +237,7 @@ mod tests {
         );
         assert_eq!(r.resolve(peer, &headers(&[("X-Real-IP", "junk")])), None);
         let h = headers(&[("X-Real-IP", "[2001:db8::1]:8080")]);
-        assert_eq!(
-            r.resolve(peer, &h),
-            Some("[2001:db8::1]:8080".parse().unwrap())
-        );
+        assert_eq!(r.resolve(peer, &h), Some(inet("[2001:db8::1]:8080")));
 
         let xff = headers(&[("X-Forwarded-For", "203.0.113.5, 10.0.0.2, 10.0.0.3")]);
         let plain = realip(
@@ -212,49 +245,31 @@ mod tests {
             RealIpHeader::XForwardedFor,
             false,
         );
-        assert_eq!(
-            plain.resolve(peer, &xff),
-            Some("10.0.0.3:0".parse().unwrap())
-        );
+        assert_eq!(plain.resolve(peer, &xff), Some(inet("10.0.0.3:0")));
         let deep = realip(
             &["127.0.0.1", "10.0.0.0/8"],
             RealIpHeader::XForwardedFor,
             true,
         );
-        assert_eq!(
-            deep.resolve(peer, &xff),
-            Some("203.0.113.5:0".parse().unwrap())
-        );
+        assert_eq!(deep.resolve(peer, &xff), Some(inet("203.0.113.5:0")));
         // All trusted: the leftmost one.
         let all = headers(&[("X-Forwarded-For", "10.0.0.1,10.0.0.2")]);
-        assert_eq!(
-            deep.resolve(peer, &all),
-            Some("10.0.0.1:0".parse().unwrap())
-        );
+        assert_eq!(deep.resolve(peer, &all), Some(inet("10.0.0.1:0")));
         // Several headers are one list.
         let split = headers(&[
             ("X-Forwarded-For", "203.0.113.5"),
             ("X-Forwarded-For", "10.0.0.9"),
         ]);
-        assert_eq!(
-            deep.resolve(peer, &split),
-            Some("203.0.113.5:0".parse().unwrap())
-        );
+        assert_eq!(deep.resolve(peer, &split), Some(inet("203.0.113.5:0")));
         // A bad element stops the walk at the last good address.
         let bad = headers(&[("X-Forwarded-For", "junk, 10.0.0.7")]);
-        assert_eq!(
-            deep.resolve(peer, &bad),
-            Some("10.0.0.7:0".parse().unwrap())
-        );
+        assert_eq!(deep.resolve(peer, &bad), Some(inet("10.0.0.7:0")));
         let custom = realip(
             &["127.0.0.1"],
             RealIpHeader::Other(HeaderName::from_static("cf-connecting-ip")),
             false,
         );
         let h = headers(&[("CF-Connecting-IP", "192.0.2.44")]);
-        assert_eq!(
-            custom.resolve(peer, &h),
-            Some("192.0.2.44:0".parse().unwrap())
-        );
+        assert_eq!(custom.resolve(peer, &h), Some(inet("192.0.2.44:0")));
     }
 }

@@ -11,7 +11,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +31,6 @@ use crate::state::{Generation, Shared};
 pub trait Downstream: Send + Sync {
     /// Facts about the client connection (addresses, TLS, number).
     fn info(&self) -> &Arc<ConnInfo>;
-    /// The configured listen address the connection arrived on.
-    fn listen_key(&self) -> SocketAddr;
     /// Requests received on the connection so far, this one included.
     fn requests(&self) -> u64;
     /// Whether the server is stopping gracefully (no keep-alive then).
@@ -198,7 +195,7 @@ impl<D: Downstream> Exchange<'_, D> {
     pub fn context(&self, upstream: Option<&str>) -> String {
         let mut line = String::with_capacity(128);
         line.push_str(", client: ");
-        line.push_str(&self.ctx.remote.ip().to_string());
+        line.push_str(&self.ctx.remote.to_string());
         line.push_str(", server: ");
         line.push_str(self.ctx.server.primary_name());
         line.push_str(", request: \"");
@@ -247,10 +244,9 @@ impl<D: Downstream> Exchange<'_, D> {
         } else {
             &self.ctx.host
         };
-        if port == default || !r.port {
-            format!("{scheme}://{host}{path}")
-        } else {
-            format!("{scheme}://{host}:{port}{path}")
+        match port {
+            Some(port) if port != default && r.port => format!("{scheme}://{host}:{port}{path}"),
+            _ => format!("{scheme}://{host}{path}"),
         }
     }
 

@@ -63,7 +63,7 @@ pub async fn handle<D: Downstream>(
     let Some(http) = generation.config.http.clone() else {
         return Next::Close;
     };
-    let Some(group) = generation.group(down.listen_key(), down.info().local) else {
+    let Some(group) = generation.group(&down.info().listen, down.info().local) else {
         return Next::Close;
     };
     let default_server = group.servers[group.default_server].clone();
@@ -565,7 +565,7 @@ impl<D: Downstream> Exchange<'_, D> {
     /// `allow`/`deny`; under `satisfy all` a refusal is logged.
     fn access_rules(&self, any: bool) -> crate::access::Verdict {
         use crate::access::Verdict;
-        match crate::access::decide(&self.conf.access, self.ctx.remote.ip()) {
+        match crate::access::decide(&self.conf.access, self.ctx.remote) {
             Verdict::Refused(_) => {
                 if !any {
                     self.log(Level::Error, "access forbidden by rule", None);
@@ -623,7 +623,6 @@ impl<D: Downstream> Exchange<'_, D> {
         Box::pin(async move {
             let mut side = SubrequestSide {
                 info: self.down.info().clone(),
-                key: self.down.listen_key(),
                 requests: self.down.requests(),
             };
             let parent = &mut self.ctx;
@@ -917,16 +916,12 @@ impl<D: Downstream> Exchange<'_, D> {
 /// answer is only looked at).
 struct SubrequestSide {
     info: Arc<crate::request::ConnInfo>,
-    key: std::net::SocketAddr,
     requests: u64,
 }
 
 impl Downstream for SubrequestSide {
     fn info(&self) -> &Arc<crate::request::ConnInfo> {
         &self.info
-    }
-    fn listen_key(&self) -> std::net::SocketAddr {
-        self.key
     }
     fn requests(&self) -> u64 {
         self.requests

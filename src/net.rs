@@ -1,19 +1,125 @@
-//! Sockets: listeners with nginx's `listen` options, and the stream types
-//! that carry client and backend connections (plain TCP or TLS).
+//! Sockets: listeners with nginx's `listen` options, the addresses of a
+//! client connection's ends, and the stream types that carry client and
+//! backend connections (plain TCP, TLS, unix-domain sockets).
 
+use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::ListenOpts;
+use crate::config::{ListenAddr, ListenOpts};
 
 /// nginx's default listen backlog on Linux.
 pub const DEFAULT_BACKLOG: i32 = 511;
+
+/// One end of a client connection: a TCP address (canonical form), or a
+/// unix-domain socket. A unix client has no name of its own; nginx calls
+/// it `unix:`, and so do `$remote_addr`, error lines and `allow unix:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnAddr {
+    /// A TCP address.
+    Inet(SocketAddr),
+    /// A unix-domain socket.
+    Unix,
+}
+
+impl ConnAddr {
+    /// The IP address, unless this is a unix-domain socket.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            ConnAddr::Inet(a) => Some(a.ip()),
+            ConnAddr::Unix => None,
+        }
+    }
+
+    /// The port, unless this is a unix-domain socket.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            ConnAddr::Inet(a) => Some(a.port()),
+            ConnAddr::Unix => None,
+        }
+    }
+}
+
+/// The address as nginx prints a client's: the IP alone, or `unix:`.
+impl fmt::Display for ConnAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnAddr::Inet(a) => a.ip().fmt(f),
+            ConnAddr::Unix => f.write_str("unix:"),
+        }
+    }
+}
+
+/// A bound listening socket, before the runtime registers it.
+#[derive(Debug)]
+pub enum StdListener {
+    /// TCP.
+    Tcp(std::net::TcpListener),
+    /// A unix-domain socket.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl StdListener {
+    /// Another descriptor for the same socket (one per worker).
+    pub fn try_clone(&self) -> io::Result<StdListener> {
+        Ok(match self {
+            StdListener::Tcp(l) => StdListener::Tcp(l.try_clone()?),
+            StdListener::Unix(l) => StdListener::Unix(l.try_clone()?),
+        })
+    }
+
+    /// The TCP address it is bound to, unless it is a unix-domain socket.
+    pub fn local_inet(&self) -> Option<SocketAddr> {
+        match self {
+            StdListener::Tcp(l) => l.local_addr().ok(),
+            StdListener::Unix(_) => None,
+        }
+    }
+}
+
+/// Binds a `listen` address: [`bind_listener`] for TCP, [`bind_unix`] for
+/// `unix:PATH`.
+pub fn bind(addr: &ListenAddr, opts: &ListenOpts) -> io::Result<StdListener> {
+    match addr {
+        ListenAddr::Inet(a) => bind_listener(*a, opts).map(StdListener::Tcp),
+        ListenAddr::Unix(path) => bind_unix(path, opts).map(StdListener::Unix),
+    }
+}
+
+/// Binds a unix-domain listening socket at `path`, readable and writable
+/// by everyone (mode 0666, as nginx sets it: who may connect is the
+/// directory's permissions' business). A file already at `path` is an
+/// error ("Address already in use"), as in nginx; the socket file is
+/// removed when the server stops listening on it ([`remove_unix_socket`]).
+pub fn bind_unix(path: &Path, opts: &ListenOpts) -> io::Result<std::os::unix::net::UnixListener> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    if let Some(n) = opts.rcvbuf {
+        socket.set_recv_buffer_size(n)?;
+    }
+    if let Some(n) = opts.sndbuf {
+        socket.set_send_buffer_size(n)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    socket.listen(opts.backlog.unwrap_or(DEFAULT_BACKLOG))?;
+    Ok(socket.into())
+}
+
+/// Removes the socket file of a unix-domain listener that is closed.
+pub fn remove_unix_socket(addr: &ListenAddr) {
+    if let ListenAddr::Unix(path) = addr {
+        let _ = std::fs::remove_file(path);
+    }
+}
 
 /// Binds a listening socket with `listen` options. The socket is returned
 /// as a std listener (non-blocking) so it can be created before the async
@@ -61,12 +167,15 @@ pub async fn write_flushed<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> io:
     w.flush().await
 }
 
-/// A client connection: plain TCP or TLS-terminated.
+/// A client connection: plain TCP, TLS-terminated, or a unix-domain
+/// socket.
 pub enum ClientIo {
     /// Plain TCP.
     Tcp(TcpStream),
     /// TLS over TCP.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A unix-domain socket.
+    Unix(UnixStream),
 }
 
 /// A backend connection: plain TCP, TLS, or a unix domain socket.
@@ -135,7 +244,38 @@ macro_rules! delegate_io {
     };
 }
 
-delegate_io!(ClientIo: Tcp, Tls);
+delegate_io!(ClientIo: Tcp, Tls, Unix);
+
+impl ClientIo {
+    /// Copies bytes waiting on a plain connection into `buf` without
+    /// taking them; `Ok(0)` at the end of the stream. A TLS connection has
+    /// nothing readable to peek at in its socket: this never resolves then.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientIo::Tcp(s) => s.peek(buf).await,
+            ClientIo::Unix(s) => {
+                use std::os::fd::AsRawFd;
+                loop {
+                    s.readable().await?;
+                    // try_io clears the readiness on WouldBlock (no spin).
+                    let peeked = s.try_io(tokio::io::Interest::READABLE, || {
+                        nix::sys::socket::recv(
+                            s.as_raw_fd(),
+                            buf,
+                            nix::sys::socket::MsgFlags::MSG_PEEK,
+                        )
+                        .map_err(io::Error::from)
+                    });
+                    match peeked {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        other => return other,
+                    }
+                }
+            }
+            ClientIo::Tls(_) => std::future::pending().await,
+        }
+    }
+}
 delegate_io!(UpstreamIo: Tcp, Tls, Unix);
 
 /// The IPv4 form of an IPv4-mapped IPv6 address (what a dual-stack socket

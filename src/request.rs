@@ -7,7 +7,7 @@
 
 pub mod vars;
 
-use std::net::SocketAddr;
+use crate::net::ConnAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -26,9 +26,12 @@ pub struct ConnInfo {
     /// Connection number (`$connection`, `*N` in error lines).
     pub id: u64,
     /// Client address.
-    pub remote: SocketAddr,
+    pub remote: ConnAddr,
     /// Our address the client connected to.
-    pub local: SocketAddr,
+    pub local: ConnAddr,
+    /// The `listen` address that accepted the connection (with `local`,
+    /// it picks the address's servers, again after a reload).
+    pub listen: Arc<crate::config::ListenAddr>,
     /// Whether TLS was terminated on this connection.
     pub tls: bool,
     /// What the TLS handshake negotiated, when TLS was terminated.
@@ -225,10 +228,10 @@ pub struct RequestCtx {
     /// The client address as far as the request is concerned
     /// (`$remote_addr`): the peer, or the address trusted proxies report
     /// (`set_real_ip_from`).
-    pub remote: std::net::SocketAddr,
+    pub remote: ConnAddr,
     /// The peer address when `set_real_ip_from` replaced it
     /// (`$realip_remote_addr`).
-    pub realip_peer: Option<std::net::SocketAddr>,
+    pub realip_peer: Option<ConnAddr>,
     /// `$limit_req_status` once `limit_req` has judged the request
     /// (`PASSED`, `DELAYED`, `REJECTED`, `DELAYED_DRY_RUN`,
     /// `REJECTED_DRY_RUN`).

@@ -12,28 +12,38 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::client::h2::ConnSettings;
-use crate::config::{Config, ListenGroup, LoadOptions};
+use crate::config::{Config, ListenAddr, ListenGroup, LoadOptions};
 use crate::log::{self, ErrorLog, Level, os_error};
-use crate::net::{self, ClientIo};
+use crate::net::{self, ClientIo, ConnAddr, StdListener};
 use crate::request::ConnInfo;
 use crate::state::{Generation, Shared};
 
 struct Listening {
-    key: SocketAddr,
-    local: SocketAddr,
+    key: Arc<ListenAddr>,
+    /// The TCP address bound (the port chosen for `:0`).
+    local: Option<SocketAddr>,
     stop: watch::Sender<bool>,
+}
+
+impl Listening {
+    /// Stops its accept loops; a unix-domain socket's file goes too.
+    fn close(&self) {
+        let _ = self.stop.send(true);
+        net::remove_unix_socket(&self.key);
+    }
 }
 
 /// A listening socket bound before the runtime starts.
 pub struct Bound {
-    /// The configured address (`127.0.0.1:0`, `0.0.0.0:80`...).
-    pub key: SocketAddr,
+    /// The configured address (`127.0.0.1:0`, `0.0.0.0:80`,
+    /// `unix:/run/app.sock`...).
+    pub key: ListenAddr,
     /// The socket.
-    pub listener: std::net::TcpListener,
+    pub listener: StdListener,
 }
 
 /// Binds every address of `config` that needs its own socket.
@@ -44,10 +54,10 @@ pub fn bind_all(config: &Config) -> Result<Vec<Bound>, String> {
             if !crate::config::listen::binds_own_socket(group, &http.listens) {
                 continue;
             }
-            let listener = net::bind_listener(group.addr, &group.opts)
+            let listener = net::bind(&group.addr, &group.opts)
                 .map_err(|e| format!("bind() to {} failed {}", group.addr, os_error(&e)))?;
             out.push(Bound {
-                key: group.addr,
+                key: group.addr.clone(),
                 listener,
             });
         }
@@ -104,18 +114,19 @@ impl Handle {
         Ok(handle)
     }
 
-    /// Actual bound addresses by configured address.
+    /// Actual bound TCP addresses by configured address.
     pub fn local_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
         self.listeners
             .lock()
             .expect("listeners")
             .iter()
-            .map(|l| (l.key, l.local))
+            .filter_map(|l| Some((l.key.inet()?, l.local?)))
             .collect()
     }
 
     fn listen(&self, b: Bound) -> io::Result<()> {
-        let local = b.listener.local_addr()?;
+        let local = b.listener.local_inet();
+        let key = Arc::new(b.key);
         let (stop, stop_rx) = watch::channel(false);
         // Each worker gets its own descriptor for the socket, registered in
         // its own event loop; the kernel hands each connection to one of
@@ -129,9 +140,13 @@ impl Handle {
         for (worker, socket) in workers.iter().zip(sockets) {
             let shared = self.shared.clone();
             let stop_rx = stop_rx.clone();
-            let key = b.key;
+            let key = key.clone();
             worker.spawn(async move {
-                match TcpListener::from_std(socket) {
+                let registered = match socket {
+                    StdListener::Tcp(l) => TcpListener::from_std(l).map(Accept::Tcp),
+                    StdListener::Unix(l) => UnixListener::from_std(l).map(Accept::Unix),
+                };
+                match registered {
                     Ok(listener) => accept_loop(shared, listener, key, stop_rx).await,
                     Err(e) => log::error(
                         Level::Emerg,
@@ -140,11 +155,10 @@ impl Handle {
                 }
             });
         }
-        self.listeners.lock().expect("listeners").push(Listening {
-            key: b.key,
-            local,
-            stop,
-        });
+        self.listeners
+            .lock()
+            .expect("listeners")
+            .push(Listening { key, local, stop });
         Ok(())
     }
 
@@ -195,20 +209,20 @@ impl Handle {
                     .collect()
             })
             .unwrap_or_default();
-        let current: Vec<SocketAddr> = self
+        let current: Vec<Arc<ListenAddr>> = self
             .listeners
             .lock()
             .expect("listeners")
             .iter()
-            .map(|l| l.key)
+            .map(|l| l.key.clone())
             .collect();
         let mut fresh = Vec::new();
         for g in &wanted {
-            if !current.contains(&g.addr) {
-                let listener = net::bind_listener(g.addr, &g.opts)
+            if !current.iter().any(|k| **k == g.addr) {
+                let listener = net::bind(&g.addr, &g.opts)
                     .map_err(|e| format!("bind() to {} failed {}", g.addr, os_error(&e)))?;
                 fresh.push(Bound {
-                    key: g.addr,
+                    key: g.addr.clone(),
                     listener,
                 });
             }
@@ -220,9 +234,9 @@ impl Handle {
         }
         let mut listeners = self.listeners.lock().expect("listeners");
         listeners.retain(|l| {
-            let keep = wanted.iter().any(|g| g.addr == l.key);
+            let keep = wanted.iter().any(|g| g.addr == *l.key);
             if !keep {
-                let _ = l.stop.send(true);
+                l.close();
             }
             keep
         });
@@ -248,29 +262,63 @@ impl Handle {
 
     fn stop_listeners(&self) {
         for l in self.listeners.lock().expect("listeners").drain(..) {
-            let _ = l.stop.send(true);
+            l.close();
+        }
+    }
+}
+
+/// A registered listening socket.
+enum Accept {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Accept {
+    /// The next connection: its stream, the client's address, and the
+    /// local one when known without asking the socket.
+    async fn next(
+        &self,
+        fixed_local: Option<ConnAddr>,
+    ) -> io::Result<(ClientIo, ConnAddr, Option<ConnAddr>)> {
+        match self {
+            Accept::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((
+                    ClientIo::Tcp(s),
+                    ConnAddr::Inet(net::canonical(peer)),
+                    fixed_local,
+                ))
+            }
+            Accept::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((ClientIo::Unix(s), ConnAddr::Unix, Some(ConnAddr::Unix)))
+            }
         }
     }
 }
 
 async fn accept_loop(
     shared: Arc<Shared>,
-    listener: TcpListener,
-    key: SocketAddr,
+    listener: Accept,
+    key: Arc<ListenAddr>,
     mut stop: watch::Receiver<bool>,
 ) {
     // A listener bound to one address knows every connection's local
     // address; only wildcard sockets need getsockname() per connection.
-    let fixed_local = listener
-        .local_addr()
-        .ok()
-        .filter(|a| !a.ip().is_unspecified());
+    let fixed_local = match &listener {
+        Accept::Tcp(l) => l
+            .local_addr()
+            .ok()
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| ConnAddr::Inet(net::canonical(a))),
+        Accept::Unix(_) => Some(ConnAddr::Unix),
+    };
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(connection(shared.clone(), stream, peer, key, fixed_local));
+            accepted = listener.next(fixed_local) => match accepted {
+                Ok((stream, peer, local)) => {
+                    tokio::spawn(connection(shared.clone(), stream, peer, key.clone(), local));
                 }
                 Err(e) => {
                     log::error(Level::Alert, &format!("accept() failed {}", os_error(&e)));
@@ -284,10 +332,10 @@ async fn accept_loop(
 
 async fn connection(
     shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    key: SocketAddr,
-    fixed_local: Option<SocketAddr>,
+    io: ClientIo,
+    peer: ConnAddr,
+    key: Arc<ListenAddr>,
+    fixed_local: Option<ConnAddr>,
 ) {
     shared.stats.accepted();
     let Some(active) = shared.enter(true) else {
@@ -298,17 +346,18 @@ async fn connection(
         );
         return;
     };
-    let local = match fixed_local {
-        Some(a) => a,
-        None => match stream.local_addr() {
-            Ok(a) => a,
+    let local = match (fixed_local, &io) {
+        (Some(a), _) => a,
+        (None, ClientIo::Tcp(s)) => match s.local_addr() {
+            Ok(a) => ConnAddr::Inet(net::canonical(a)),
             Err(_) => return,
         },
+        (None, _) => return,
     };
     // TCP_NODELAY is inherited from the listening socket (see
     // net::bind_listener).
     let generation = shared.generation.load_full();
-    let Some(group) = generation.group(key, net::canonical(local)) else {
+    let Some(group) = generation.group(&key, local) else {
         return;
     };
     let default_conf = &group.servers[group.default_server].conf;
@@ -327,8 +376,9 @@ async fn connection(
     let mut info = ConnInfo {
         error_log: default_conf.error_log.clone(),
         id: shared.next_conn_id(),
-        remote: net::canonical(peer),
-        local: net::canonical(local),
+        remote: peer,
+        local,
+        listen: key,
         tls: group.opts.ssl,
         tls_session: None,
         plain_http_on_tls: false,
@@ -339,6 +389,10 @@ async fn connection(
     // The protocol: HTTP/2 when ALPN chose it, or when a plain client
     // starts with the preface; HTTP/1.x otherwise.
     let (io, h2) = if group.opts.ssl {
+        // TLS is set up on TCP addresses only (refused at load on unix ones).
+        let ClientIo::Tcp(stream) = io else {
+            return;
+        };
         let Some(acceptor) = generation.tls.get(&group.addr).cloned() else {
             return;
         };
@@ -349,7 +403,7 @@ async fn connection(
                 // Plain HTTP to a TLS port: read the request, answer 497.
                 info.tls = false;
                 info.plain_http_on_tls = true;
-                return serve_plain(shared, stream, info, key, active, defaults).await;
+                return serve_plain(shared, ClientIo::Tcp(stream), info, active, defaults).await;
             }
             Ok(Err(_)) | Err(_) => return,
         }
@@ -372,7 +426,7 @@ async fn connection(
                     Level::Info,
                     &format!(
                         "SSL_do_handshake() failed ({e}) while SSL handshaking, client: {}, server: {}",
-                        info.remote.ip(),
+                        info.remote,
                         group.addr
                     ),
                 );
@@ -385,19 +439,16 @@ async fn connection(
         // h2c with prior knowledge, beside HTTP/1.x, where the default
         // server speaks HTTP/2.
         let h2c = (group.opts.http2 || default_conf.http2.enable)
-            && crate::client::h2::starts_with_preface(&stream, header_timeout).await;
-        (
-            ClientIo::Tcp(stream),
-            h2c.then(|| ConnSettings::of(default_conf)),
-        )
+            && crate::client::h2::starts_with_preface(&io, header_timeout).await;
+        (io, h2c.then(|| ConnSettings::of(default_conf)))
     };
     if let Some(settings) = h2 {
         info.http2 = if info.tls { "h2" } else { "h2c" };
-        return crate::client::h2::serve(shared, io, Arc::new(info), key, active, settings).await;
+        return crate::client::h2::serve(shared, io, Arc::new(info), active, settings).await;
     }
     crate::client::h1::serve(
         shared,
-        crate::client::h1::ClientConn::new(io, Arc::new(info), key, active, defaults),
+        crate::client::h1::ClientConn::new(io, Arc::new(info), active, defaults),
     )
     .await;
 }
@@ -405,21 +456,14 @@ async fn connection(
 /// Serves a plain-HTTP client of a TLS address (its requests get 497).
 async fn serve_plain(
     shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
+    io: ClientIo,
     info: ConnInfo,
-    key: SocketAddr,
     active: crate::state::Active,
     defaults: crate::client::h1::ConnDefaults,
 ) {
     crate::client::h1::serve(
         shared,
-        crate::client::h1::ClientConn::new(
-            ClientIo::Tcp(stream),
-            Arc::new(info),
-            key,
-            active,
-            defaults,
-        ),
+        crate::client::h1::ClientConn::new(io, Arc::new(info), active, defaults),
     )
     .await;
 }

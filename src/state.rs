@@ -19,8 +19,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::balance::Balancer;
-use crate::config::{Config, ListenGroup, LoadOptions};
+use crate::config::{Config, ListenAddr, ListenGroup, LoadOptions};
 use crate::log::{LogFiles, Registry, os_error};
+use crate::net::ConnAddr;
 use crate::upstream::Pool;
 
 /// Per-upstream runtime state.
@@ -143,7 +144,7 @@ pub struct Generation {
     /// Upstream state by `Upstream::index`.
     pub upstreams: Vec<UpstreamRuntime>,
     /// TLS acceptors by listen address.
-    pub tls: HashMap<SocketAddr, Arc<crate::tls::server::Acceptor>>,
+    pub tls: HashMap<ListenAddr, Arc<crate::tls::server::Acceptor>>,
     /// Open access log files by path.
     pub access_logs: LogFiles,
     /// Runtime resolvers by `ResolverConf::index`, each with its cache.
@@ -190,7 +191,7 @@ impl Generation {
             }
             for group in &http.listens {
                 if group.opts.ssl {
-                    tls.insert(group.addr, Arc::new(acceptor(group)?));
+                    tls.insert(group.addr.clone(), Arc::new(acceptor(group)?));
                 }
             }
             let mut open = |path: &PathBuf| -> Result<(), String> {
@@ -303,15 +304,17 @@ impl Generation {
     /// The listen group a connection accepted on `key` with local address
     /// `local` belongs to: the specific address if configured, else the
     /// wildcard it arrived on.
-    pub fn group(&self, key: SocketAddr, local: SocketAddr) -> Option<Arc<ListenGroup>> {
+    pub fn group(&self, key: &ListenAddr, local: ConnAddr) -> Option<Arc<ListenGroup>> {
         let http = self.config.http.as_ref()?;
-        if key.ip().is_unspecified() {
-            let specific = SocketAddr::new(local.ip(), key.port());
+        if let (ListenAddr::Inet(wildcard), ConnAddr::Inet(local)) = (key, local)
+            && wildcard.ip().is_unspecified()
+        {
+            let specific = ListenAddr::Inet(SocketAddr::new(local.ip(), wildcard.port()));
             if let Some(g) = http.listens.iter().find(|g| g.addr == specific) {
                 return Some(g.clone());
             }
         }
-        http.listens.iter().find(|g| g.addr == key).cloned()
+        http.listens.iter().find(|g| g.addr == *key).cloned()
     }
 }
 
@@ -343,7 +346,7 @@ fn acceptor(group: &Arc<ListenGroup>) -> Result<crate::tls::server::Acceptor, St
         &sites,
         group.default_server,
         Arc::new(move |name| names.names.find(name).map(|(i, _)| i)),
-        group.addr,
+        &group.addr,
     )
 }
 

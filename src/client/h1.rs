@@ -9,7 +9,6 @@
 //! small task so that the memory of the HTTP phase is released for the
 //! whole life of the tunnel.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,8 +56,6 @@ pub struct ClientConn {
     parser: RequestParser,
     /// Facts for variables and logs.
     pub info: Arc<ConnInfo>,
-    /// The configured listen address it arrived on.
-    pub key: SocketAddr,
     /// Requests served so far.
     pub requests: u64,
     /// Idle time allowed before the next request (the last location's
@@ -89,7 +86,6 @@ impl ClientConn {
     pub fn new(
         io: ClientIo,
         info: Arc<ConnInfo>,
-        key: SocketAddr,
         active: Active,
         defaults: ConnDefaults,
     ) -> ClientConn {
@@ -104,7 +100,6 @@ impl ClientConn {
             buf: BytesMut::new(),
             parser: RequestParser::new(limits),
             info,
-            key,
             requests: 0,
             keepalive_timeout: Duration::from_secs(75),
             header_timeout,
@@ -193,10 +188,8 @@ pub async fn serve(shared: Arc<Shared>, mut conn: ClientConn) {
 async fn bad_request(conn: &mut ClientConn, status: u16, why: &str) {
     let mut reply = Reply::error(status, conn.server_tokens);
     reply.close = true;
-    conn.info.log(
-        Level::Info,
-        &format!("{why}, client: {}", conn.info.remote.ip()),
-    );
+    conn.info
+        .log(Level::Info, &format!("{why}, client: {}", conn.info.remote));
     let mut out = Vec::new();
     let mut headers = Headers::new();
     headers.append_str(
@@ -251,7 +244,7 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
                             &format!(
                                 "client sent invalid header line: \"{}\", client: {}",
                                 String::from_utf8_lossy(line).escape_debug(),
-                                conn.info.remote.ip()
+                                conn.info.remote
                             ),
                         );
                     }
@@ -285,7 +278,7 @@ async fn read_head(conn: &mut ClientConn) -> HeadRead {
                         Level::Info,
                         &format!(
                             "client timed out (110: Connection timed out) while reading client request headers, client: {}",
-                            conn.info.remote.ip()
+                            conn.info.remote
                         ),
                     );
                 }
@@ -340,14 +333,9 @@ async fn close(conn: &mut ClientConn) {
 /// Resolves when the client has closed its connection. Pipelined data
 /// means the client is still there: then this never resolves.
 async fn client_gone(io: &ClientIo) {
-    match io {
-        ClientIo::Tcp(s) => {
-            let mut b = [0u8; 1];
-            match s.peek(&mut b).await {
-                Ok(0) | Err(_) => {}
-                Ok(_) => std::future::pending::<()>().await,
-            }
-        }
-        ClientIo::Tls(_) => std::future::pending::<()>().await,
+    let mut b = [0u8; 1];
+    match io.peek(&mut b).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending::<()>().await,
     }
 }

@@ -15,7 +15,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -80,11 +79,11 @@ impl ConnSettings {
 
 /// Whether a plain connection starts with the HTTP/2 preface. Waits for
 /// enough bytes to tell (at most `limit`); false for anything else.
-pub async fn starts_with_preface(tcp: &tokio::net::TcpStream, limit: Duration) -> bool {
+pub async fn starts_with_preface(io: &crate::net::ClientIo, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     let mut seen = [0u8; PREFACE.len()];
     loop {
-        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut seen)).await {
+        let n = match tokio::time::timeout_at(deadline, io.peek(&mut seen)).await {
             Ok(Ok(n)) => n,
             _ => return false,
         };
@@ -108,7 +107,6 @@ pub async fn serve(
     shared: Arc<Shared>,
     io: ClientIo,
     info: Arc<ConnInfo>,
-    key: SocketAddr,
     active: Active,
     settings: ConnSettings,
 ) {
@@ -138,7 +136,7 @@ pub async fn serve(
                 Level::Info,
                 &format!(
                     "client sent invalid HTTP/2 connection preface ({e}), client: {}",
-                    info.remote.ip()
+                    info.remote
                 ),
             );
             return;
@@ -192,7 +190,6 @@ pub async fn serve(
                     let stream = Stream {
                         shared: shared.clone(),
                         info: info.clone(),
-                        key,
                         number: streams,
                         chunk_size: h.chunk_size,
                         websocket: h.websocket,
@@ -204,7 +201,7 @@ pub async fn serve(
                     if !e.is_io() {
                         info.log(
                             Level::Info,
-                            &format!("client sent invalid HTTP/2 data ({e}), client: {}", info.remote.ip()),
+                            &format!("client sent invalid HTTP/2 data ({e}), client: {}", info.remote),
                         );
                     }
                     break;
@@ -234,7 +231,6 @@ pub async fn serve(
 struct Stream {
     shared: Arc<Shared>,
     info: Arc<ConnInfo>,
-    key: SocketAddr,
     number: u64,
     chunk_size: usize,
     websocket: bool,
@@ -299,7 +295,6 @@ impl Stream {
         let state = self.shared.state.subscribe();
         let mut down = H2Down {
             info: self.info.clone(),
-            key: self.key,
             number: self.number,
             state,
             body: Some(body),
@@ -440,7 +435,6 @@ fn connection_specific(name: &HeaderName) -> bool {
 /// A stream as the request phases see it.
 struct H2Down {
     info: Arc<ConnInfo>,
-    key: SocketAddr,
     number: u64,
     state: watch::Receiver<RunState>,
     body: Option<RecvStream>,
@@ -532,10 +526,6 @@ fn head_len(headers: &Headers) -> u64 {
 impl Downstream for H2Down {
     fn info(&self) -> &Arc<ConnInfo> {
         &self.info
-    }
-
-    fn listen_key(&self) -> SocketAddr {
-        self.key
     }
 
     fn requests(&self) -> u64 {

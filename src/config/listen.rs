@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::error::{ConfigError, Result};
-use super::model::{ListenGroup, ListenOpts, Server, ServerNameIndex};
+use super::model::{ListenAddr, ListenGroup, ListenOpts, Server, ServerNameIndex};
 use super::raw::ServerRaw;
 
 /// The port used when a server has no `listen` (nginx uses 80 as root and
@@ -27,7 +27,7 @@ pub fn default_listen_port() -> u16 {
 /// Builds listen groups from servers in configuration order.
 pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup>>> {
     struct Pending {
-        addr: SocketAddr,
+        addr: ListenAddr,
         opts: ListenOpts,
         opts_set: bool,
         default: Option<usize>,
@@ -38,11 +38,14 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
     let mut pending: Vec<Pending> = Vec::new();
     for (server, raw) in servers {
         let default_listen;
-        let listens: Vec<(SocketAddr, bool, &ListenOpts, Option<&super::error::Span>)> =
+        let listens: Vec<(ListenAddr, bool, &ListenOpts, Option<&super::error::Span>)> =
             if raw.listens.is_empty() {
                 default_listen = ListenOpts::default();
                 vec![(
-                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), default_listen_port()),
+                    ListenAddr::Inet(SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                        default_listen_port(),
+                    )),
                     false,
                     &default_listen,
                     None,
@@ -53,7 +56,7 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
                     .flat_map(|l| {
                         l.addrs
                             .iter()
-                            .map(move |a| (*a, l.default_server, &l.opts, Some(&l.span)))
+                            .map(move |a| (a.clone(), l.default_server, &l.opts, Some(&l.span)))
                     })
                     .collect()
             };
@@ -64,7 +67,7 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
                 Some(i) => i,
                 None => {
                     pending.push(Pending {
-                        addr,
+                        addr: addr.clone(),
                         opts: ListenOpts::default(),
                         opts_set: false,
                         default: None,
@@ -101,6 +104,15 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
                 p.opts.http2 |= opts.http2;
             }
             if opts.ssl || ssl_on {
+                if let ListenAddr::Unix(_) = &p.addr {
+                    let span = span.cloned().unwrap_or_else(|| server.span.clone());
+                    return Err(ConfigError::unsupported(
+                        &span,
+                        format!(
+                            "TLS on a unix domain socket (\"{addr}\") is not supported by switchyard"
+                        ),
+                    ));
+                }
                 p.opts.ssl = true;
                 if p.ssl_span.is_none() {
                     p.ssl_span = Some(span.cloned().unwrap_or_else(|| server.span.clone()));
@@ -156,13 +168,14 @@ pub fn group(servers: &[(Arc<Server>, ServerRaw)]) -> Result<Vec<Arc<ListenGroup
 /// Whether `group` gets its own socket: wildcard addresses always; a
 /// specific address only when no wildcard of its family shares its port.
 pub fn binds_own_socket(group: &ListenGroup, all: &[Arc<ListenGroup>]) -> bool {
-    if group.addr.ip().is_unspecified() || group.opts.reuseport {
+    let Some(addr) = group.addr.inet() else {
+        return true;
+    };
+    if addr.ip().is_unspecified() || group.opts.reuseport {
         return true;
     }
-    !all.iter().any(|g| {
-        g.addr.port() == group.addr.port()
-            && g.addr.ip().is_unspecified()
-            && g.addr.is_ipv4() == group.addr.is_ipv4()
+    !all.iter().filter_map(|g| g.addr.inet()).any(|g| {
+        g.port() == addr.port() && g.ip().is_unspecified() && g.is_ipv4() == addr.is_ipv4()
     })
 }
 

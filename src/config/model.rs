@@ -157,11 +157,41 @@ pub struct MapDef {
     pub output: String,
 }
 
+/// What a `listen` names: a TCP address, or a unix-domain socket
+/// (`listen unix:PATH`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// `ADDR:PORT`.
+    Inet(SocketAddr),
+    /// `unix:PATH` (the path as written, relative to the working
+    /// directory, as nginx takes it).
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// The TCP address, unless this is a unix-domain socket.
+    pub fn inet(&self) -> Option<SocketAddr> {
+        match self {
+            ListenAddr::Inet(a) => Some(*a),
+            ListenAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Inet(a) => a.fmt(f),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// Sockets bound by one `listen` address, and the servers behind it.
 #[derive(Debug)]
 pub struct ListenGroup {
     /// Address to bind.
-    pub addr: SocketAddr,
+    pub addr: ListenAddr,
     /// Options merged from every `listen` on this address.
     pub opts: ListenOpts,
     /// Index into `servers` of the default server.

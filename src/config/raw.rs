@@ -282,7 +282,7 @@ pub struct LimitExceptRaw {
 
 #[derive(Debug)]
 pub struct ListenRaw {
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<super::model::ListenAddr>,
     pub default_server: bool,
     pub opts: ListenOpts,
     pub span: Span,

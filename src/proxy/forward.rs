@@ -137,9 +137,13 @@ pub async fn forward<D: Downstream>(ex: &mut Exchange<'_, D>) -> Result<Proxied,
         BalanceMethod::Hash { key, .. } => ex.ctx.render(key),
         _ => Vec::new(),
     };
-    let mut pick = target
-        .balancer
-        .start(ex.ctx.remote.ip(), key, p.next_upstream_tries);
+    // ip_hash reads a unix-domain client as nginx does: three zero bytes.
+    let client = ex
+        .ctx
+        .remote
+        .ip()
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let mut pick = target.balancer.start(client, key, p.next_upstream_tries);
     let started = Instant::now();
     let scheme = if target.tls { "https" } else { "http" };
     use crate::request::Attempt;

@@ -59,7 +59,7 @@ impl Transport for crate::net::ClientIo {
     fn tcp(&self) -> Option<&TcpStream> {
         match self {
             crate::net::ClientIo::Tcp(s) => Some(s),
-            crate::net::ClientIo::Tls(_) => None,
+            crate::net::ClientIo::Tls(_) | crate::net::ClientIo::Unix(_) => None,
         }
     }
 }

@@ -18,6 +18,7 @@ use http::HeaderName;
 
 use super::RequestCtx;
 use crate::config::var::{Builtin, Var};
+use crate::net::ConnAddr;
 
 /// `$gzip_ratio`: uncompressed over compressed size, two decimals.
 pub fn ratio(bytes_in: u64, bytes_out: u64) -> String {
@@ -57,6 +58,14 @@ pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
         v4 => v4,
     };
     let _ = write!(out, "{ip}");
+}
+
+/// A client address as `$remote_addr` shows it: the IP, or `unix:`.
+pub fn write_conn_addr(out: &mut Vec<u8>, addr: ConnAddr) {
+    match addr.ip() {
+        Some(ip) => write_ip(out, ip),
+        None => out.extend_from_slice(b"unix:"),
+    }
 }
 
 /// Formats an address as nginx shows upstream addresses (`[::1]:80`).
@@ -222,44 +231,53 @@ impl RequestCtx {
         };
         match b {
             Builtin::RemoteAddr => {
-                write_ip(out, self.remote.ip());
+                write_conn_addr(out, self.remote);
                 true
             }
             Builtin::RemotePort => {
-                // A real address reported without a port has none.
-                if self.remote.port() != 0 {
-                    let _ = write!(out, "{}", self.remote.port());
+                // A real address reported without a port has none, nor
+                // does a unix-domain client.
+                if let Some(port) = self.remote.port().filter(|p| *p != 0) {
+                    let _ = write!(out, "{port}");
                 }
                 true
             }
             Builtin::RealipRemoteAddr => {
-                write_ip(out, self.realip_peer.unwrap_or(self.conn.remote).ip());
+                write_conn_addr(out, self.realip_peer.unwrap_or(self.conn.remote));
                 true
             }
             Builtin::RealipRemotePort => {
-                let _ = write!(
-                    out,
-                    "{}",
-                    self.realip_peer.unwrap_or(self.conn.remote).port()
-                );
+                if let Some(port) = self.realip_peer.unwrap_or(self.conn.remote).port() {
+                    let _ = write!(out, "{port}");
+                }
                 true
             }
             Builtin::BinaryRemoteAddr => {
                 match self.remote.ip() {
-                    IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()),
-                    IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(IpAddr::V4(v4)) => out.extend_from_slice(&v4.octets()),
+                    Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
                         Some(v4) => out.extend_from_slice(&v4.octets()),
                         None => out.extend_from_slice(&v6.octets()),
                     },
+                    // nginx: the text form, `unix:`.
+                    None => out.extend_from_slice(b"unix:"),
                 }
                 true
             }
             Builtin::ServerAddr => {
-                write_ip(out, self.conn.local.ip());
+                match self.conn.local.ip() {
+                    Some(ip) => write_ip(out, ip),
+                    // The socket's own name: `unix:PATH`.
+                    None => {
+                        let _ = write!(out, "{}", self.conn.listen);
+                    }
+                }
                 true
             }
             Builtin::ServerPort => {
-                let _ = write!(out, "{}", self.conn.local.port());
+                if let Some(port) = self.conn.local.port() {
+                    let _ = write!(out, "{port}");
+                }
                 true
             }
             Builtin::Scheme => put(out, if self.conn.tls { b"https" } else { b"http" }),
@@ -473,7 +491,7 @@ impl RequestCtx {
                 if out.len() > start {
                     out.extend_from_slice(b", ");
                 }
-                write_ip(out, self.remote.ip());
+                write_conn_addr(out, self.remote);
                 true
             }
             Builtin::UpstreamAddr => match self.upstream.join(|a| a.addr.clone()) {

@@ -13,7 +13,6 @@
 //! decides the request's fate (400 with nginx's 495/496 pages), instead of
 //! a TLS alert the browser shows as a cryptic failure.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -289,7 +288,7 @@ pub fn acceptor(
     sites: &[Option<Site<'_>>],
     default: usize,
     select: SelectSite,
-    addr: SocketAddr,
+    addr: &dyn std::fmt::Display,
 ) -> Result<Acceptor, String> {
     let mut configs = Vec::with_capacity(sites.len());
     let mut policies = Vec::with_capacity(sites.len());

@@ -113,16 +113,16 @@ impl Proxy {
                 if !switchyard::config::listen::binds_own_socket(group, &http.listens) {
                     continue;
                 }
-                let listener = match held
+                let held_here = held
                     .iter()
-                    .position(|l| l.local_addr().unwrap() == group.addr)
-                {
-                    Some(i) => held.swap_remove(i),
-                    None => switchyard::net::bind_listener(group.addr, &group.opts)
+                    .position(|l| Some(l.local_addr().unwrap()) == group.addr.inet());
+                let listener = match held_here {
+                    Some(i) => switchyard::net::StdListener::Tcp(held.swap_remove(i)),
+                    None => switchyard::net::bind(&group.addr, &group.opts)
                         .unwrap_or_else(|e| panic!("bind() to {}: {e}", group.addr)),
                 };
                 bound.push(server::Bound {
-                    key: group.addr,
+                    key: group.addr.clone(),
                     listener,
                 });
             }

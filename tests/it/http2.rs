@@ -175,6 +175,38 @@ async fn http2_prior_knowledge_and_http1_share_a_plain_listener() {
         .await;
 }
 
+/// `listen unix:PATH http2`: HTTP/2 with prior knowledge on a unix
+/// socket, HTTP/1.x beside it, as on a plain TCP address.
+#[tokio::test]
+async fn http2_prior_knowledge_on_a_unix_listener() {
+    let proxy = Proxy::http(
+        "server { listen unix:{dir}/h2.sock http2;
+                  location / { return 200 '$server_protocol $http2 $remote_addr\n'; } }",
+    )
+    .await;
+    let sock = proxy.dir.path().join("h2.sock");
+    let unix = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let (mut client, conn) = bounded("the HTTP/2 handshake", h2::client::handshake(unix))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let (status, _, body) = request(&mut client, "GET", "http://localhost/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, b"HTTP/2.0 h2c unix:\n");
+    let mut plain = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    bounded("the HTTP/1.0 answer", plain.read_to_string(&mut answer))
+        .await
+        .unwrap();
+    assert!(answer.ends_with("HTTP/1.0  unix:\n"), "{answer}");
+}
+
 #[tokio::test]
 async fn http2_is_offered_by_alpn_on_tls_with_http2_on() {
     let dir = TempDir::new();

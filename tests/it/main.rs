@@ -12,6 +12,9 @@ mod websocket;
 /// The WebSocket-aware relay: pings, limits, Origin policy, drain, logs.
 mod websocket_relay;
 
+/// Clients on unix domain sockets (`listen unix:`).
+mod unix_listen;
+
 /// Dead links made with network namespaces: pings find a pulled cable.
 mod netns;
 

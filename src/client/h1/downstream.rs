@@ -4,7 +4,6 @@
 //! Protocols`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,10 +25,6 @@ const DISCARD_MAX: u64 = 64 * 1024;
 impl Downstream for ClientConn {
     fn info(&self) -> &Arc<ConnInfo> {
         &self.info
-    }
-
-    fn listen_key(&self) -> SocketAddr {
-        self.key
     }
 
     fn requests(&self) -> u64 {

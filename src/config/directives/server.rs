@@ -18,7 +18,7 @@ pub static DIRECTIVES: &[Directive] = &[
     block!("server", HTTP, Args::None, set_server, Ctx::SERVER, leave_server, "A virtual server."),
     noop!("server_names_hash_max_size", HTTP, T1, "nginx hash sizing (no effect)."),
     noop!("server_names_hash_bucket_size", HTTP, T1, "nginx hash sizing (no effect)."),
-    d!("listen", SERVER, Args::AtLeast(1), set_listen, "Address and port (`8080`, `127.0.0.1:80`, `[::]:443`), with `default_server`, `ssl`, `http2`, `backlog=`, `rcvbuf=`, `sndbuf=`, `reuseport`, `ipv6only=`, `so_keepalive=`."),
+    d!("listen", SERVER, Args::AtLeast(1), set_listen, "Address and port (`8080`, `127.0.0.1:80`, `[::]:443`) or `unix:PATH`, with `default_server`, `ssl`, `http2`, `backlog=`, `rcvbuf=`, `sndbuf=`, `reuseport`, `ipv6only=`, `so_keepalive=`."),
     d!("server_name", SERVER, Args::AtLeast(1), set_server_name, "Names: exact, `*.example.com`, `example.*`, `.example.com`, `~regex`; default server selection as nginx."),
     block!("location", SL, T12, set_location, Ctx::LOCATION, leave_location, "Prefix, `=`, `^~`, `~`, `~*` and `@named` locations, nested; nginx's selection order."),
     d!("client_header_buffer_size", HS, T1, |b, st| loc_size(b, st, |l| &mut l.client_header_buffer_size), "First buffer of a request head (default 1k); a head that does not fit moves to the large buffers. The listening address's default server decides."),
@@ -77,13 +77,19 @@ fn leave_server(b: &mut Builder, _: &Statement) -> Result<()> {
 
 fn set_listen(b: &mut Builder, st: &Statement) -> Result<()> {
     let addr_text = st.args[0].value.as_str();
-    if addr_text.starts_with("unix:") {
-        return Err(ConfigError::unsupported(
-            &st.span,
-            "unix domain listen sockets are not supported by switchyard",
-        ));
-    }
-    let addrs = parse_listen_addr(addr_text).map_err(|m| ConfigError::at(&st.span, m))?;
+    let unix = addr_text.strip_prefix("unix:");
+    let addrs = match unix {
+        Some(path) => {
+            crate::config::PeerAddr::unix(path)
+                .map_err(|m| ConfigError::at(&st.span, format!("{m} in \"{addr_text}\"")))?;
+            vec![ListenAddr::Unix(path.into())]
+        }
+        None => parse_listen_addr(addr_text)
+            .map_err(|m| ConfigError::at(&st.span, m))?
+            .into_iter()
+            .map(ListenAddr::Inet)
+            .collect(),
+    };
     let mut default_server = false;
     let mut opts = ListenOpts::default();
     for w in &st.args[1..] {
@@ -124,6 +130,24 @@ fn set_listen(b: &mut Builder, st: &Statement) -> Result<()> {
                     return Err(bad());
                 }
             }
+        }
+    }
+    if unix.is_some() {
+        // TLS, and TCP's own options, are not set up on unix-domain
+        // sockets here: refused rather than quietly dropped.
+        let tcp_only = [
+            (opts.ssl, "ssl"),
+            (opts.reuseport, "reuseport"),
+            (opts.ipv6only.is_some(), "ipv6only"),
+            (opts.so_keepalive, "so_keepalive"),
+        ];
+        if let Some((_, name)) = tcp_only.iter().find(|(on, _)| *on) {
+            return Err(ConfigError::unsupported(
+                &st.span,
+                format!(
+                    "the \"{name}\" parameter on a unix domain socket (\"{addr_text}\") is not supported by switchyard"
+                ),
+            ));
         }
     }
     b.server().listens.push(ListenRaw {
