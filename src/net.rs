@@ -178,7 +178,8 @@ pub enum ClientIo {
     Unix(UnixStream),
 }
 
-/// A backend connection: plain TCP, TLS, or a unix domain socket.
+/// A backend connection: plain TCP, TLS, a unix domain socket, or TLS
+/// over one.
 pub enum UpstreamIo {
     /// Plain TCP.
     Tcp(TcpStream),
@@ -186,6 +187,15 @@ pub enum UpstreamIo {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// A unix domain socket.
     Unix(UnixStream),
+    /// TLS over a unix domain socket (`proxy_pass https://unix:...`).
+    TlsUnix(Box<tokio_rustls::client::TlsStream<UnixStream>>),
+}
+
+impl UpstreamIo {
+    /// Whether TLS runs over the connection.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, UpstreamIo::Tls(_) | UpstreamIo::TlsUnix(_))
+    }
 }
 
 macro_rules! delegate_io {
@@ -276,7 +286,7 @@ impl ClientIo {
         }
     }
 }
-delegate_io!(UpstreamIo: Tcp, Tls, Unix);
+delegate_io!(UpstreamIo: Tcp, Tls, Unix, TlsUnix);
 
 /// The IPv4 form of an IPv4-mapped IPv6 address (what a dual-stack socket
 /// reports for IPv4 peers).

@@ -202,14 +202,8 @@ fn still_open(conn: &mut UpstreamConn) -> bool {
     let (tcp, tls) = match &conn.io {
         UpstreamIo::Tcp(s) => (s, false),
         UpstreamIo::Tls(s) => (s.get_ref().0, true),
-        UpstreamIo::Unix(s) => {
-            // The socket is non-blocking: nothing to read is WouldBlock.
-            let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-            return matches!(
-                socket2::SockRef::from(s).peek(&mut probe),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock
-            );
-        }
+        UpstreamIo::Unix(s) => return unix_still_open(s, false),
+        UpstreamIo::TlsUnix(s) => return unix_still_open(s.get_ref().0, true),
     };
     let mut probe = [0u8; 1];
     let mut buf = tokio::io::ReadBuf::new(&mut probe);
@@ -218,6 +212,17 @@ fn still_open(conn: &mut UpstreamConn) -> bool {
         std::task::Poll::Pending => true,
         std::task::Poll::Ready(Ok(0)) | std::task::Poll::Ready(Err(_)) => false,
         std::task::Poll::Ready(Ok(_)) => tls,
+    }
+}
+
+/// [`still_open`] for a unix domain socket (non-blocking: nothing to read
+/// is WouldBlock).
+fn unix_still_open(s: &tokio::net::UnixStream, tls: bool) -> bool {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(s).peek(&mut probe) {
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        Ok(0) => false,
+        Ok(_) => tls,
     }
 }
 

@@ -411,7 +411,8 @@ async fn group_state<D: Downstream>(
     (rt.balancer.load_full(), rt.pool.clone())
 }
 
-/// A `proxy_pass` with variables that produced `http://unix:PATH[:URI]`.
+/// A `proxy_pass` with variables that produced `http://unix:PATH[:URI]`
+/// (or `https://`).
 fn unix_target<D: Downstream>(
     ex: &Exchange<'_, D>,
     tls: bool,
@@ -420,11 +421,6 @@ fn unix_target<D: Downstream>(
 ) -> Result<Target, ProxyError> {
     let (path, uri) = PeerAddr::split_unix_url(socket);
     let uri = uri.map_or_else(|| client_uri(ex), str::to_string);
-    if tls {
-        return Err(ProxyError::Tls(
-            "TLS to a unix domain socket is not supported".into(),
-        ));
-    }
     let addr = PeerAddr::unix(path).map_err(|_| ProxyError::InvalidUrl(url.to_string()))?;
     let name = format!("unix:{path}");
     let upstream = Arc::new(Upstream::implicit(
@@ -620,11 +616,6 @@ async fn open<D: Downstream>(
     let conf = ex.conf.clone();
     let io = upstream::connect(addr, conf.proxy.connect_timeout).await?;
     let io = if target.tls {
-        let UpstreamIo::Tcp(stream) = io else {
-            return Err(ProxyError::Tls(
-                "TLS to a unix domain socket is not supported".into(),
-            ));
-        };
         let Some(tls_conf) = conf.proxy.ssl.client.clone() else {
             return Err(ProxyError::Tls("no TLS settings for this location".into()));
         };
@@ -641,15 +632,15 @@ async fn open<D: Downstream>(
         let server_name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|_| ProxyError::Tls(format!("invalid server name \"{host}\"")))?;
         let connector = tokio_rustls::TlsConnector::from(tls_conf);
-        match timeout(
-            conf.proxy.connect_timeout,
-            connector.connect(server_name, stream),
-        )
-        .await
-        {
-            Err(_) => return Err(ProxyError::ConnectTimeout),
-            Ok(Err(e)) => return Err(ProxyError::Tls(e.to_string())),
-            Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
+        let limit = conf.proxy.connect_timeout;
+        match io {
+            UpstreamIo::Tcp(s) => UpstreamIo::Tls(Box::new(
+                tls_handshake(&connector, server_name, s, limit).await?,
+            )),
+            UpstreamIo::Unix(s) => UpstreamIo::TlsUnix(Box::new(
+                tls_handshake(&connector, server_name, s, limit).await?,
+            )),
+            tls => tls,
         }
     } else {
         io
@@ -663,6 +654,23 @@ async fn open<D: Downstream>(
         cached: false,
         lease: None,
     })
+}
+
+/// The TLS handshake with a backend over `stream`, within `limit`.
+async fn tls_handshake<S>(
+    connector: &tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+    stream: S,
+    limit: Duration,
+) -> Result<tokio_rustls::client::TlsStream<S>, ProxyError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match timeout(limit, connector.connect(name, stream)).await {
+        Err(_) => Err(ProxyError::ConnectTimeout),
+        Ok(Err(e)) => Err(ProxyError::Tls(e.to_string())),
+        Ok(Ok(s)) => Ok(s),
+    }
 }
 
 /// Reads the response head, skipping interim `1xx` (but not `101`), and

@@ -66,17 +66,17 @@ impl Transport for crate::net::ClientIo {
 
 impl Transport for crate::net::UpstreamIo {
     fn needs_final_shutdown(&self) -> bool {
-        matches!(self, crate::net::UpstreamIo::Tls(_))
+        self.is_tls()
     }
 
     fn buffers_writes(&self) -> bool {
-        matches!(self, crate::net::UpstreamIo::Tls(_))
+        self.is_tls()
     }
 
     fn tcp(&self) -> Option<&TcpStream> {
         match self {
             crate::net::UpstreamIo::Tcp(s) => Some(s),
-            crate::net::UpstreamIo::Tls(_) | crate::net::UpstreamIo::Unix(_) => None,
+            _ => None,
         }
     }
 }

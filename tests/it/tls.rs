@@ -552,3 +552,119 @@ async fn tls_request_with_the_finished_message_is_answered() {
         &failures[..failures.len().min(5)]
     );
 }
+
+/// A TLS backend on a unix socket at `path` with certificate `c`: a
+/// WebSocket echo when `websocket`, else an HTTP/1.1 keep-alive server
+/// answering "tls over unix N" (N: its connection's request count). The
+/// returned counter counts TLS connections accepted.
+fn tls_unix_backend(
+    path: &std::path::Path,
+    c: &Cert,
+    websocket: bool,
+) -> Arc<std::sync::atomic::AtomicUsize> {
+    use rustls::pki_types::pem::PemObject;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&c.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![c.der.clone().into()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if websocket {
+                    if let Ok(ws) = tokio_tungstenite::accept_async(tls).await {
+                        echo_until_close(ws).await;
+                    }
+                    return;
+                }
+                let (mut buf, mut served) = (Vec::new(), 0);
+                let mut tmp = [0u8; 4096];
+                loop {
+                    while let Some(end) = find(&buf, b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        served += 1;
+                        let body = format!("tls over unix {served}");
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tls.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match tls.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+            });
+        }
+    });
+    accepted
+}
+
+/// `proxy_pass https://unix:PATH:` and `server unix:PATH` with `https://`:
+/// TLS over a unix socket, verified by `proxy_ssl_name` when asked,
+/// cached by `keepalive`, and carrying WebSockets.
+#[tokio::test]
+async fn tls_backend_on_a_unix_socket() {
+    let dir = TempDir::new();
+    let c = cert(&dir, "backend.test");
+    let other = cert(&dir, "other.test");
+    let http_sock = dir.path().join("https.sock");
+    let ws_sock = dir.path().join("wss.sock");
+    let accepted = tls_unix_backend(&http_sock, &c, false);
+    tls_unix_backend(&ws_sock, &c, true);
+    let conf = http_conf(&format!(
+        "upstream kept {{ server unix:{h}; keepalive 4; }}
+         server {{ listen 127.0.0.1:0;
+             location /direct {{ proxy_pass https://unix:{h}:/; }}
+             location /verify {{ proxy_pass https://unix:{h}:/; proxy_ssl_verify on;
+                 proxy_ssl_name backend.test; proxy_ssl_trusted_certificate {crt}; }}
+             location /wrongca {{ proxy_pass https://unix:{h}:/; proxy_ssl_verify on;
+                 proxy_ssl_name backend.test; proxy_ssl_trusted_certificate {other}; }}
+             location /kept {{ proxy_pass https://kept; proxy_http_version 1.1;
+                 proxy_set_header Connection ''; }}
+             location /ws {{ proxy_pass https://unix:{w}:; proxy_http_version 1.1;
+                 proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection upgrade; }}
+         }}",
+        h = http_sock.display(),
+        w = ws_sock.display(),
+        crt = c.cert.display(),
+        other = other.cert.display(),
+    ));
+    let proxy = Proxy::start_in(dir, &conf).await.unwrap();
+    let front = proxy.addr();
+    assert_eq!(get_response(front, "/direct").await.body, "tls over unix 1");
+    assert_eq!(get_response(front, "/verify").await.body, "tls over unix 1");
+    assert_eq!(get_response(front, "/wrongca").await.status, 502);
+    proxy
+        .assert_error_logged("while SSL handshaking to upstream")
+        .await;
+    // Kept connections: the second request rides the first's connection.
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get_response(front, "/kept").await.body, "tls over unix 1");
+    assert_eq!(get_response(front, "/kept").await.body, "tls over unix 2");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1
+    );
+
+    let mut ws = ws_connect(front, "/ws").await.unwrap();
+    assert_echo(&mut ws, "wss over a unix socket").await;
+    assert_echo(&mut ws, &"y".repeat(1 << 20)).await;
+}

@@ -330,12 +330,6 @@ impl Finisher<'_> {
         let uri = uri.map(str::to_string);
         let addr =
             PeerAddr::unix(path).map_err(|e| ConfigError::at(span, format!("{e} in \"{url}\"")))?;
-        if tls {
-            return Err(ConfigError::unsupported(
-                span,
-                format!("TLS to a unix domain socket (\"{url}\") is not supported by switchyard"),
-            ));
-        }
         if uri.is_some() && regex_loc {
             return Err(uri_part_refused(span));
         }
