@@ -48,6 +48,12 @@ pub struct Refresh {
     started: std::sync::atomic::AtomicBool,
     /// Whether the first lookups are done.
     ready: watch::Sender<bool>,
+    /// The addresses last found, by server (`Upstream::resolved` order).
+    /// A reload hands them to the new generation's group of the same name,
+    /// which starts from them (as nginx's shared zone keeps them) instead
+    /// of waiting for DNS, or losing its peers when DNS fails just then.
+    /// A std mutex, locked once per lookup round and on reload.
+    found: std::sync::Mutex<Vec<Option<Vec<std::net::IpAddr>>>>,
 }
 
 /// How often the names are looked up again (a cache hit until they expire).
@@ -78,12 +84,31 @@ impl Refresh {
         let _ = tokio::time::timeout(limit, rx.wait_for(|done| *done)).await;
     }
 
+    /// Takes over the addresses `old` (the previous generation's group of
+    /// the same name) found for the names both groups have.
+    pub fn inherit(&self, old: &Refresh) {
+        let theirs = old.found.lock().expect("found").clone();
+        let mut mine = self.found.lock().expect("found");
+        for (i, s) in self.upstream.resolved.iter().enumerate() {
+            let same = old.upstream.resolved.iter().position(|o| o.host == s.host);
+            if let Some(addrs) = same.and_then(|j| theirs.get(j).cloned().flatten()) {
+                mine[i] = Some(addrs);
+            }
+        }
+    }
+
     async fn run(self: Arc<Self>, resolver: Arc<crate::resolver::Resolver>, limit: Duration) {
         let servers = &self.upstream.resolved;
-        let mut found: Vec<Option<Vec<std::net::IpAddr>>> = vec![None; servers.len()];
+        let mut found = self.found.lock().expect("found").clone();
         let mut failing = vec![false; servers.len()];
+        // Addresses inherited over a reload serve at once.
+        let mut changed = found.iter().any(Option::is_some);
+        if changed {
+            self.publish(&found);
+            self.ready.send_replace(true);
+        }
         loop {
-            let mut changed = false;
+            changed = false;
             for (i, s) in servers.iter().enumerate() {
                 match resolver.resolve(&s.host, limit).await {
                     Ok(mut addrs) => {
@@ -114,26 +139,35 @@ impl Refresh {
                     }
                 }
             }
-            let Some(slot) = self.balancer.upgrade() else {
+            if changed && !self.publish(&found) {
                 return;
-            };
-            if changed {
-                let u = &self.upstream;
-                let mut peers = u.peers.clone();
-                for (s, addrs) in servers.iter().zip(&found) {
-                    for ip in addrs.iter().flatten() {
-                        let mut p = s.params.clone();
-                        p.addr = SocketAddr::new(*ip, s.port).into();
-                        peers.push(p);
-                    }
-                }
-                let current = Arc::new(u.with_peers(peers));
-                slot.store(Arc::new(Balancer::new(current)));
             }
-            drop(slot);
+            if self.balancer.strong_count() == 0 {
+                return;
+            }
             self.ready.send_replace(true);
             tokio::time::sleep(REFRESH_EVERY).await;
         }
+    }
+
+    /// Swaps in a balancer over the static peers and `found`; false when
+    /// the generation is gone.
+    fn publish(&self, found: &[Option<Vec<std::net::IpAddr>>]) -> bool {
+        let Some(slot) = self.balancer.upgrade() else {
+            return false;
+        };
+        *self.found.lock().expect("found") = found.to_vec();
+        let u = &self.upstream;
+        let mut peers = u.peers.clone();
+        for (s, addrs) in u.resolved.iter().zip(found) {
+            for ip in addrs.iter().flatten() {
+                let mut p = s.params.clone();
+                p.addr = SocketAddr::new(*ip, s.port).into();
+                peers.push(p);
+            }
+        }
+        slot.store(Arc::new(Balancer::new(Arc::new(u.with_peers(peers)))));
+        true
     }
 }
 
@@ -183,6 +217,7 @@ impl Generation {
                             balancer: Arc::downgrade(&balancer),
                             started: std::sync::atomic::AtomicBool::new(false),
                             ready: watch::channel(false).0,
+                            found: std::sync::Mutex::new(vec![None; u.resolved.len()]),
                         })
                     }),
                     balancer,
@@ -297,6 +332,21 @@ impl Generation {
                     .or_insert((fingerprint, signal));
             } else {
                 signal.trigger();
+            }
+        }
+    }
+
+    /// Gives `next`'s groups with `server ... resolve` the addresses this
+    /// generation's groups of the same name found.
+    fn hand_over_addresses(&self, next: &Generation) {
+        for new in &next.upstreams {
+            let Some(refresh) = &new.refresh else {
+                continue;
+            };
+            let name = &refresh.upstream.name;
+            let old = self.upstreams.iter().filter_map(|u| u.refresh.as_ref());
+            if let Some(old) = old.into_iter().find(|o| o.upstream.name == *name) {
+                refresh.inherit(old);
             }
         }
     }
@@ -485,7 +535,10 @@ impl Shared {
             list.retain(crate::signal::StopSignal::in_use);
             list.push(generation.retired.clone());
         }
-        self.generation.load().hand_over_routes(&generation);
+        let old = self.generation.load();
+        old.hand_over_routes(&generation);
+        old.hand_over_addresses(&generation);
+        drop(old);
         let old = self.generation.swap(generation);
         self.reloads.send_modify(|n| *n += 1);
         if let Some(t) = old.config.main.worker_shutdown_timeout {

@@ -508,3 +508,31 @@ fn resolve_needs_a_resolver() {
     );
     assert!(e.contains("invalid parameter \"resolve\""), "{e}");
 }
+
+/// A reload keeps what `server ... resolve` names were found to be: the
+/// new generation's group of the same name starts from those addresses
+/// (with the port it now says), so a DNS server that is silent right then
+/// costs nothing.
+#[tokio::test]
+async fn a_reload_starts_from_the_addresses_already_found() {
+    let ip = Ipv4Addr::new(127, 0, 0, 2);
+    let before = tagged(SocketAddr::from((ip, 0)), "before").await.unwrap();
+    let after = tagged(SocketAddr::from((ip, 0)), "after").await.unwrap();
+    let dns = Dns::start(&[("app.test", Record::A(ip, 1))]).await;
+    let conf = |port: u16| {
+        http_conf(&format!(
+            "    resolver {};
+    resolver_timeout 1s;
+    upstream app {{ zone app 64k; server app.test:{port} resolve; }}
+    server {{ listen 127.0.0.1:0; location / {{ proxy_pass http://app; }} }}",
+            dns.addr
+        ))
+    };
+    let proxy = Proxy::start(&conf(before.port())).await;
+    assert_eq!(get_response(proxy.addr(), "/").await.body, "before");
+    dns.set("app.test", Record::Silent);
+    proxy.reload(&conf(after.port())).unwrap();
+    // Without them the lookup would time out and leave no peer: 502.
+    let r = get_response(proxy.addr(), "/").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "after"), "{}", r.head);
+}
