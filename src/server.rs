@@ -54,8 +54,7 @@ pub fn bind_all(config: &Config) -> Result<Vec<Bound>, String> {
             if !crate::config::listen::binds_own_socket(group, &http.listens) {
                 continue;
             }
-            let listener = net::bind(&group.addr, &group.opts)
-                .map_err(|e| format!("bind() to {} failed {}", group.addr, os_error(&e)))?;
+            let listener = bind_or_undo(&group.addr, &group.opts, &out)?;
             out.push(Bound {
                 key: group.addr.clone(),
                 listener,
@@ -63,6 +62,22 @@ pub fn bind_all(config: &Config) -> Result<Vec<Bound>, String> {
         }
     }
     Ok(out)
+}
+
+/// Binds `addr`; when that fails, the unix-domain socket files of `done`
+/// (bound for the same start or reload, which now fails) are removed, so
+/// they do not refuse the next attempt.
+fn bind_or_undo(
+    addr: &ListenAddr,
+    opts: &crate::config::ListenOpts,
+    done: &[Bound],
+) -> Result<StdListener, String> {
+    net::bind(addr, opts).map_err(|e| {
+        for b in done {
+            net::remove_unix_socket(&b.key);
+        }
+        format!("bind() to {addr} failed {}", os_error(&e))
+    })
 }
 
 /// A started server.
@@ -219,8 +234,7 @@ impl Handle {
         let mut fresh = Vec::new();
         for g in &wanted {
             if !current.iter().any(|k| **k == g.addr) {
-                let listener = net::bind(&g.addr, &g.opts)
-                    .map_err(|e| format!("bind() to {} failed {}", g.addr, os_error(&e)))?;
+                let listener = bind_or_undo(&g.addr, &g.opts, &fresh)?;
                 fresh.push(Bound {
                     key: g.addr.clone(),
                     listener,

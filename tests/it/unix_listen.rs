@@ -175,8 +175,24 @@ async fn unix_listen_socket_file_lifecycle() {
     );
     proxy.reload(&two).unwrap();
     assert!(sock.exists());
-    drop(proxy);
-    assert!(!sock.exists(), "the stopped server left its socket file");
+    // A reload that fails on its second new address takes back the first
+    // one's file, so the next try is not refused by it.
+    let taken = proxy.dir.write("taken.sock", "");
+    let three = http_conf(
+        "server { listen 127.0.0.1:0; location / { return 200 'one'; } }
+         server { listen unix:{dir}/three.sock; listen unix:{dir}/taken.sock; }",
+    );
+    let err = proxy.reload(&three).unwrap_err();
+    assert!(err.contains("Address already in use"), "{err}");
+    assert!(!proxy.dir.path().join("three.sock").exists());
+    std::fs::remove_file(&taken).unwrap();
+    proxy.reload(&three).unwrap();
+    let third = proxy.dir.path().join("three.sock");
+    assert!(third.exists());
+    // Stopped while its directory is still there (dropping the proxy
+    // removes the directory, which would hide a file left behind).
+    proxy.handle.stop_now();
+    assert!(!third.exists(), "the stopped server left its socket file");
 }
 
 #[test]
