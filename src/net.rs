@@ -255,6 +255,16 @@ macro_rules! delegate_io {
 }
 
 delegate_io!(ClientIo: Tcp, Tls, Unix);
+delegate_io!(UpstreamIo: Tcp, Tls, Unix, TlsUnix);
+
+/// Copies bytes waiting on a unix stream into `buf` without taking them,
+/// now: `Ok(0)` at the end of the stream, `WouldBlock` when nothing is
+/// there yet (tokio has no peek for unix streams).
+pub fn peek_unix_now(s: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    nix::sys::socket::recv(s.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_PEEK)
+        .map_err(io::Error::from)
+}
 
 impl ClientIo {
     /// Copies bytes waiting on a plain connection into `buf` without
@@ -263,30 +273,18 @@ impl ClientIo {
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             ClientIo::Tcp(s) => s.peek(buf).await,
-            ClientIo::Unix(s) => {
-                use std::os::fd::AsRawFd;
-                loop {
-                    s.readable().await?;
-                    // try_io clears the readiness on WouldBlock (no spin).
-                    let peeked = s.try_io(tokio::io::Interest::READABLE, || {
-                        nix::sys::socket::recv(
-                            s.as_raw_fd(),
-                            buf,
-                            nix::sys::socket::MsgFlags::MSG_PEEK,
-                        )
-                        .map_err(io::Error::from)
-                    });
-                    match peeked {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        other => return other,
-                    }
+            ClientIo::Unix(s) => loop {
+                s.readable().await?;
+                // try_io clears the readiness on WouldBlock (no spin).
+                match s.try_io(tokio::io::Interest::READABLE, || peek_unix_now(s, buf)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
                 }
-            }
+            },
             ClientIo::Tls(_) => std::future::pending().await,
         }
     }
 }
-delegate_io!(UpstreamIo: Tcp, Tls, Unix, TlsUnix);
 
 /// The IPv4 form of an IPv4-mapped IPv6 address (what a dual-stack socket
 /// reports for IPv4 peers).

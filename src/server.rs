@@ -288,24 +288,16 @@ enum Accept {
 }
 
 impl Accept {
-    /// The next connection: its stream, the client's address, and the
-    /// local one when known without asking the socket.
-    async fn next(
-        &self,
-        fixed_local: Option<ConnAddr>,
-    ) -> io::Result<(ClientIo, ConnAddr, Option<ConnAddr>)> {
+    /// The next connection: its stream and the client's address.
+    async fn next(&self) -> io::Result<(ClientIo, ConnAddr)> {
         match self {
             Accept::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
-                Ok((
-                    ClientIo::Tcp(s),
-                    ConnAddr::Inet(net::canonical(peer)),
-                    fixed_local,
-                ))
+                Ok((ClientIo::Tcp(s), ConnAddr::Inet(net::canonical(peer))))
             }
             Accept::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok((ClientIo::Unix(s), ConnAddr::Unix, Some(ConnAddr::Unix)))
+                Ok((ClientIo::Unix(s), ConnAddr::Unix))
             }
         }
     }
@@ -330,9 +322,9 @@ async fn accept_loop(
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            accepted = listener.next(fixed_local) => match accepted {
-                Ok((stream, peer, local)) => {
-                    tokio::spawn(connection(shared.clone(), stream, peer, key.clone(), local));
+            accepted = listener.next() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection(shared.clone(), stream, peer, key.clone(), fixed_local));
                 }
                 Err(e) => {
                     log::error(Level::Alert, &format!("accept() failed {}", os_error(&e)));

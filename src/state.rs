@@ -102,13 +102,12 @@ impl Refresh {
         let mut found = self.found.lock().expect("found").clone();
         let mut failing = vec![false; servers.len()];
         // Addresses inherited over a reload serve at once.
-        let mut changed = found.iter().any(Option::is_some);
-        if changed {
+        if found.iter().any(Option::is_some) {
             self.publish(&found);
             self.ready.send_replace(true);
         }
         loop {
-            changed = false;
+            let mut changed = false;
             for (i, s) in servers.iter().enumerate() {
                 match resolver.resolve(&s.host, limit).await {
                     Ok(mut addrs) => {

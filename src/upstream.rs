@@ -218,8 +218,8 @@ fn still_open(conn: &mut UpstreamConn) -> bool {
 /// [`still_open`] for a unix domain socket (non-blocking: nothing to read
 /// is WouldBlock).
 fn unix_still_open(s: &tokio::net::UnixStream, tls: bool) -> bool {
-    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match socket2::SockRef::from(s).peek(&mut probe) {
+    let mut probe = [0u8; 1];
+    match crate::net::peek_unix_now(s, &mut probe) {
         Err(e) => e.kind() == io::ErrorKind::WouldBlock,
         Ok(0) => false,
         Ok(_) => tls,

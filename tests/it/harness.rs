@@ -154,22 +154,12 @@ impl Proxy {
     /// Fails unless the error log comes to contain `needle` within
     /// [`eventually`]'s patience; the message shows the log.
     pub async fn assert_error_logged(&self, needle: &str) {
-        let found = eventually(|| self.error_log().contains(needle)).await;
-        assert!(
-            found,
-            "no {needle:?} in the error log:\n{}",
-            self.error_log()
-        );
+        assert_logged("error", || self.error_log(), needle).await;
     }
 
     /// [`Proxy::assert_error_logged`] for the access log.
     pub async fn assert_access_logged(&self, needle: &str) {
-        let found = eventually(|| self.access_log().contains(needle)).await;
-        assert!(
-            found,
-            "no {needle:?} in the access log:\n{}",
-            self.access_log()
-        );
+        assert_logged("access", || self.access_log(), needle).await;
     }
 
     /// Reloads with a new configuration (same `{dir}`).
@@ -185,6 +175,13 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.handle.stop_now();
     }
+}
+
+/// Fails unless `log()` comes to contain `needle` within [`eventually`]'s
+/// patience, showing the `which` log.
+async fn assert_logged(which: &str, log: impl Fn() -> String, needle: &str) {
+    let found = eventually(|| log().contains(needle)).await;
+    assert!(found, "no {needle:?} in the {which} log:\n{}", log());
 }
 
 /// A main context that logs into the test directory, around `http { body }`.

@@ -80,7 +80,7 @@ fn set_listen(b: &mut Builder, st: &Statement) -> Result<()> {
     let unix = addr_text.strip_prefix("unix:");
     let addrs = match unix {
         Some(path) => {
-            crate::config::PeerAddr::unix(path)
+            check_unix_path(path)
                 .map_err(|m| ConfigError::at(&st.span, format!("{m} in \"{addr_text}\"")))?;
             vec![ListenAddr::Unix(path.into())]
         }

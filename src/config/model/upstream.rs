@@ -114,13 +114,7 @@ impl PeerAddr {
     /// The peer of a `unix:PATH` address, refused as nginx refuses it: an
     /// empty path, or one longer than `sun_path` holds.
     pub fn unix(path: &str) -> Result<PeerAddr, &'static str> {
-        if path.is_empty() {
-            return Err("no path in the unix domain socket");
-        }
-        // sun_path is 108 bytes on Linux, the last one a NUL.
-        if path.len() >= 108 {
-            return Err("too long path in the unix domain socket");
-        }
+        check_unix_path(path)?;
         Ok(PeerAddr::Unix(std::sync::Arc::from(std::path::Path::new(
             path,
         ))))
@@ -143,6 +137,19 @@ impl PeerAddr {
             PeerAddr::Unix(_) => None,
         }
     }
+}
+
+/// A unix domain socket's path (of a backend or a `listen`), refused as
+/// nginx refuses it: empty, or longer than `sun_path` holds.
+pub fn check_unix_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("no path in the unix domain socket");
+    }
+    // sun_path is 108 bytes on Linux, the last one a NUL.
+    if path.len() >= 108 {
+        return Err("too long path in the unix domain socket");
+    }
+    Ok(())
 }
 
 /// As nginx writes peers in logs and `$upstream_addr`: `127.0.0.1:8080`,
