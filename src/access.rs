@@ -9,13 +9,11 @@
 pub mod basic;
 pub mod crypt;
 
-use std::net::{IpAddr, SocketAddr};
-
 use http::HeaderName;
 
-use crate::config::{AccessRule, Cidr, Match, RealIp, RealIpHeader, canonical};
+use crate::config::{AccessRule, Match, RealIp, RealIpHeader};
 use crate::http1::Headers;
-use crate::net::ConnAddr;
+use crate::net::{ConnAddr, forwarded_addr};
 use crate::response::Reply;
 
 /// What one step of the access phase (`allow`/`deny`, `auth_basic`,
@@ -30,15 +28,6 @@ pub enum Verdict {
     Refused(Reply),
 }
 
-/// Whether `block` holds `addr`: an address block holds IP clients, the
-/// block `unix:` holds unix-domain clients.
-fn holds(block: &Cidr, addr: ConnAddr) -> bool {
-    match addr.ip() {
-        Some(ip) => block.contains(ip),
-        None => *block == Cidr::Unix,
-    }
-}
-
 /// What `allow`/`deny` rules make of `client`: the first rule that
 /// matches decides; when none matches they do not apply (under
 /// `satisfy any` the other steps then decide).
@@ -46,7 +35,7 @@ pub fn decide(rules: &[AccessRule], client: ConnAddr) -> Verdict {
     for rule in rules {
         let hit = match rule.matches {
             Match::All => true,
-            Match::Net(cidr) => holds(&cidr, client),
+            Match::Net(cidr) => client.in_block(&cidr),
         };
         if hit {
             return if rule.deny {
@@ -82,69 +71,19 @@ impl RealIp {
             if joined.is_empty() && !headers.contains(&name) {
                 return None;
             }
-            self.walk(peer, &joined)
+            forwarded_addr(peer, &joined, &self.from, self.recursive)
         } else {
             let value = headers.get(&name)?;
-            self.walk(peer, value.as_bytes())
+            forwarded_addr(peer, value.as_bytes(), &self.from, self.recursive)
         }
     }
-
-    /// nginx's walk from the right of the list: each address is believed
-    /// while the one that reported it is trusted (only the last one without
-    /// `real_ip_recursive`).
-    fn walk(&self, peer: ConnAddr, mut list: &[u8]) -> Option<ConnAddr> {
-        let trusted = |addr: ConnAddr| self.from.iter().any(|c| holds(c, addr));
-        let mut current = peer;
-        let mut found = None;
-        loop {
-            if !trusted(current) {
-                return found;
-            }
-            // The last element, without trailing separators.
-            let end = list
-                .iter()
-                .rposition(|&b| b != b' ' && b != b',')
-                .map_or(0, |i| i + 1);
-            let item_start = list[..end]
-                .iter()
-                .rposition(|&b| b == b' ' || b == b',')
-                .map_or(0, |i| i + 1);
-            let Some(addr) = parse_addr_port(&list[item_start..end]).map(ConnAddr::Inet) else {
-                return found;
-            };
-            current = addr;
-            found = Some(addr);
-            list = &list[..item_start];
-            if !self.recursive || list.iter().all(|&b| b == b' ' || b == b',') {
-                return found;
-            }
-        }
-    }
-}
-
-/// `a.b.c.d`, `a.b.c.d:port`, `v6`, `[v6]` or `[v6]:port`.
-fn parse_addr_port(text: &[u8]) -> Option<SocketAddr> {
-    let text = std::str::from_utf8(text).ok()?;
-    if text.is_empty() {
-        return None;
-    }
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Some(SocketAddr::new(canonical(ip), 0));
-    }
-    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-        return inner
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(canonical(ip), 0));
-    }
-    let addr: SocketAddr = text.parse().ok()?;
-    Some(SocketAddr::new(canonical(addr.ip()), addr.port()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Cidr;
+    use std::net::{IpAddr, SocketAddr};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::{ListenAddr, ListenOpts};
+use crate::config::{Cidr, ListenAddr, ListenOpts};
 
 /// nginx's default listen backlog on Linux.
 pub const DEFAULT_BACKLOG: i32 = 511;
@@ -38,6 +38,15 @@ impl ConnAddr {
         }
     }
 
+    /// Whether `block` holds this address: an address block holds IP
+    /// clients, the block `unix:` holds unix-domain clients.
+    pub fn in_block(&self, block: &Cidr) -> bool {
+        match self.ip() {
+            Some(ip) => block.contains(ip),
+            None => *block == Cidr::Unix,
+        }
+    }
+
     /// The port, unless this is a unix-domain socket.
     pub fn port(&self) -> Option<u16> {
         match self {
@@ -55,6 +64,55 @@ impl fmt::Display for ConnAddr {
             ConnAddr::Unix => f.write_str("unix:"),
         }
     }
+}
+
+/// The client address a list of forwarding proxies reports
+/// (`X-Forwarded-For`, read from the right), nginx's walk for
+/// `set_real_ip_from` and `geo`'s `proxy`: while the address at hand is
+/// one of `trusted`, the element before it is believed (only the last
+/// one unless `recursive`). `None` when `peer` is not trusted or the list
+/// holds no address where one was looked for; a port in an element
+/// (`addr:port`, `[v6]:port`) is kept, 0 without one.
+pub fn forwarded_addr(
+    peer: ConnAddr,
+    mut list: &[u8],
+    trusted: &[Cidr],
+    recursive: bool,
+) -> Option<ConnAddr> {
+    let is_trusted = |addr: ConnAddr| trusted.iter().any(|c| addr.in_block(c));
+    let separator = |b: &u8| *b == b' ' || *b == b',';
+    let mut current = peer;
+    let mut found = None;
+    loop {
+        if !is_trusted(current) {
+            return found;
+        }
+        // The last element, without trailing separators.
+        let end = list
+            .iter()
+            .rposition(|b| !separator(b))
+            .map_or(0, |i| i + 1);
+        let start = list[..end].iter().rposition(separator).map_or(0, |i| i + 1);
+        let Some(addr) = parse_addr_port(&list[start..end]).map(ConnAddr::Inet) else {
+            return found;
+        };
+        current = addr;
+        found = Some(addr);
+        list = &list[..start];
+        if !recursive || list.iter().all(separator) {
+            return found;
+        }
+    }
+}
+
+/// `a.b.c.d`, `a.b.c.d:port`, `v6`, `[v6]` or `[v6]:port`, canonical.
+fn parse_addr_port(text: &[u8]) -> Option<SocketAddr> {
+    let text = std::str::from_utf8(text).ok()?;
+    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+    if let Ok(ip) = bare.unwrap_or(text).parse::<IpAddr>() {
+        return Some(canonical(SocketAddr::new(ip, 0)));
+    }
+    text.parse().ok().map(canonical)
 }
 
 /// A bound listening socket, before the runtime registers it.

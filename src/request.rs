@@ -7,7 +7,8 @@
 
 pub mod vars;
 
-use crate::net::ConnAddr;
+use crate::net::{ConnAddr, forwarded_addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -17,7 +18,7 @@ use http::{Method, Version};
 use crate::http1::Headers;
 
 use crate::config::template::{Piece, Template};
-use crate::config::{CompiledRegex, Http, IndexedKind, Location, MapDef, Server};
+use crate::config::{CompiledRegex, GeoAddr, GeoDef, Http, IndexedKind, Location, MapDef, Server};
 use crate::log::Level;
 
 /// Facts about a client connection.
@@ -289,16 +290,23 @@ impl RequestCtx {
             }
             Slot::Unset => {}
         }
-        let IndexedKind::Map(m) = self.http.indexed[i].kind else {
-            return false;
-        };
-        self.indexed[i] = Slot::Evaluating;
         let http = self.http.clone();
-        let map = &http.maps[m];
-        let mut value = Vec::new();
-        self.eval_map(map, &mut value);
+        let (value, volatile) = match http.indexed[i].kind {
+            IndexedKind::Map(m) => {
+                self.indexed[i] = Slot::Evaluating;
+                let map = &http.maps[m];
+                let mut value = Vec::new();
+                self.eval_map(map, &mut value);
+                (value, map.volatile)
+            }
+            IndexedKind::Geo(g) => {
+                let geo = &http.geos[g];
+                (self.eval_geo(geo), geo.volatile)
+            }
+            IndexedKind::Assigned => return false,
+        };
         out.extend_from_slice(&value);
-        self.indexed[i] = if map.volatile {
+        self.indexed[i] = if volatile {
             Slot::Unset
         } else {
             Slot::Value(value)
@@ -313,6 +321,44 @@ impl RequestCtx {
                 .resize(self.http.indexed.len().max(i + 1), Slot::Unset);
         }
         self.indexed[i] = Slot::Value(value);
+    }
+
+    /// A `geo` lookup: the client address or `$address`, through
+    /// `X-Forwarded-For` when it is one of the `proxy` networks.
+    fn eval_geo(&mut self, geo: &GeoDef) -> Vec<u8> {
+        let mut addr = match &geo.source {
+            None => self.remote.ip().map_or(GeoAddr::None, GeoAddr::Ip),
+            Some(t) => {
+                let text = self.render(t);
+                std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|s| s.parse::<IpAddr>().ok())
+                    .map_or(GeoAddr::None, GeoAddr::Ip)
+            }
+        };
+        if let GeoAddr::Ip(ip) = addr
+            && geo.is_proxy(addr)
+        {
+            // Without proxy_recursive only the last header line counts;
+            // with it, every line, read from the last.
+            let name = http::header::HeaderName::from_static("x-forwarded-for");
+            let mut list = Vec::new();
+            for line in self.headers.get_all(&name) {
+                if !geo.proxy_recursive {
+                    list.clear();
+                } else if !list.is_empty() {
+                    list.push(b',');
+                }
+                list.extend_from_slice(line.as_bytes());
+            }
+            let peer = ConnAddr::Inet(std::net::SocketAddr::new(ip, 0));
+            if let Some(found) =
+                forwarded_addr(peer, &list, &geo.proxies, geo.proxy_recursive).and_then(|a| a.ip())
+            {
+                addr = GeoAddr::Ip(found);
+            }
+        }
+        geo.lookup(addr).to_vec()
     }
 
     fn eval_map(&mut self, map: &MapDef, out: &mut Vec<u8>) {

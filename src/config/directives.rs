@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use super::ast::Statement;
-use super::error::{ConfigError, Result};
+use super::error::{ConfigError, Result, Span};
+use super::model::Cidr;
 pub use super::raw::Ctx;
 use super::raw::{Builder, LocRaw};
 use super::template::Template;
@@ -117,7 +118,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("grpc_pass", "ngx_http_grpc_module"),
     ("proxy_cache_path", "proxy caching"),
     ("proxy_store", "proxy caching"),
-    ("geo", "ngx_http_geo_module"),
     ("split_clients", "ngx_http_split_clients_module"),
     ("autoindex", "ngx_http_autoindex_module"),
     ("stream", "the stream module"),
@@ -209,6 +209,7 @@ macro_rules! obsolete {
 pub mod access;
 pub mod charset;
 pub mod core;
+pub mod geo;
 pub mod gzip;
 pub mod http2;
 pub mod limits;
@@ -310,6 +311,17 @@ fn arg_http_version(st: &Statement) -> Result<http::Version> {
             ),
         )),
     }
+}
+
+/// An address block (`ADDR[/BITS]` or `unix:`), `None` when `text` is
+/// not one. nginx warns when host bits are set beyond the prefix (they
+/// are cleared).
+fn cidr(b: &mut Builder, span: &Span, text: &str) -> Option<Cidr> {
+    let (net, low_bits) = Cidr::parse(text).ok()?;
+    if low_bits {
+        b.warn(span, format!("low address bits of {text} are meaningless"));
+    }
+    Some(net)
 }
 
 fn invalid_value(st: &Statement, i: usize) -> ConfigError {

@@ -473,6 +473,12 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     f.named_definitions(&http_raw)?;
     f.upstream_blocks(http_raw.loc.resolver.clone())?;
     let maps = finish_maps(&f, std::mem::take(&mut http_raw.maps))?;
+    let mut geos = std::mem::take(&mut http_raw.geos);
+    for g in &mut geos {
+        if let Some(t) = &mut g.source {
+            f.bind(t, &g.span)?;
+        }
+    }
 
     // Servers and locations, merging http -> server -> location.
     let http_loc = http_raw.loc.clone();
@@ -522,6 +528,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         listens,
         upstreams,
         maps,
+        geos,
         indexed,
         conn_zones,
         resolvers: std::mem::take(&mut http_raw.resolvers),

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod filters;
+pub mod geo;
 pub mod gzip;
 pub mod pattern;
 pub mod proxy;
@@ -13,6 +14,7 @@ pub mod upstream;
 
 pub use access::*;
 pub use filters::*;
+pub use geo::*;
 pub use gzip::*;
 pub use pattern::*;
 pub use proxy::*;
@@ -103,6 +105,8 @@ pub struct Http {
     pub upstreams: Vec<Arc<Upstream>>,
     /// `map` blocks; `Var::Indexed` slots of kind `Map` point here.
     pub maps: Vec<MapDef>,
+    /// `geo` blocks; `Var::Indexed` slots of kind `Geo` point here.
+    pub geos: Vec<GeoDef>,
     /// Indexed variables: map outputs, `set` targets, named captures.
     pub indexed: Vec<IndexedVar>,
     /// `limit_conn_zone` definitions.
@@ -127,6 +131,8 @@ pub struct IndexedVar {
 pub enum IndexedKind {
     /// Computed on first use by `map` number N.
     Map(usize),
+    /// Looked up on first use by `geo` number N.
+    Geo(usize),
     /// Assigned by `set`, or by a named capture of a regex match.
     Assigned,
 }

@@ -9,8 +9,8 @@
 
 use super::ast::Statement;
 use super::directives::{
-    Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, charset, core, gzip, http2, limits,
-    log, map, proxy, rewrite, server, ssl, static_files, status, upstream, websocket,
+    Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, charset, core, geo, gzip, http2,
+    limits, log, map, proxy, rewrite, server, ssl, static_files, status, upstream, websocket,
 };
 use super::error::{ConfigError, Result, Span};
 use super::note::{Mode, Note, NoteKind};
@@ -25,6 +25,7 @@ const TABLES: &[&[Directive]] = &[
     http2::DIRECTIVES,
     upstream::DIRECTIVES,
     map::DIRECTIVES,
+    geo::DIRECTIVES,
     proxy::DIRECTIVES,
     static_files::DIRECTIVES,
     limits::DIRECTIVES,

@@ -77,6 +77,9 @@ mod robustness;
 /// allow/deny and the real client address.
 mod access;
 
+/// geo: variables from the client address.
+mod geo;
+
 /// auth_basic, auth_request, satisfy, auth_delay, limit_except.
 mod auth;
 

@@ -158,21 +158,8 @@ fn leave_limit_except(_: &mut Builder, _: &Statement) -> Result<()> {
 /// An address block argument; nginx warns when host bits are set.
 fn arg_cidr(b: &mut Builder, st: &Statement) -> Result<crate::config::model::Cidr> {
     let text = &st.args[0].value;
-    match crate::config::model::Cidr::parse(text) {
-        Ok((cidr, low_bits)) => {
-            if low_bits {
-                b.warn(
-                    &st.span,
-                    format!("low address bits of {text} are meaningless"),
-                );
-            }
-            Ok(cidr)
-        }
-        Err(_) => Err(ConfigError::at(
-            &st.span,
-            format!("invalid parameter \"{text}\""),
-        )),
-    }
+    super::cidr(b, &st.span, text)
+        .ok_or_else(|| ConfigError::at(&st.span, format!("invalid parameter \"{text}\"")))
 }
 
 fn set_access_rule(b: &mut Builder, st: &Statement) -> Result<()> {

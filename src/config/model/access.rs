@@ -39,8 +39,7 @@ pub enum SetTarget {
 }
 
 /// An address block (`10.0.0.0/8`, `2001:db8::/32`, a single address), or
-/// `unix:` (connections over UNIX-domain sockets, which Switchyard does not
-/// listen on: such a rule never matches).
+/// `unix:` (clients on UNIX-domain sockets, `listen unix:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cidr {
     /// IPv4 network and mask.
