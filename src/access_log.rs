@@ -1,19 +1,22 @@
 //! Access log lines: `log_format` rendered with nginx's escaping.
 //!
-//! A variable that is not found prints `-`; found values are escaped per
-//! the format's `escape=` (default: `"`, `\` and bytes outside printable
-//! ASCII as `\xHH`; json: JSON string escapes; none). Literal text of the
-//! format is written as is.
+//! Values are escaped per the format's `escape=` (default: `"`, `\` and
+//! bytes outside printable ASCII as `\xHH`, and `-` for a variable not
+//! found; json: JSON string escapes; none: as they are); with json and
+//! none a variable not found prints nothing. Literal text of the format is
+//! written as is.
 
 use std::cell::RefCell;
 use std::io::Write as _;
 
+use std::os::unix::ffi::OsStringExt as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::template::Piece;
 use crate::config::var::{Builtin, Var};
-use crate::config::{LocConf, LogEscape, LogFormat};
-use crate::log::{LogFile, LogFiles};
+use crate::config::{AccessLogTarget, LocConf, LogEscape, LogFormat, LogPath};
+use crate::log::{FdCache, Level, LogFile, LogFiles, os_error};
 use crate::request::RequestCtx;
 
 thread_local! {
@@ -54,14 +57,79 @@ pub fn write(ctx: &mut RequestCtx, conf: &LocConf, files: &LogFiles) {
                     continue;
                 }
             }
+            let Some(dest) = dest(ctx, conf, target, files) else {
+                continue;
+            };
             line.clear();
             render(ctx, &target.format, line, value);
             line.push(b'\n');
-            if let Some(file) = files.get(&target.path) {
-                file.write_line(line);
+            if let Err(message) = dest.write(line) {
+                ctx.conn.log(Level::Crit, &message);
             }
         }
     });
+}
+
+/// Where one line goes: a file opened with the configuration, or a path
+/// rendered from variables for this request.
+#[derive(Debug)]
+enum Dest {
+    File(Arc<LogFile>),
+    Path {
+        path: PathBuf,
+        cache: Option<Arc<FdCache>>,
+    },
+}
+
+impl Dest {
+    /// Writes `line`; the error line when a path could not be opened.
+    fn write(&self, line: &[u8]) -> Result<(), String> {
+        let (path, written) = match self {
+            Dest::File(f) => {
+                f.write_access(line);
+                return Ok(());
+            }
+            Dest::Path { path, cache: None } => (path, crate::log::append_to(path, line)),
+            Dest::Path {
+                path,
+                cache: Some(c),
+            } => (path, c.append(path, line)),
+        };
+        written.map_err(|e| format!("open() \"{}\" failed {}", path.display(), os_error(&e)))
+    }
+}
+
+/// The destination of `target` for this request. A path with variables is
+/// written only when the location's root directory exists (nginx's check,
+/// so that `access_log /var/log/$host.log` makes no file for a name
+/// without a site).
+fn dest(
+    ctx: &mut RequestCtx,
+    conf: &LocConf,
+    target: &AccessLogTarget,
+    files: &LogFiles,
+) -> Option<Dest> {
+    match &target.path {
+        LogPath::File(p) => files.get(p).cloned().map(Dest::File),
+        LogPath::Script(t) => {
+            let root = ctx.document_root()?;
+            let fault = match std::fs::metadata(&root) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some("(20: Not a directory)".to_string()),
+                Err(e) => Some(os_error(&e)),
+            };
+            if let Some(fault) = fault {
+                let message = format!("testing \"{}\" existence failed {fault}", root.display());
+                ctx.conn.log(Level::Error, &message);
+                return None;
+            }
+            let path = PathBuf::from(std::ffi::OsString::from_vec(ctx.render(t)));
+            Some(Dest::Path {
+                path,
+                cache: conf.open_log_file_cache.clone(),
+            })
+        }
+    }
 }
 
 /// Renders one line of `format` (without the newline).
@@ -100,7 +168,7 @@ fn escape_json(value: &[u8], out: &mut Vec<u8>) {
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
             b if b < 0x20 => {
-                let _ = write!(out, "\\u{b:04x}");
+                let _ = write!(out, "\\u{b:04X}");
             }
             b => out.push(b),
         }
@@ -154,7 +222,7 @@ enum LinePiece {
 /// bytes rather than the whole request.
 #[derive(Debug)]
 pub struct PendingLine {
-    file: Arc<LogFile>,
+    dest: Dest,
     pieces: Box<[LinePiece]>,
 }
 
@@ -215,7 +283,7 @@ pub fn prerender(ctx: &mut RequestCtx, conf: &LocConf, files: &LogFiles) -> Vec<
                 continue;
             }
         }
-        let Some(file) = files.get(&target.path) else {
+        let Some(dest) = dest(ctx, conf, target, files) else {
             continue;
         };
         let mut pieces = Vec::new();
@@ -254,7 +322,7 @@ pub fn prerender(ctx: &mut RequestCtx, conf: &LocConf, files: &LogFiles) -> Vec<
             pieces.push(LinePiece::Text(text.into_boxed_slice()));
         }
         out.push(PendingLine {
-            file: file.clone(),
+            dest,
             pieces: pieces.into_boxed_slice(),
         });
     }
@@ -315,7 +383,9 @@ pub fn finish(lines: &[PendingLine], totals: Totals) {
                 }
             }
             line.push(b'\n');
-            pending.file.write_line(line);
+            if let Err(message) = pending.dest.write(line) {
+                crate::log::error(Level::Crit, &message);
+            }
         }
     });
 }
@@ -325,7 +395,7 @@ fn escape_value(escape: LogEscape, found: bool, value: &[u8], out: &mut Vec<u8>)
         LogEscape::Default if !found => out.push(b'-'),
         LogEscape::Default => escape_default(value, out),
         LogEscape::Json => escape_json(value, out),
-        LogEscape::None if !found => out.push(b'-'),
+        // Unescaped formats print nothing for a value not found, as nginx.
         LogEscape::None => out.extend_from_slice(value),
     }
 }

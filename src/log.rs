@@ -10,13 +10,20 @@
 //! reload that keeps a log keeps its file, and `-s reopen` (SIGUSR1) reopens
 //! every file in place for log rotation. Lines are written with one
 //! `write(2)` each on an `O_APPEND` descriptor, as nginx does without
-//! `buffer=`, so concurrent writers never interleave within a line.
+//! `buffer=`, so concurrent writers never interleave within a line. An
+//! access log with `buffer=` collects whole lines and writes them in one
+//! go when the buffer is full, `flush=` after the first line went in, on
+//! `-s reopen` and at exit; with `gzip` each write is one gzip member
+//! (`zcat` reads the concatenation). Logs whose path holds variables are
+//! opened per line, or kept open by an [`FdCache`]
+//! (`open_log_file_cache`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -117,11 +124,34 @@ enum StdStream {
     Stderr,
 }
 
+/// An access log's `buffer=`, `flush=` and `gzip[=LEVEL]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffering {
+    /// Bytes collected before a write.
+    pub size: usize,
+    /// Written at the latest this long after the first line went in.
+    pub flush: Option<Duration>,
+    /// gzip level (1-9): each write is one compressed gzip member.
+    pub gzip: Option<u32>,
+}
+
+/// Lines collected for a buffered log.
+#[derive(Debug)]
+struct Buffer {
+    conf: Buffering,
+    data: Vec<u8>,
+    /// Bumped at every write, so a `flush=` timer set for older lines
+    /// leaves newer ones alone.
+    round: u64,
+}
+
 /// An open log file that can be reopened in place.
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
     file: ArcSwap<Option<File>>,
+    /// `buffer=`: access log lines waiting to be written.
+    buffer: Mutex<Option<Buffer>>,
 }
 
 impl LogFile {
@@ -166,11 +196,94 @@ impl LogFile {
         }
     }
 
+    /// Writes an access log line: into the buffer when the log has one.
+    pub fn write_access(self: &Arc<Self>, line: &[u8]) {
+        let mut guard = self.buffer.lock().expect("log buffer poisoned");
+        let Some(buffer) = guard.as_mut() else {
+            drop(guard);
+            return self.write_line(line);
+        };
+        if buffer.data.len() + line.len() > buffer.conf.size {
+            self.write_out(buffer);
+        }
+        if line.len() > buffer.conf.size {
+            return self.write_line(line);
+        }
+        let first = buffer.data.is_empty();
+        buffer.data.extend_from_slice(line);
+        if let (true, Some(after), Ok(rt)) = (
+            first,
+            buffer.conf.flush,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let (file, round) = (Arc::downgrade(self), buffer.round);
+            rt.spawn(async move {
+                tokio::time::sleep(after).await;
+                if let Some(file) = Weak::upgrade(&file) {
+                    file.flush_round(Some(round));
+                }
+            });
+        }
+    }
+
+    /// Writes what the buffer holds (`Some(round)`: only if no write
+    /// happened since that round began).
+    fn flush_round(&self, round: Option<u64>) {
+        let mut guard = self.buffer.lock().expect("log buffer poisoned");
+        if let Some(buffer) = guard.as_mut()
+            && round.is_none_or(|r| r == buffer.round)
+        {
+            self.write_out(buffer);
+        }
+    }
+
+    /// Writes the buffered lines: once, compressed as one gzip member with
+    /// `gzip`.
+    fn write_out(&self, buffer: &mut Buffer) {
+        buffer.round += 1;
+        if buffer.data.is_empty() {
+            return;
+        }
+        match buffer.conf.gzip {
+            Some(level) => {
+                let mut z = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(buffer.data.len() / 4 + 32),
+                    flate2::Compression::new(level),
+                );
+                let packed = z.write_all(&buffer.data).and_then(|_| z.finish());
+                if let Ok(packed) = packed {
+                    self.write_line(&packed);
+                }
+            }
+            None => self.write_line(&buffer.data),
+        }
+        buffer.data.clear();
+    }
+
+    /// Sets the buffering the current configuration asks for; lines
+    /// buffered under other settings are written first.
+    fn set_buffering(&self, conf: Option<Buffering>) {
+        let mut guard = self.buffer.lock().expect("log buffer poisoned");
+        if guard.as_ref().map(|b| b.conf) == conf {
+            return;
+        }
+        if let Some(old) = guard.as_mut() {
+            self.write_out(old);
+        }
+        *guard = conf.map(|conf| Buffer {
+            conf,
+            data: Vec::with_capacity(conf.size),
+            round: 0,
+        });
+    }
+
     /// Reopens the file (log rotation).
     pub fn reopen(&self) -> std::io::Result<()> {
         if Self::std_stream(&self.path).is_some() {
             return Ok(());
         }
+        // Lines buffered so far belong to the file being rotated away.
+        self.flush_round(None);
         let f = Self::open(&self.path)?;
         self.file.store(Arc::new(Some(f)));
         Ok(())
@@ -209,24 +322,133 @@ impl Registry {
         let lf = Arc::new(LogFile {
             path: path.to_path_buf(),
             file: ArcSwap::from_pointee(file),
+            buffer: Mutex::new(None),
         });
         files.insert(path.to_path_buf(), lf.clone());
         Ok(lf)
     }
 
+    /// Opens (or finds) an access log, buffered as `buffering` says.
+    pub fn get_access(
+        &self,
+        path: &Path,
+        buffering: Option<Buffering>,
+    ) -> std::io::Result<Arc<LogFile>> {
+        let file = self.get(path)?;
+        file.set_buffering(buffering);
+        Ok(file)
+    }
+
+    /// Every open file (the lock is not held while they are used).
+    fn all(&self) -> Vec<Arc<LogFile>> {
+        let files = self.files.lock().expect("log registry poisoned");
+        files.values().cloned().collect()
+    }
+
+    /// Writes every buffered line (at exit).
+    pub fn flush_all(&self) {
+        for f in self.all() {
+            f.flush_round(None);
+        }
+    }
+
     /// Reopens every file; returns the failures.
     pub fn reopen_all(&self) -> Vec<(PathBuf, std::io::Error)> {
-        let files: Vec<Arc<LogFile>> = self
-            .files
-            .lock()
-            .expect("log registry poisoned")
-            .values()
-            .cloned()
-            .collect();
-        files
+        self.all()
             .iter()
             .filter_map(|f| f.reopen().err().map(|e| (f.path.clone(), e)))
             .collect()
+    }
+}
+
+/// Appends `line` to the log at `path`, opened for this write alone (a
+/// log whose path holds variables, without `open_log_file_cache`).
+pub fn append_to(path: &Path, line: &[u8]) -> std::io::Result<()> {
+    (&LogFile::open(path)?).write_all(line)
+}
+
+/// `open_log_file_cache`: descriptors of logs whose path holds variables,
+/// kept open once a path was written `min_uses` times within `inactive`,
+/// at most `max` paths (the least recently written one makes room),
+/// reopened after `valid` so a rotated or removed file is followed.
+#[derive(Debug)]
+pub struct FdCache {
+    max: usize,
+    inactive: Duration,
+    min_uses: u32,
+    valid: Duration,
+    entries: Mutex<HashMap<PathBuf, CachedLog>>,
+}
+
+#[derive(Debug)]
+struct CachedLog {
+    file: Option<Arc<File>>,
+    uses: u32,
+    used: Instant,
+    opened: Instant,
+}
+
+impl FdCache {
+    /// A cache with nginx's parameters.
+    pub fn new(max: usize, inactive: Duration, min_uses: u32, valid: Duration) -> FdCache {
+        FdCache {
+            max: max.max(1),
+            inactive,
+            min_uses,
+            valid,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Appends `line` to the log at `path`. A path that cannot be opened
+    /// takes no place in the cache.
+    pub fn append(&self, path: &Path, line: &[u8]) -> std::io::Result<()> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("log cache poisoned");
+        entries.retain(|_, e| now.duration_since(e.used) < self.inactive);
+        if let Some(e) = entries.get_mut(path) {
+            e.uses += 1;
+            e.used = now;
+            if let Some(f) = &e.file
+                && now.duration_since(e.opened) < self.valid
+            {
+                let f = f.clone();
+                drop(entries);
+                return (&*f).write_all(line);
+            }
+            e.file = None;
+        }
+        let file = Arc::new(LogFile::open(path)?);
+        match entries.get_mut(path) {
+            Some(e) => {
+                if e.uses >= self.min_uses {
+                    e.file = Some(file.clone());
+                    e.opened = now;
+                }
+            }
+            None => {
+                if entries.len() >= self.max
+                    && let Some(oldest) = entries
+                        .iter()
+                        .min_by_key(|(_, e)| e.used)
+                        .map(|(p, _)| p.clone())
+                {
+                    entries.remove(&oldest);
+                }
+                let cached = (self.min_uses <= 1).then(|| file.clone());
+                entries.insert(
+                    path.to_path_buf(),
+                    CachedLog {
+                        file: cached,
+                        uses: 1,
+                        used: now,
+                        opened: now,
+                    },
+                );
+            }
+        }
+        drop(entries);
+        (&*file).write_all(line)
     }
 }
 
@@ -245,6 +467,7 @@ fn main_log() -> &'static ArcSwap<ErrorLog> {
                 Arc::new(LogFile {
                     path: PathBuf::from("stderr"),
                     file: ArcSwap::from_pointee(None),
+                    buffer: Mutex::new(None),
                 }),
                 Level::Notice,
             )],

@@ -228,18 +228,18 @@ impl Generation {
                     tls.insert(group.addr.clone(), Arc::new(acceptor(group)?));
                 }
             }
-            let mut open = |path: &PathBuf| -> Result<(), String> {
-                if !access_logs.contains_key(path) {
-                    let f = Registry::global().get(path).map_err(|e| {
-                        format!("open() \"{}\" failed {}", path.display(), os_error(&e))
-                    })?;
-                    access_logs.insert(path.clone(), f);
+            // Each access log file, buffered when any `access_log` of it
+            // says so (they all agree: the loader checked).
+            let mut wanted: HashMap<PathBuf, Option<crate::log::Buffering>> = HashMap::new();
+            let mut want = |t: &crate::config::AccessLogTarget| {
+                if let crate::config::LogPath::File(path) = &t.path {
+                    let b = wanted.entry(path.clone()).or_default();
+                    *b = b.or(t.buffering);
                 }
-                Ok(())
             };
             for server in &http.servers {
                 for t in server.conf.access_log.iter() {
-                    open(&t.path)?;
+                    want(t);
                 }
                 for t in server.conf.error_log.iter() {
                     Registry::global().get(&t.path).map_err(|e| {
@@ -255,7 +255,7 @@ impl Generation {
                         .chain(locs.named.values())
                     {
                         for t in l.conf.access_log.iter() {
-                            open(&t.path)?;
+                            want(t);
                         }
                         for t in l.conf.error_log.iter() {
                             Registry::global().get(&t.path).map_err(|e| {
@@ -265,6 +265,14 @@ impl Generation {
                         stack.push(&l.children);
                     }
                 }
+            }
+            for (path, buffering) in wanted {
+                let f = Registry::global()
+                    .get_access(&path, buffering)
+                    .map_err(|e| {
+                        format!("open() \"{}\" failed {}", path.display(), os_error(&e))
+                    })?;
+                access_logs.insert(path, f);
             }
         }
         let resolvers = match &config.http {

@@ -212,6 +212,8 @@ pub(super) fn serve(load: LoadOptions, paths: &Paths) -> ExitCode {
     }
     // Tasks still running (tunnels past a fast stop) are dropped here.
     main_rt.shutdown_timeout(Duration::from_millis(100));
+    // Buffered access log lines (`buffer=`) are written before exit.
+    log::Registry::global().flush_all();
     code
 }
 

@@ -166,6 +166,7 @@ impl Finisher<'_> {
             http2: http2_conf(raw),
             websocket: websocket_conf(raw),
             access_log: Arc::new(access_log),
+            open_log_file_cache: raw.open_log_file_cache.clone().flatten(),
             error_log: Arc::new(
                 raw.error_log
                     .clone()
@@ -262,9 +263,10 @@ impl Finisher<'_> {
         let mut access_log = Vec::new();
         for a in raw.access_log.clone().unwrap_or_else(|| {
             vec![AccessLogRaw {
-                path: self.prefix.join("logs/access.log"),
+                path: LogPath::File(self.prefix.join("logs/access.log")),
                 format: "combined".into(),
                 condition: None,
+                buffering: None,
                 span: Span::command_line(),
             }]
         }) {
@@ -278,10 +280,18 @@ impl Finisher<'_> {
                 }
                 None => None,
             };
+            let path = match a.path {
+                LogPath::Script(mut t) => {
+                    self.bind(&mut t, &a.span)?;
+                    LogPath::Script(t)
+                }
+                file => file,
+            };
             access_log.push(AccessLogTarget {
-                path: a.path,
+                path,
                 format,
                 condition,
+                buffering: a.buffering,
             });
         }
 

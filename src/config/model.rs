@@ -687,6 +687,8 @@ pub struct LocConf {
     pub websocket: WebSocketConf,
     /// `access_log` targets; empty means `off`.
     pub access_log: Arc<Vec<AccessLogTarget>>,
+    /// `open_log_file_cache`, for access logs whose path holds variables.
+    pub open_log_file_cache: Option<Arc<crate::log::FdCache>>,
     /// `error_log` targets (inherited from main when unset).
     pub error_log: Arc<Vec<ErrorLogTarget>>,
     /// `add_header` entries.
@@ -942,12 +944,24 @@ pub struct AddHeader {
 /// An `access_log` target.
 #[derive(Debug, Clone)]
 pub struct AccessLogTarget {
-    /// File path (relative paths are already resolved against the prefix).
-    pub path: PathBuf,
+    /// Where lines go.
+    pub path: LogPath,
     /// The format.
     pub format: Arc<LogFormat>,
     /// `if=`: log only when the value is not empty and not "0".
     pub condition: Option<Template>,
+    /// `buffer=`, `flush=`, `gzip` (files without variables only).
+    pub buffering: Option<crate::log::Buffering>,
+}
+
+/// An access log's path (relative paths are already resolved against the
+/// prefix).
+#[derive(Debug, Clone)]
+pub enum LogPath {
+    /// A file, opened when the configuration loads.
+    File(PathBuf),
+    /// A path with variables, rendered for every line.
+    Script(Template),
 }
 
 /// A `log_format`.

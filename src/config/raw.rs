@@ -144,6 +144,8 @@ pub struct LocRaw {
     pub websocket_allowed_origins: Option<Option<Arc<Vec<crate::config::model::OriginRule>>>>,
     pub websocket_drain_window: Option<Option<Duration>>,
     pub access_log: Option<Vec<AccessLogRaw>>,
+    /// `open_log_file_cache`; `Some(None)` is `off`.
+    pub open_log_file_cache: Option<Option<Arc<crate::log::FdCache>>>,
     pub error_log: Option<Vec<ErrorLogTarget>>,
     pub add_headers: Option<Vec<AddHeader>>,
     pub expires: Option<Expires>,
@@ -238,9 +240,10 @@ pub enum RedirectsRaw {
 /// An `access_log` before its format name is looked up.
 #[derive(Debug, Clone)]
 pub struct AccessLogRaw {
-    pub path: PathBuf,
+    pub path: crate::config::model::LogPath,
     pub format: String,
     pub condition: Option<Template>,
+    pub buffering: Option<crate::log::Buffering>,
     pub span: Span,
 }
 
@@ -383,6 +386,9 @@ pub struct Builder {
     pub mode: Mode,
     /// What a lint-mode load noted instead of failing.
     pub notes: Vec<Note>,
+    /// The buffering of each buffered access log file so far (every
+    /// `access_log` of a file must agree).
+    pub log_buffers: HashMap<PathBuf, crate::log::Buffering>,
 }
 
 impl Builder {
@@ -402,6 +408,7 @@ impl Builder {
             warnings: Vec::new(),
             mode: Mode::Serve,
             notes: Vec::new(),
+            log_buffers: HashMap::new(),
         }
     }
 
@@ -709,6 +716,7 @@ pub fn merge(child: &mut LocRaw, parent: &LocRaw) {
         websocket_allowed_origins,
         websocket_drain_window,
         access_log,
+        open_log_file_cache,
         error_log,
         add_headers,
         expires,

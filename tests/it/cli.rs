@@ -502,6 +502,39 @@ async fn cli_logs_to_standard_streams_share_the_redirected_file() {
     assert!(text.contains("(SIGQUIT) received, shutting down"), "{text}");
 }
 
+#[tokio::test]
+async fn cli_buffered_access_log_is_written_on_reopen_and_at_exit() {
+    // buffer= without flush=: lines wait for a full buffer, `-s reopen`
+    // (SIGUSR1) or the end of the process, whichever comes first.
+    let dir = TempDir::new();
+    dir.write(
+        "sy.conf",
+        format!(
+            "daemon off;\npid {d}/sy.pid;\nerror_log {d}/error.log info;\nevents {{}}\nhttp {{\n log_format plain $uri;\n access_log {d}/access.log plain buffer=1m;\n server {{ listen 127.0.0.1:0; location / {{ return 200 ok; }} }}\n}}\n",
+            d = dir.path().display()
+        ),
+    );
+    let log = dir.path().join("access.log");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let mut child = start(dir.path());
+    let pid = wait_for_pid(dir.path(), &mut child).await;
+    let addr = listening_addr(pid).await;
+    assert_eq!(get_response(addr, "/before-rotation").await.status, 200);
+    assert_eq!(read(&log), "", "written before the buffer was due");
+    // Rotation: the file is moved, then the server is told to reopen; the
+    // buffered line belongs to the old file.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    signal(pid, nix::sys::signal::Signal::SIGUSR1);
+    assert!(eventually(|| read(&rotated) == "/before-rotation\n").await);
+    assert!(eventually(|| log.exists()).await, "not reopened");
+    assert_eq!(get_response(addr, "/after-rotation").await.status, 200);
+    signal(pid, nix::sys::signal::Signal::SIGQUIT);
+    exits_cleanly(&mut child).await;
+    assert_eq!(read(&log), "/after-rotation\n");
+    assert_eq!(read(&rotated), "/before-rotation\n");
+}
+
 /// Runs `switchyard demo` on port 0; returns once it listens.
 async fn start_demo() -> (Child, std::net::SocketAddr) {
     let (child, addr, _) = start_demo_and_backend().await;

@@ -80,6 +80,9 @@ mod access;
 /// geo: variables from the client address.
 mod geo;
 
+/// Access log paths with variables, buffering, gzip, the descriptor cache.
+mod access_log;
+
 /// auth_basic, auth_request, satisfy, auth_delay, limit_except.
 mod auth;
 
