@@ -701,6 +701,28 @@ mod tests {
     }
 
     #[test]
+    fn balance_ip_hash_maps_addresses_as_nginx() {
+        // Worked by hand from nginx's formula, 3 equal peers: the peer is
+        // h % 3 with h over the first three octets (all sixteen of IPv6),
+        // e.g. 127.0.2.1: 89 -> 3913 -> 3199 -> 4042, 4042 % 3 = 1.
+        let b = upstream(BalanceMethod::IpHash, &[1, 1, 1]);
+        for (client, port) in [
+            ("127.0.1.1", 8081),   // h = 4041
+            ("127.0.2.1", 8082),   // h = 4042
+            ("127.0.3.1", 8083),   // h = 4043
+            ("127.0.3.200", 8083), // the fourth octet does not count
+            ("10.20.30.40", 8082), // h = 4855
+            ("192.0.2.200", 8081), // h = 6255
+            ("203.0.113.9", 8081), // h = 2592
+            ("::1", 8083),         // h = 5945
+            ("2001:db8::5", 8081), // h = 2604
+        ] {
+            let ip: IpAddr = client.parse().unwrap();
+            assert_eq!(ports(&b, 1, ip, b""), [port], "{client}");
+        }
+    }
+
+    #[test]
     fn balance_hash_rehashes_past_failed_peers() {
         let b = upstream(
             BalanceMethod::Hash {

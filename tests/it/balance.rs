@@ -50,27 +50,46 @@ async fn balance_weighted_round_robin_is_smooth() {
     assert_eq!(got, [x.clone(), x.clone(), y, x.clone(), z, x.clone(), x]);
 }
 
+/// The peer `proxy` picks for `path` with `X-Real-IP: client`.
+async fn pick_for(proxy: &Proxy, path: &str, client: &str) -> String {
+    let head = format!("GET {path} HTTP/1.0\r\nHost: h\r\nX-Real-IP: {client}\r\n\r\n");
+    let r = Response::parse(&raw(proxy.addr(), head.as_bytes()).await);
+    assert_eq!(r.status, 200, "{path} {client}: {}", r.head);
+    r.header("X-Up").unwrap_or_default()
+}
+
 #[tokio::test]
 async fn balance_ip_hash_and_hash_are_sticky() {
+    // Many clients (addresses from X-Real-IP, users from the query): each
+    // keeps its peer on every request, and together they use every peer,
+    // which a balancer that always picks one peer would not.
     let b = backends(3).await;
     let s: Vec<String> = b.iter().map(|a| a.to_string()).collect();
-    let proxy = Proxy::http(&conf("ip_hash;", &s)).await;
-    let got = picks(&proxy, "/", 5).await;
-    assert!(got.iter().all(|p| *p == got[0]), "{got:?}");
-
-    let proxy = Proxy::http(&conf("hash $arg_user consistent;", &s)).await;
-    for user in ["alice", "bob", "carol"] {
-        let path = format!("/?user={user}");
-        let mut seen = Vec::new();
-        for _ in 0..3 {
-            seen.push(
-                get_response(proxy.addr(), &path)
-                    .await
-                    .header("X-Up")
-                    .unwrap(),
-            );
+    let realip = "set_real_ip_from 127.0.0.1; real_ip_header X-Real-IP;";
+    for method in [
+        "ip_hash;",
+        "hash $remote_addr;",
+        "hash $arg_user consistent;",
+    ] {
+        let proxy = Proxy::http(&conf(method, &s).replace(
+            "listen 127.0.0.1:0;",
+            &format!("listen 127.0.0.1:0; {realip}"),
+        ))
+        .await;
+        let mut used = std::collections::BTreeSet::new();
+        for (i, client) in client_addrs(30).iter().take(30).enumerate() {
+            let path = format!("/?user=user{i}");
+            let first = pick_for(&proxy, &path, client).await;
+            for _ in 0..2 {
+                assert_eq!(
+                    pick_for(&proxy, &path, client).await,
+                    first,
+                    "{method} {client}"
+                );
+            }
+            used.insert(first);
         }
-        assert!(seen.iter().all(|p| *p == seen[0]), "{user}: {seen:?}");
+        assert_eq!(used.len(), 3, "{method}: 30 clients used only {used:?}");
     }
 }
 

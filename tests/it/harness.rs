@@ -564,6 +564,27 @@ pub async fn ws_connect(
     path: &str,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let s = bounded("connect", TcpStream::connect(addr)).await.unwrap();
+    ws_handshake(s, addr, path).await
+}
+
+/// [`ws_connect`] from the loopback address `source` (any of 127.0.0.0/8),
+/// so that one test can be many clients to `ip_hash` and the like.
+pub async fn ws_connect_from(
+    source: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    let s = bounded("connect", socket.connect(addr)).await.unwrap();
+    ws_handshake(s, addr, path).await
+}
+
+async fn ws_handshake(
+    s: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     config.max_message_size = Some(64 << 20);
     config.max_frame_size = Some(64 << 20);

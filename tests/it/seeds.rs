@@ -174,25 +174,29 @@ async fn seeds_001_balancing_keeps_a_client_on_one_backend() {
     )
     .await
     .unwrap();
-    for _ in 0..6 {
-        echo_once(proxy.addr(), "/ws/").await;
-    }
-    let counts: Vec<usize> = heads
-        .iter_mut()
-        .map(|h| {
-            let mut n = 0;
-            while h.try_recv().is_ok() {
-                n += 1;
+    // Clients from twelve /24s of 127.0.0.0/8 (ip_hash reads the first
+    // three bytes), three WebSockets each: every client stays on one
+    // backend, and the clients together reach all three (nginx's hash of
+    // 127.0.N puts N = 1, 2, 3 on three different peers).
+    let mut used = std::collections::BTreeSet::new();
+    for n in 1..=12u8 {
+        let client = std::net::Ipv4Addr::new(127, 0, n, 1);
+        let mut chosen = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let mut ws = ws_connect_from(client, proxy.addr(), "/ws/")
+                .await
+                .unwrap_or_else(|e| panic!("{client}: {e}"));
+            assert_echo(&mut ws, "through the seed").await;
+            for (i, h) in heads.iter_mut().enumerate() {
+                while h.try_recv().is_ok() {
+                    chosen.insert(i);
+                }
             }
-            n
-        })
-        .collect();
-    assert_eq!(counts.iter().sum::<usize>(), 6);
-    assert_eq!(
-        counts.iter().filter(|c| **c > 0).count(),
-        1,
-        "ip_hash sends one client to one backend: {counts:?}"
-    );
+        }
+        assert_eq!(chosen.len(), 1, "{client} went to backends {chosen:?}");
+        used.extend(chosen);
+    }
+    assert_eq!(used.len(), 3, "the clients used backends {used:?}");
 }
 
 #[tokio::test]
