@@ -146,7 +146,6 @@ const WITHOUT: &[&str] = &[
     "--without-http_userid_module",
     "--without-http_mirror_module",
     "--without-http_autoindex_module",
-    "--without-http_split_clients_module",
     "--without-http_referer_module",
     "--without-http_fastcgi_module",
     "--without-http_uwsgi_module",

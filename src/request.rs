@@ -291,9 +291,11 @@ impl RequestCtx {
             Slot::Unset => {}
         }
         let http = self.http.clone();
+        // A value that needs itself (a map or split of its own variable)
+        // is a cycle, reported above instead of recursing.
+        self.indexed[i] = Slot::Evaluating;
         let (value, volatile) = match http.indexed[i].kind {
             IndexedKind::Map(m) => {
-                self.indexed[i] = Slot::Evaluating;
                 let map = &http.maps[m];
                 let mut value = Vec::new();
                 self.eval_map(map, &mut value);
@@ -303,7 +305,16 @@ impl RequestCtx {
                 let geo = &http.geos[g];
                 (self.eval_geo(geo), geo.volatile)
             }
-            IndexedKind::Assigned => return false,
+            IndexedKind::Split(s) => {
+                let split = &http.splits[s];
+                let source = self.render(&split.source);
+                (split.lookup(&source).to_vec(), false)
+            }
+            IndexedKind::Assigned => {
+                // Not set yet: nothing to compute.
+                self.indexed[i] = Slot::Unset;
+                return false;
+            }
         };
         out.extend_from_slice(&value);
         self.indexed[i] = if volatile {

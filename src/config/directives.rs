@@ -118,7 +118,6 @@ pub const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("grpc_pass", "ngx_http_grpc_module"),
     ("proxy_cache_path", "proxy caching"),
     ("proxy_store", "proxy caching"),
-    ("split_clients", "ngx_http_split_clients_module"),
     ("autoindex", "ngx_http_autoindex_module"),
     ("stream", "the stream module"),
     ("mail", "the mail module"),
@@ -218,6 +217,7 @@ pub mod map;
 pub mod proxy;
 pub mod rewrite;
 pub mod server;
+pub mod split_clients;
 pub mod ssl;
 pub mod static_files;
 pub mod status;
@@ -322,6 +322,26 @@ fn cidr(b: &mut Builder, span: &Span, text: &str) -> Option<Cidr> {
         b.warn(span, format!("low address bits of {text} are meaningless"));
     }
     Some(net)
+}
+
+/// The name (without `$`) of the variable that argument `i` defines
+/// (`map`, `geo`, `split_clients`): refused unless it starts with `$`, and
+/// when a built-in variable has it.
+fn defined_variable(st: &Statement, i: usize) -> Result<&str> {
+    let text = &st.args[i].value;
+    let Some(name) = text.strip_prefix('$').filter(|n| !n.is_empty()) else {
+        return Err(ConfigError::at(
+            &st.span,
+            format!("invalid variable name \"{text}\""),
+        ));
+    };
+    if super::var::resolve_builtin(name).is_some() {
+        return Err(ConfigError::at(
+            &st.span,
+            format!("the duplicate \"{name}\" variable"),
+        ));
+    }
+    Ok(name)
 }
 
 fn invalid_value(st: &Statement, i: usize) -> ConfigError {

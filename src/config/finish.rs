@@ -483,6 +483,10 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
     f.named_definitions(&http_raw)?;
     f.upstream_blocks(http_raw.loc.resolver.clone())?;
     let maps = finish_maps(&f, std::mem::take(&mut http_raw.maps))?;
+    let mut splits = std::mem::take(&mut http_raw.splits);
+    for s in &mut splits {
+        f.bind(&mut s.source, &s.span)?;
+    }
     let mut geos = std::mem::take(&mut http_raw.geos);
     for g in &mut geos {
         if let Some(t) = &mut g.source {
@@ -539,6 +543,7 @@ pub fn finish(mut b: Builder, has_http: bool) -> Result<Finished> {
         upstreams,
         maps,
         geos,
+        splits,
         indexed,
         conn_zones,
         resolvers: std::mem::take(&mut http_raw.resolvers),

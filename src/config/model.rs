@@ -10,6 +10,7 @@ pub mod geo;
 pub mod gzip;
 pub mod pattern;
 pub mod proxy;
+pub mod split_clients;
 pub mod upstream;
 
 pub use access::*;
@@ -18,6 +19,7 @@ pub use geo::*;
 pub use gzip::*;
 pub use pattern::*;
 pub use proxy::*;
+pub use split_clients::*;
 pub use upstream::*;
 
 use std::collections::HashMap;
@@ -107,6 +109,9 @@ pub struct Http {
     pub maps: Vec<MapDef>,
     /// `geo` blocks; `Var::Indexed` slots of kind `Geo` point here.
     pub geos: Vec<GeoDef>,
+    /// `split_clients` blocks; `Var::Indexed` slots of kind `Split` point
+    /// here.
+    pub splits: Vec<SplitDef>,
     /// Indexed variables: map outputs, `set` targets, named captures.
     pub indexed: Vec<IndexedVar>,
     /// `limit_conn_zone` definitions.
@@ -133,6 +138,8 @@ pub enum IndexedKind {
     Map(usize),
     /// Looked up on first use by `geo` number N.
     Geo(usize),
+    /// Computed on first use by `split_clients` number N.
+    Split(usize),
     /// Assigned by `set`, or by a named capture of a regex match.
     Assigned,
 }

@@ -329,6 +329,7 @@ pub struct HttpRaw {
     pub upstreams: Vec<UpstreamRaw>,
     pub maps: Vec<MapRaw>,
     pub geos: Vec<crate::config::model::GeoDef>,
+    pub splits: Vec<crate::config::model::SplitDef>,
     pub log_formats: HashMap<String, (Template, LogEscape, Span)>,
     pub conn_zones: Vec<(String, Template, u64, Span)>,
     /// `limit_req_zone`: name, key, size, rate (thousandths of a request

@@ -10,7 +10,8 @@
 use super::ast::Statement;
 use super::directives::{
     Args, Ctx, Directive, NOT_IMPLEMENTED, Support, access, charset, core, geo, gzip, http2,
-    limits, log, map, proxy, rewrite, server, ssl, static_files, status, upstream, websocket,
+    limits, log, map, proxy, rewrite, server, split_clients, ssl, static_files, status, upstream,
+    websocket,
 };
 use super::error::{ConfigError, Result, Span};
 use super::note::{Mode, Note, NoteKind};
@@ -26,6 +27,7 @@ const TABLES: &[&[Directive]] = &[
     upstream::DIRECTIVES,
     map::DIRECTIVES,
     geo::DIRECTIVES,
+    split_clients::DIRECTIVES,
     proxy::DIRECTIVES,
     static_files::DIRECTIVES,
     limits::DIRECTIVES,

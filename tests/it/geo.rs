@@ -1,6 +1,8 @@
-//! `geo`: variables from the client address, by network or by range, from
-//! `$address`, behind `proxy` networks through `X-Forwarded-For`, cached
-//! per request unless `volatile`; and nginx's load-time verdicts.
+//! Variables that classify clients. `geo`: from the client address, by
+//! network or by range, from `$address`, behind `proxy` networks through
+//! `X-Forwarded-For`, cached per request unless `volatile`.
+//! `split_clients`: by nginx's hash of a value and percentages. Both with
+//! nginx's load-time verdicts.
 
 use std::path::Path;
 
@@ -317,4 +319,99 @@ fn geo_load_errors_and_warnings_are_nginx_s() {
     ] {
         assert!(w.iter().any(|l| l.contains(want)), "{want}: {w:?}");
     }
+}
+
+#[tokio::test]
+async fn split_clients_divides_values_by_nginx_s_hash_and_shares() {
+    let proxy = Proxy::http(
+        r#"
+        split_clients "${arg_user}" $variant {
+            50%   a;
+            25%   b;
+            *     c;
+        }
+        split_clients $arg_user $half { 50% x; }
+        split_clients $loop $loop { * z; }
+        server {
+            listen 127.0.0.1:0;
+            location / { return 200 "$variant|$half"; }
+            location /loop { return 200 "[$loop]"; }
+        }"#,
+    )
+    .await;
+    // Which part a name falls in, worked out apart from this code with
+    // nginx's MurmurHash2 and bounds.
+    for (user, want) in [
+        ("alice", "a"),
+        ("dave", "b"),
+        ("erin", "b"),
+        ("judy", "c"),
+        ("oscar", "c"),
+        ("trent", "a"),
+    ] {
+        let body = get_response(proxy.addr(), &format!("/?user={user}"))
+            .await
+            .body;
+        let (variant, half) = body.split_once('|').unwrap();
+        assert_eq!(variant, want, "{user}");
+        // Parts short of 100%: past them the value is empty.
+        assert_eq!(half, if want == "a" { "x" } else { "" }, "{user}");
+    }
+    // Over many values the parts get their shares.
+    let mut counts = std::collections::HashMap::new();
+    for i in 0..400 {
+        let body = get_response(proxy.addr(), &format!("/?user=u{i}"))
+            .await
+            .body;
+        *counts.entry(body[..1].to_string()).or_insert(0) += 1;
+    }
+    let share = |k: &str| counts.get(k).copied().unwrap_or(0);
+    assert!((160..=240).contains(&share("a")), "{counts:?}");
+    assert!((70..=130).contains(&share("b")), "{counts:?}");
+    assert!((70..=130).contains(&share("c")), "{counts:?}");
+    // A split of its own variable is a cycle, logged; the value it reads
+    // is empty (which hashes into `*`), and nothing recurses.
+    assert_eq!(get_response(proxy.addr(), "/loop").await.body, "[z]");
+    proxy
+        .assert_error_logged("cycle while evaluating variable \"loop\"")
+        .await;
+}
+
+#[test]
+fn split_clients_load_errors_are_nginx_s() {
+    for (conf, want) in [
+        (
+            "split_clients $a $v { 60% x; 50% y; }",
+            "percent total is greater than 100%",
+        ),
+        (
+            "split_clients $a $v { 0% x; }",
+            "invalid percent value \"0%\"",
+        ),
+        (
+            "split_clients $a $v { 10 x; }",
+            "invalid percent value \"10\"",
+        ),
+        (
+            "split_clients $a $v { 1.234% x; }",
+            "invalid percent value \"1.234%\"",
+        ),
+        ("split_clients $a $v { x%% x; }", "invalid percent value"),
+        (
+            "split_clients $a $v { 10% x y; }",
+            "invalid number of the split_clients parameters",
+        ),
+        ("split_clients $a v { * x; }", "invalid variable name \"v\""),
+        (
+            "split_clients $a $host { * x; }",
+            "the duplicate \"host\" variable",
+        ),
+    ] {
+        let e = http_config_error(conf);
+        assert!(e.contains(want), "{conf}: {e}");
+    }
+    assert_eq!(
+        http_config_error("split_clients $arg_a $v { 12.5% x; 87.5% y; * z; }"),
+        ""
+    );
 }

@@ -77,7 +77,7 @@ mod robustness;
 /// allow/deny and the real client address.
 mod access;
 
-/// geo: variables from the client address.
+/// geo and split_clients: variables that classify clients.
 mod geo;
 
 /// Access log paths with variables, buffering, gzip, the descriptor cache.

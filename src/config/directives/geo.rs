@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Args, Directive, HTTP};
+use super::{Args, Directive, HTTP, defined_variable};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
@@ -38,13 +38,7 @@ fn set_geo(b: &mut Builder, st: &Statement) -> Result<()> {
         }
         _ => None,
     };
-    let name = variable_name(st, st.args.len() - 1)?.to_string();
-    if crate::config::var::resolve_builtin(&name).is_some() {
-        return Err(ConfigError::at(
-            &st.span,
-            format!("the duplicate \"{name}\" variable"),
-        ));
-    }
+    let name = defined_variable(st, st.args.len() - 1)?.to_string();
     let mut block = GeoBlock::default();
     for line in st.block.as_deref().unwrap_or(&[]) {
         block.line(b, line)?;

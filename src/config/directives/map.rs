@@ -1,6 +1,6 @@
 //! `map`: values mapped to new variables (ngx_http_map_module).
 
-use super::{Directive, HTTP, T1, T2, arg_template};
+use super::{Directive, HTTP, T1, T2, arg_template, defined_variable};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
@@ -19,23 +19,11 @@ pub static DIRECTIVES: &[Directive] = &[
 
 fn set_map(b: &mut Builder, st: &Statement) -> Result<()> {
     let source = arg_template(st, 0)?;
-    let out = &st.args[1].value;
-    let Some(name) = out.strip_prefix('$') else {
-        return Err(ConfigError::at(
-            &st.span,
-            format!("invalid variable name \"{out}\""),
-        ));
-    };
+    let name = defined_variable(st, 1)?;
     if b.indexed
         .iter()
         .any(|v| v.name == name && matches!(v.kind, IndexedKind::Map(_)))
     {
-        return Err(ConfigError::at(
-            &st.span,
-            format!("the duplicate \"{name}\" variable"),
-        ));
-    }
-    if crate::config::var::resolve_builtin(name).is_some() {
         return Err(ConfigError::at(
             &st.span,
             format!("the duplicate \"{name}\" variable"),
