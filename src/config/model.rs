@@ -8,19 +8,27 @@ pub mod access;
 pub mod filters;
 pub mod geo;
 pub mod gzip;
+pub mod limits;
+pub mod log;
 pub mod pattern;
 pub mod proxy;
+pub mod rewrite;
 pub mod split_clients;
 pub mod upstream;
+pub mod websocket;
 
 pub use access::*;
 pub use filters::*;
 pub use geo::*;
 pub use gzip::*;
+pub use limits::*;
+pub use log::*;
 pub use pattern::*;
 pub use proxy::*;
+pub use rewrite::*;
 pub use split_clients::*;
 pub use upstream::*;
+pub use websocket::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -230,62 +238,6 @@ pub enum BodyInFile {
     Clean,
 }
 
-/// Switchyard's `websocket_*` settings of a location; all off by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WebSocketConf {
-    /// `websocket_ping_interval`.
-    pub ping_interval: Option<Duration>,
-    /// `websocket_pong_timeout` (default 10s).
-    pub pong_timeout: Duration,
-    /// `websocket_max_message_size`.
-    pub max_message_size: Option<u64>,
-    /// `websocket_max_frame_size`.
-    pub max_frame_size: Option<u64>,
-    /// `websocket_message_rate`.
-    pub message_rate: Option<WsRate>,
-    /// `websocket_allowed_origins`.
-    pub allowed_origins: Option<Arc<Vec<OriginRule>>>,
-    /// `websocket_drain_window`.
-    pub drain_window: Option<Duration>,
-}
-
-impl WebSocketConf {
-    /// Whether a tunnel must follow frames for these settings.
-    pub fn needs_frames(&self) -> bool {
-        self.ping_interval.is_some()
-            || self.max_message_size.is_some()
-            || self.max_frame_size.is_some()
-            || self.message_rate.is_some()
-            || self.drain_window.is_some()
-    }
-
-    /// Whether a handshake with `origin` (the `Origin` header, if any) may
-    /// proceed; `own` is the request's scheme and host (`https://host`).
-    pub fn origin_allowed(&self, origin: Option<&[u8]>, own: &str) -> bool {
-        let Some(rules) = &self.allowed_origins else {
-            return true;
-        };
-        let Some(origin) = origin.and_then(|o| std::str::from_utf8(o).ok()) else {
-            return false;
-        };
-        let origin = origin.trim().to_ascii_lowercase();
-        rules.iter().any(|r| match r {
-            OriginRule::Exact(o) => *o == origin,
-            OriginRule::Same => origin.eq_ignore_ascii_case(own),
-            OriginRule::Subdomains(suffix) => origin.split_once("://").is_some_and(|(_, host)| {
-                let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-                    if p.bytes().all(|b| b.is_ascii_digit()) {
-                        h
-                    } else {
-                        host
-                    }
-                });
-                host.ends_with(suffix.as_str()) && host.len() > suffix.len()
-            }),
-        })
-    }
-}
-
 /// A built-in content handler of a location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentHandler {
@@ -295,26 +247,6 @@ pub enum ContentHandler {
     Metrics,
     /// `status_page`: the live HTML status page and its events.
     StatusPage,
-}
-
-/// A message rate (`websocket_message_rate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WsRate {
-    /// Thousandths of a message per second.
-    pub per_sec_milli: u64,
-    /// Messages tolerated above the rate.
-    pub burst: u64,
-}
-
-/// One entry of `websocket_allowed_origins`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OriginRule {
-    /// `scheme://host[:port]`, lowercased.
-    Exact(String),
-    /// `*.example.com`: kept as `.example.com`.
-    Subdomains(String),
-    /// `same`: the request's own scheme and host.
-    Same,
 }
 
 /// How the `Location` of a redirect Switchyard makes is written.
@@ -577,77 +509,6 @@ pub enum RewriteOp {
         /// `last`, `break`, `redirect`, `permanent`, or none.
         flag: RewriteFlag,
     },
-}
-
-/// What happens after a `rewrite` matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RewriteFlag {
-    /// Continue with the next rewrite directive.
-    None,
-    /// Stop and search locations again with the new URI.
-    Last,
-    /// Stop and stay in this location with the new URI.
-    Break,
-    /// 302 to the new URI.
-    Redirect,
-    /// 301 to the new URI.
-    Permanent,
-}
-
-/// An `if` condition.
-#[derive(Debug, Clone)]
-pub enum Condition {
-    /// `($var)`: true unless empty or "0".
-    Value(Template),
-    /// `($a = b)` / `($a != b)`.
-    Compare {
-        /// Left side.
-        left: Template,
-        /// Right side.
-        right: Template,
-        /// `!=`.
-        negate: bool,
-    },
-    /// `($a ~ re)`, `~*`, `!~`, `!~*`.
-    Match {
-        /// Subject.
-        left: Template,
-        /// Pattern.
-        regex: Arc<CompiledRegex>,
-        /// `!~`.
-        negate: bool,
-    },
-    /// `(-f path)`, `-d`, `-e`, `-x` and their `!` forms.
-    File {
-        /// The path.
-        path: Template,
-        /// Which test.
-        test: FileTest,
-        /// `!-f` and friends.
-        negate: bool,
-    },
-}
-
-/// File tests of `if`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileTest {
-    /// `-f`: a regular file.
-    File,
-    /// `-d`: a directory.
-    Dir,
-    /// `-e`: exists.
-    Exists,
-    /// `-x`: executable.
-    Exec,
-}
-
-/// A `return` directive.
-#[derive(Debug, Clone)]
-pub struct Return {
-    /// Status code (444 closes the connection without a response).
-    pub status: u16,
-    /// Body text, or the redirect URL for 301/302/303/307/308.
-    pub text: Option<Template>,
 }
 
 /// Settings that nginx keeps per location and inherits from http and
@@ -946,95 +807,4 @@ pub struct AddHeader {
     pub value: Template,
     /// `always`: add to every status, not just 2xx/3xx.
     pub always: bool,
-}
-
-/// An `access_log` target.
-#[derive(Debug, Clone)]
-pub struct AccessLogTarget {
-    /// Where lines go.
-    pub path: LogPath,
-    /// The format.
-    pub format: Arc<LogFormat>,
-    /// `if=`: log only when the value is not empty and not "0".
-    pub condition: Option<Template>,
-    /// `buffer=`, `flush=`, `gzip` (files without variables only).
-    pub buffering: Option<crate::log::Buffering>,
-}
-
-/// An access log's path (relative paths are already resolved against the
-/// prefix).
-#[derive(Debug, Clone)]
-pub enum LogPath {
-    /// A file, opened when the configuration loads.
-    File(PathBuf),
-    /// A path with variables, rendered for every line.
-    Script(Template),
-}
-
-/// A `log_format`.
-#[derive(Debug)]
-pub struct LogFormat {
-    /// The name.
-    pub name: String,
-    /// The line, without the trailing newline.
-    pub template: Template,
-    /// `escape=default|json|none`.
-    pub escape: LogEscape,
-}
-
-/// How variable values are escaped in log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogEscape {
-    /// `"`, `\`, bytes < 32 and > 126 as `\xHH`.
-    Default,
-    /// JSON string escaping.
-    Json,
-    /// Nothing escaped.
-    None,
-}
-
-/// A `limit_conn zone N` rule.
-#[derive(Debug, Clone)]
-pub struct LimitConn {
-    /// The zone.
-    pub zone: Arc<ConnZoneDef>,
-    /// Most concurrent connections per key.
-    pub max: u32,
-}
-
-/// A `limit_req zone=name burst=N delay=N` rule.
-#[derive(Debug, Clone)]
-pub struct LimitReq {
-    /// The zone.
-    pub zone: Arc<ReqZoneDef>,
-    /// `burst`, in thousandths of a request.
-    pub burst: u64,
-    /// Excess served without delay (`delay=`, `nodelay`), in thousandths.
-    pub delay: u64,
-}
-
-/// A `limit_req_zone key zone=name:size rate=R` definition.
-#[derive(Debug)]
-pub struct ReqZoneDef {
-    /// Zone name.
-    pub name: String,
-    /// Key (requests with an empty key are not limited).
-    pub key: Template,
-    /// Rate in thousandths of a request per second.
-    pub rate: u64,
-    /// The buckets (shared by every generation that defines the zone).
-    pub state: Arc<crate::limits::RateZone>,
-}
-
-/// A `limit_conn_zone key zone=name:size` definition.
-#[derive(Debug)]
-pub struct ConnZoneDef {
-    /// Zone name.
-    pub name: String,
-    /// Key (requests with an empty key are not counted).
-    pub key: Template,
-    /// Zone size in bytes (bounds the number of distinct keys tracked).
-    pub size: u64,
-    /// The counts (shared by every generation that defines the zone).
-    pub state: Arc<crate::limits::Zone>,
 }
