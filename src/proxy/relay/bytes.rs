@@ -238,6 +238,19 @@ enum Side {
     Stop,
 }
 
+impl Side {
+    /// How a failure of the direction that reads the client
+    /// (`from_client`) or the backend ends the relay; `None` for
+    /// [`Side::Stop`], which is a close under way rather than a failure.
+    fn end(self, from_client: bool) -> Option<End> {
+        match (self, from_client) {
+            (Side::Stop, _) => None,
+            (Side::Src(e), true) | (Side::Dst(e), false) => Some(End::ClientError(e)),
+            (Side::Src(e), false) | (Side::Dst(e), true) => Some(End::UpstreamError(e)),
+        }
+    }
+}
+
 impl Half {
     fn with_leftover(bytes: Vec<u8>) -> Half {
         Half {
@@ -830,37 +843,34 @@ impl<C: Transport, U: Transport> Relay<C, U> {
             self.down.done,
             from_client,
         );
-        let down = match up {
-            Poll::Ready(Err(Side::Stop)) => Poll::Pending,
-            Poll::Ready(Err(side)) => {
-                let end = match side {
-                    Side::Src(e) => End::ClientError(e),
-                    Side::Dst(e) => End::UpstreamError(e),
-                    Side::Stop => unreachable!("handled above"),
-                };
-                return Step::Done(self.outcome(end));
-            }
-            _ => self.down.poll_copy(
+        // A stop in one direction (a close under way) leaves the other
+        // unpolled this pass.
+        let (up, stopped) = match up {
+            Poll::Ready(Err(side)) => match side.end(true) {
+                Some(end) => return Step::Done(self.outcome(end)),
+                None => (Poll::Pending, true),
+            },
+            other => (other, false),
+        };
+        let down = if stopped {
+            Poll::Pending
+        } else {
+            self.down.poll_copy(
                 cx,
                 &mut self.upstream,
                 &mut self.client,
                 &mut activity,
                 self.up.done,
                 from_backend,
-            ),
+            )
         };
-        match down {
-            Poll::Ready(Err(Side::Stop)) => {}
-            Poll::Ready(Err(side)) => {
-                let end = match side {
-                    Side::Src(e) => End::UpstreamError(e),
-                    Side::Dst(e) => End::ClientError(e),
-                    Side::Stop => unreachable!("handled above"),
-                };
-                return Step::Done(self.outcome(end));
-            }
-            _ => {}
-        }
+        let down = match down {
+            Poll::Ready(Err(side)) => match side.end(false) {
+                Some(end) => return Step::Done(self.outcome(end)),
+                None => Poll::Pending,
+            },
+            other => other,
+        };
         if self.first_eof.is_none() {
             if self.up.eof {
                 self.first_eof = Some(By::Client);
