@@ -272,6 +272,11 @@ impl Stream {
                 }
             }
         }
+        if refusal.is_none()
+            && let Some(why) = host_refusal(&parts)
+        {
+            refusal = Some(crate::exchange::Refusal { status: 400, why });
+        }
         let length = crate::http1::parse::content_length(&head.headers);
         let body_kind = if body.is_end_stream() {
             match length {
@@ -337,6 +342,23 @@ impl Stream {
             let _open = self.open;
             tunnel.run(io, Vec::new(), active).await;
         }
+    }
+}
+
+/// nginx's 400s for the host of an HTTP/2 request: neither `:authority`
+/// nor `Host`, an empty `:authority`, or both with different values (RFC
+/// 9113 §8.3.1: they must agree).
+fn host_refusal(parts: &http::request::Parts) -> Option<&'static str> {
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    match (authority, parts.headers.get(http::header::HOST)) {
+        (None, None) => {
+            Some("client sent HTTP/2 request without \":authority\" or \"Host\" header")
+        }
+        (Some(""), _) => Some("client sent invalid \":authority\" header"),
+        (Some(a), Some(host)) if !a.as_bytes().eq_ignore_ascii_case(host.as_bytes()) => {
+            Some("client sent \":authority\" and \"Host\" headers with different values")
+        }
+        _ => None,
     }
 }
 

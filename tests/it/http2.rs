@@ -812,3 +812,63 @@ async fn http2_graceful_stop_closes_idle_connections_whose_clients_never_read() 
     let code = bounded("the GOAWAY", goaway_code(&mut silent)).await;
     assert_eq!(code, Some(0));
 }
+
+/// The `:status` of the response to the one stream a raw connection
+/// opened (static-table statuses only: 200 and 400 here).
+async fn raw_status(s: &mut TcpStream) -> Option<u16> {
+    let mut head = [0u8; 9];
+    loop {
+        s.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.ok()?;
+        let stream = u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff;
+        if head[3] == 1 && stream == 1 {
+            return match payload.first() {
+                Some(0x88) => Some(200),
+                Some(0x8c) => Some(400),
+                other => panic!("unexpected status field {other:?}"),
+            };
+        }
+        if head[3] == 3 || head[3] == 7 {
+            return None; // RST_STREAM or GOAWAY
+        }
+    }
+}
+
+#[tokio::test]
+async fn http2_requests_need_one_agreed_host() {
+    // nginx's 400s: no :authority and no Host, or both with different
+    // values (RFC 9113 §8.3.1); the same host in both, or Host alone, is
+    // served.
+    let proxy = Proxy::start(&abuse_conf()).await;
+    let with_host = |authority: Option<&str>, host: Option<&str>| {
+        let mut block = match authority {
+            Some(a) => get_headers(a),
+            None => vec![0x82, 0x86, 0x84],
+        };
+        if let Some(h) = host {
+            // host: literal without indexing, static name 38.
+            block.extend_from_slice(&[0x0f, 38 - 15, h.len() as u8]);
+            block.extend_from_slice(h.as_bytes());
+        }
+        block
+    };
+    for (authority, host, want) in [
+        (None, None, 400),
+        (Some("localhost"), Some("elsewhere"), 400),
+        (Some("localhost:1234"), Some("localhost:5678"), 400),
+        (Some("localhost"), Some("LOCALHOST"), 200),
+        (None, Some("localhost"), 200),
+        (Some("localhost"), None, 200),
+    ] {
+        let mut s = raw_h2(proxy.addr()).await;
+        let headers = frame(1, 0x5, 1, &with_host(authority, host)); // END_STREAM|END_HEADERS
+        s.write_all(&headers).await.unwrap();
+        let got = bounded("the response", raw_status(&mut s)).await;
+        assert_eq!(got, Some(want), "{authority:?} {host:?}");
+    }
+    proxy
+        .assert_error_logged("client sent HTTP/2 request without \":authority\" or \"Host\" header")
+        .await;
+}
