@@ -8,7 +8,9 @@
 //! literal text: a geo value never expands variables.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::BitAnd;
 
 use super::access::{Cidr, canonical};
 use crate::config::error::Span;
@@ -131,9 +133,39 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct NetTable {
     values: Values,
-    /// By prefix length: network address -> value.
-    v4: BTreeMap<u32, HashMap<u32, u32>>,
-    v6: BTreeMap<u32, HashMap<u128, u32>>,
+    v4: Prefixes<u32>,
+    v6: Prefixes<u128>,
+}
+
+/// The networks of one address family, by mask (a longer prefix's mask
+/// is the greater number): network address -> value.
+#[derive(Debug)]
+struct Prefixes<K>(BTreeMap<K, HashMap<K, u32>>);
+
+impl<K> Default for Prefixes<K> {
+    fn default() -> Self {
+        Prefixes(BTreeMap::new())
+    }
+}
+
+impl<K: Copy + Ord + Hash + BitAnd<Output = K>> Prefixes<K> {
+    /// Sets the value of the network `addr`/`mask`; the old value.
+    fn insert(&mut self, mask: K, addr: K, value: u32) -> Option<u32> {
+        self.0.entry(mask).or_default().insert(addr, value)
+    }
+
+    /// Removes exactly the network `addr`/`mask`; its value.
+    fn remove(&mut self, mask: K, addr: K) -> Option<u32> {
+        self.0.get_mut(&mask)?.remove(&addr)
+    }
+
+    /// The value of the longest prefix holding `addr`.
+    fn longest(&self, addr: K) -> Option<u32> {
+        self.0
+            .iter()
+            .rev()
+            .find_map(|(&mask, nets)| nets.get(&(addr & mask)).copied())
+    }
 }
 
 impl NetTable {
@@ -141,16 +173,8 @@ impl NetTable {
     pub fn insert(&mut self, net: Cidr, value: &[u8]) -> Change {
         let v = self.values.intern(value);
         let old = match net {
-            Cidr::V4 { addr, mask } => self
-                .v4
-                .entry(mask.count_ones())
-                .or_default()
-                .insert(addr, v),
-            Cidr::V6 { addr, mask } => self
-                .v6
-                .entry(mask.count_ones())
-                .or_default()
-                .insert(addr, v),
+            Cidr::V4 { addr, mask } => self.v4.insert(mask, addr, v),
+            Cidr::V6 { addr, mask } => self.v6.insert(mask, addr, v),
             Cidr::Unix => return Change::Done,
         };
         match old {
@@ -162,14 +186,8 @@ impl NetTable {
     /// Removes exactly `net`.
     pub fn delete(&mut self, net: Cidr) -> Change {
         let found = match net {
-            Cidr::V4 { addr, mask } => self
-                .v4
-                .get_mut(&mask.count_ones())
-                .and_then(|m| m.remove(&addr)),
-            Cidr::V6 { addr, mask } => self
-                .v6
-                .get_mut(&mask.count_ones())
-                .and_then(|m| m.remove(&addr)),
+            Cidr::V4 { addr, mask } => self.v4.remove(mask, addr),
+            Cidr::V6 { addr, mask } => self.v6.remove(mask, addr),
             Cidr::Unix => None,
         };
         if found.is_some() {
@@ -180,23 +198,11 @@ impl NetTable {
     }
 
     fn lookup_v4(&self, addr: u32) -> &[u8] {
-        for (&len, nets) in self.v4.iter().rev() {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            if let Some(&v) = nets.get(&(addr & mask)) {
-                return self.values.get(v);
-            }
-        }
-        b""
+        self.v4.longest(addr).map_or(b"", |v| self.values.get(v))
     }
 
     fn lookup_v6(&self, addr: u128) -> &[u8] {
-        for (&len, nets) in self.v6.iter().rev() {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            if let Some(&v) = nets.get(&(addr & mask)) {
-                return self.values.get(v);
-            }
-        }
-        b""
+        self.v6.longest(addr).map_or(b"", |v| self.values.get(v))
     }
 }
 
