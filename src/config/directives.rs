@@ -324,17 +324,20 @@ fn cidr(b: &mut Builder, span: &Span, text: &str) -> Option<Cidr> {
     Some(net)
 }
 
+/// The name (without `$`) of the variable argument `i` names: refused
+/// unless it starts with `$`.
+fn variable_name(st: &Statement, i: usize) -> Result<&str> {
+    let text = &st.args[i].value;
+    text.strip_prefix('$')
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ConfigError::at(&st.span, format!("invalid variable name \"{text}\"")))
+}
+
 /// The name (without `$`) of the variable that argument `i` defines
-/// (`map`, `geo`, `split_clients`): refused unless it starts with `$`, and
+/// (`map`, `geo`, `split_clients`): refused as [`variable_name`] does, and
 /// when a built-in variable has it.
 fn defined_variable(st: &Statement, i: usize) -> Result<&str> {
-    let text = &st.args[i].value;
-    let Some(name) = text.strip_prefix('$').filter(|n| !n.is_empty()) else {
-        return Err(ConfigError::at(
-            &st.span,
-            format!("invalid variable name \"{text}\""),
-        ));
-    };
+    let name = variable_name(st, i)?;
     if super::var::resolve_builtin(name).is_some() {
         return Err(ConfigError::at(
             &st.span,

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Args, Directive, HTTP, defined_variable};
+use super::{Args, Directive, HTTP, defined_variable, variable_name};
 use crate::config::ast::Statement;
 use crate::config::error::{ConfigError, Result};
 use crate::config::model::*;
@@ -14,18 +14,6 @@ use crate::config::template::Template;
 pub static DIRECTIVES: &[Directive] = &[
     raw_block!("geo", HTTP, Args::Take(&[1, 2]), set_geo, "A variable from the client address (or `$address`): networks by longest prefix, or `ranges`; `default`, `delete`, `include`, `proxy`, `proxy_recursive`, `volatile`."),
 ];
-
-/// The `$name` of argument `i`.
-fn variable_name(st: &Statement, i: usize) -> Result<&str> {
-    let text = &st.args[i].value;
-    match text.strip_prefix('$') {
-        Some(name) if !name.is_empty() => Ok(name),
-        _ => Err(ConfigError::at(
-            &st.span,
-            format!("invalid variable name \"{text}\""),
-        )),
-    }
-}
 
 fn set_geo(b: &mut Builder, st: &Statement) -> Result<()> {
     let source = match st.args.len() {
