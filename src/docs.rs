@@ -21,6 +21,7 @@ pub fn variables_markdown() -> String {
     let mut words = vec![
         "`$http_NAME`,".to_string(),
         "`$sent_http_NAME`,".into(),
+        "`$sent_trailer_NAME`,".into(),
         "`$upstream_http_NAME`,".into(),
         "`$arg_NAME`,".into(),
         "`$cookie_NAME`,".into(),

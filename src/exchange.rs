@@ -73,8 +73,10 @@ pub trait Downstream: Send + Sync {
     /// Writes a piece of the body, framed as the protocol needs; returns
     /// the bytes put on the wire.
     fn send_body(&mut self, data: &[u8]) -> impl Future<Output = io::Result<u64>> + Send;
-    /// Writes the end of the body; returns the bytes put on the wire.
-    fn send_end(&mut self) -> impl Future<Output = io::Result<u64>> + Send;
+    /// Writes the end of the body, with `trailers` where the response
+    /// announced them ([`ResponseHead::trailers`]) and the protocol carries
+    /// them; returns the bytes put on the wire.
+    fn send_end(&mut self, trailers: &Headers) -> impl Future<Output = io::Result<u64>> + Send;
     /// The response is over (written or abandoned): per-response buffers
     /// can go.
     fn end_response(&mut self);
@@ -120,6 +122,9 @@ pub struct ResponseHead<'h> {
     /// chunks (`chunked_transfer_encoding`); otherwise it ends with the
     /// connection.
     pub chunked: bool,
+    /// Trailers follow the body (`add_trailer`): over HTTP/1.1 the body is
+    /// chunked even when its length is known.
+    pub trailers: bool,
 }
 
 /// What the downstream made of a head.

@@ -963,7 +963,7 @@ impl Downstream for SubrequestSide {
     async fn send_body(&mut self, _: &[u8]) -> std::io::Result<u64> {
         Ok(0)
     }
-    async fn send_end(&mut self) -> std::io::Result<u64> {
+    async fn send_end(&mut self, _: &crate::http1::Headers) -> std::io::Result<u64> {
         Ok(0)
     }
     fn end_response(&mut self) {}

@@ -95,6 +95,8 @@ pub struct Attempt {
     pub header: Option<std::time::Duration>,
     /// Time to the end of the exchange (unknown while the body is sent).
     pub response: Option<std::time::Duration>,
+    /// Body bytes received (`$upstream_response_length`).
+    pub length: u64,
 }
 
 /// What the proxy learnt about the upstream exchange.
@@ -180,6 +182,8 @@ pub struct ResponseInfo {
     pub gzip: Option<(u64, u64)>,
     /// Headers sent (`$sent_http_*`).
     pub headers: Option<Headers>,
+    /// Trailers sent, as far as evaluated (`$sent_trailer_*`).
+    pub trailers: Option<Headers>,
 }
 
 /// Everything variables are evaluated against.

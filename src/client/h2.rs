@@ -522,7 +522,15 @@ fn response(status: u16, headers: &Headers) -> (http::Response<()>, Headers) {
     *resp.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
     *resp.version_mut() = Version::HTTP_2;
-    let map = resp.headers_mut();
+    let (map, sent) = header_map(headers);
+    *resp.headers_mut() = map;
+    (resp, sent)
+}
+
+/// `headers` as an HTTP/2 field list, without the ones HTTP/2 forbids (or
+/// values it cannot carry); with the headers as sent.
+fn header_map(headers: &Headers) -> (http::HeaderMap, Headers) {
+    let mut map = http::HeaderMap::with_capacity(headers.len());
     let mut sent = Headers::with_capacity(headers.len());
     for h in headers.iter() {
         if connection_specific(&h.name) {
@@ -533,7 +541,7 @@ fn response(status: u16, headers: &Headers) -> (http::Response<()>, Headers) {
             sent.append_raw(h.raw.clone(), h.name.clone(), h.value.clone());
         }
     }
-    (resp, sent)
+    (map, sent)
 }
 
 /// Bytes a header list takes before HPACK, roughly as nginx counts it.
@@ -645,7 +653,8 @@ impl Downstream for H2Down {
             all.append_str("Vary", HeaderValue::from_static("Accept-Encoding"));
         }
         let (resp, sent) = response(head.status, &all);
-        let body_follows = head.has_body && !head.head_only && head.length != Some(0);
+        let body_follows =
+            head.has_body && !head.head_only && (head.length != Some(0) || head.trailers);
         self.pending = Some((resp, body_follows));
         Started {
             head_len: head_len(&sent),
@@ -690,15 +699,23 @@ impl Downstream for H2Down {
         Ok(data.len() as u64)
     }
 
-    async fn send_end(&mut self) -> io::Result<u64> {
+    async fn send_end(&mut self, trailers: &Headers) -> io::Result<u64> {
         if self.ended {
             return Ok(0);
         }
         self.ended = true;
-        if let Some(send) = self.send.as_mut() {
+        let Some(send) = self.send.as_mut() else {
+            return Ok(0);
+        };
+        if trailers.is_empty() {
             send.send_data(Bytes::new(), true).map_err(h2_error)?;
+            return Ok(0);
         }
-        Ok(0)
+        // A HEADERS frame that ends the stream (CONTINUATION frames follow
+        // when the list exceeds the frame size).
+        let (map, sent) = header_map(trailers);
+        send.send_trailers(map).map_err(h2_error)?;
+        Ok(head_len(&sent) - 1)
     }
 
     fn end_response(&mut self) {

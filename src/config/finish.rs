@@ -89,6 +89,10 @@ impl Finisher<'_> {
         for (i, h) in add_headers.iter_mut().enumerate() {
             self.bind(&mut h.value, &written(raw, "add_header", i))?;
         }
+        let mut add_trailers = raw.add_trailers.clone().unwrap_or_default();
+        for (i, h) in add_trailers.iter_mut().enumerate() {
+            self.bind(&mut h.value, &written(raw, "add_trailer", i))?;
+        }
         let mut root = raw
             .root
             .clone()
@@ -173,6 +177,7 @@ impl Finisher<'_> {
                     .unwrap_or_else(|| self.main_error_log.clone()),
             ),
             add_headers: Arc::new(add_headers),
+            add_trailers: Arc::new(add_trailers),
             expires,
             filters,
             root: root.0,

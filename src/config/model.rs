@@ -561,6 +561,8 @@ pub struct LocConf {
     pub error_log: Arc<Vec<ErrorLogTarget>>,
     /// `add_header` entries.
     pub add_headers: Arc<Vec<AddHeader>>,
+    /// `add_trailer` entries (sent after the body).
+    pub add_trailers: Arc<Vec<AddHeader>>,
     /// `expires`.
     pub expires: Option<Expires>,
     /// Conditional requests, ranges, `charset`, chunked framing.
@@ -796,7 +798,7 @@ impl Expires {
     }
 }
 
-/// An `add_header` entry.
+/// An `add_header` or `add_trailer` entry.
 #[derive(Debug, Clone)]
 pub struct AddHeader {
     /// Header name (lowercase, for comparisons).

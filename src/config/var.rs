@@ -13,6 +13,8 @@ pub enum Var {
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header sent to the client.
     SentHttp(HeaderName),
+    /// `$sent_trailer_NAME`: a trailer sent to the client (`add_trailer`).
+    SentTrailer(HeaderName),
     /// `$upstream_http_NAME`: a header of the upstream's response.
     UpstreamHttp(HeaderName),
     /// `$upstream_cookie_NAME`: a cookie the upstream's response sets.
@@ -92,6 +94,7 @@ builtins! {
     UpstreamConnectTime => "upstream_connect_time",
     UpstreamHeaderTime => "upstream_header_time",
     UpstreamResponseTime => "upstream_response_time",
+    UpstreamResponseLength => "upstream_response_length",
     Status => "status",
     BytesSent => "bytes_sent",
     BodyBytesSent => "body_bytes_sent",
@@ -154,6 +157,9 @@ pub fn resolve_builtin(name: &str) -> Option<Var> {
     }
     if let Some(rest) = name.strip_prefix("sent_http_") {
         return header(rest).map(Var::SentHttp);
+    }
+    if let Some(rest) = name.strip_prefix("sent_trailer_") {
+        return header(rest).map(Var::SentTrailer);
     }
     if let Some(rest) = name.strip_prefix("upstream_cookie_") {
         return Some(Var::UpstreamCookie(rest.to_string()));

@@ -94,7 +94,9 @@ pub fn request_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn header_lines(out: &mut Vec<u8>, headers: &Headers) {
+/// Appends `Name: value\r\n` for each of `headers` (a head's lines, or a
+/// chunked body's trailer section).
+pub fn header_lines(out: &mut Vec<u8>, headers: &Headers) {
     for h in headers {
         out.extend_from_slice(&h.raw);
         out.extend_from_slice(b": ");

@@ -86,6 +86,10 @@ impl RequestCtx {
                 Some(headers) => join_headers(headers, name, out),
                 None => false,
             },
+            Var::SentTrailer(name) => match self.response.trailers.as_ref() {
+                Some(trailers) => join_headers(trailers, name, out),
+                None => false,
+            },
             Var::UpstreamHttp(name) => match self.upstream.headers.as_ref() {
                 Some(headers) => join_headers(headers, name, out),
                 None => false,
@@ -203,7 +207,8 @@ impl RequestCtx {
             | B::UpstreamStatus
             | B::UpstreamConnectTime
             | B::UpstreamHeaderTime
-            | B::UpstreamResponseTime => self.upstream_var(b, out),
+            | B::UpstreamResponseTime
+            | B::UpstreamResponseLength => self.upstream_var(b, out),
             B::Status
             | B::BytesSent
             | B::BodyBytesSent
@@ -519,6 +524,10 @@ impl RequestCtx {
                     None => false,
                 }
             }
+            Builtin::UpstreamResponseLength => match self.upstream.join(|a| a.length.to_string()) {
+                Some(v) => put(out, v.as_bytes()),
+                None => false,
+            },
             Builtin::UpstreamResponseTime => {
                 match self.upstream.join(|a| crate::request::secs(a.response)) {
                     Some(v) => put(out, v.as_bytes()),

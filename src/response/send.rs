@@ -150,6 +150,10 @@ pub async fn respond<D: Downstream>(ex: &mut Exchange<'_, D>, mut reply: Reply) 
                 && !reply.headers.contains(&http::header::LAST_MODIFIED)
         })
         .map(|t| HeaderValue::from_string(httptime::format(t)));
+    let success = super::headers::is_success_like(status);
+    let trailers = (!conf.add_trailers.is_empty()
+        && conf.add_trailers.iter().any(|t| success || t.always))
+    .then(|| (conf.add_trailers.clone(), success));
     let started = ex.down.start_response(ResponseHead {
         status,
         reason: reply.reason.as_deref(),
@@ -162,6 +166,7 @@ pub async fn respond<D: Downstream>(ex: &mut Exchange<'_, D>, mut reply: Reply) 
         vary: gzip.vary,
         last_modified,
         chunked: conf.filters.chunked,
+        trailers: trailers.is_some(),
     });
     let head_len = started.head_len;
     ex.ctx.response.status = status;
@@ -179,6 +184,7 @@ pub async fn respond<D: Downstream>(ex: &mut Exchange<'_, D>, mut reply: Reply) 
         gzip: (gzip.compress && send_body).then(|| crate::gzip::Encoder::new(conf.gzip.level)),
         recode: None,
         limit: conf.send_timeout,
+        trailers,
     };
     if let Body::Full(b) = &reply.body {
         // In memory: the parts chosen, converted and compressed whole,
@@ -202,13 +208,21 @@ pub async fn respond<D: Downstream>(ex: &mut Exchange<'_, D>, mut reply: Reply) 
         body.recode = recode;
     }
     let ok = match reply.body {
-        Body::Full(b) if send_body && b.len() <= COALESCE && body.throttle.rate == 0 => {
+        Body::Full(b)
+            if send_body
+                && b.len() <= COALESCE
+                && body.throttle.rate == 0
+                && body.trailers.is_none() =>
+        {
             // Small bodies leave in the same write as the head.
             body.wire_bytes += ex.down.queue_body(&b);
             body.body_bytes = b.len() as u64;
             flush(ex, body.limit).await
         }
-        Body::Empty => flush(ex, body.limit).await,
+        Body::Empty => {
+            flush(ex, body.limit).await
+                && (!send_body || body.trailers.is_none() || body.finish(ex).await)
+        }
         Body::Full(b) => {
             flush(ex, body.limit).await
                 && (!send_body || (body.write(ex, &b, false).await && body.finish(ex).await))
@@ -294,6 +308,9 @@ struct BodyWriter {
     recode: Option<Arc<[u8; 256]>>,
     /// `send_timeout`, per write.
     limit: Duration,
+    /// `add_trailer` entries, when some apply, and whether the status is
+    /// one they apply to without `always`.
+    trailers: Option<(Arc<Vec<crate::config::AddHeader>>, bool)>,
 }
 
 impl BodyWriter {
@@ -355,7 +372,8 @@ impl BodyWriter {
                 return false;
             }
         }
-        let res = timeout(self.limit, ex.down.send_end()).await;
+        let trailers = self.trailers(ex);
+        let res = timeout(self.limit, ex.down.send_end(&trailers)).await;
         match settle(ex, res) {
             Some(n) => {
                 self.wire_bytes += n;
@@ -363,6 +381,29 @@ impl BodyWriter {
             }
             None => false,
         }
+    }
+
+    /// The trailers, evaluated now that the body is sent, in order (each
+    /// sees those before it as `$sent_trailer_*`); empty values add none.
+    fn trailers<D: Downstream>(&self, ex: &mut Exchange<'_, D>) -> Headers {
+        let Some((list, success)) = &self.trailers else {
+            return Headers::new();
+        };
+        ex.ctx.response.trailers = Some(Headers::with_capacity(list.len()));
+        for t in list.iter().filter(|t| *success || t.always) {
+            let value = ex.ctx.render(&t.value);
+            if value.is_empty() {
+                continue;
+            }
+            if let Some(sent) = ex.ctx.response.trailers.as_mut() {
+                sent.append_raw(
+                    Bytes::copy_from_slice(t.display.as_bytes()),
+                    t.name.clone(),
+                    HeaderValue::from_bytes(&value),
+                );
+            }
+        }
+        ex.ctx.response.trailers.clone().unwrap_or_default()
     }
 
     /// Sends `parts` of `file`: framing as given, and exactly the
@@ -444,6 +485,9 @@ impl BodyWriter {
                 Ok(Some(data)) => {
                     let (start, end) = (offset, offset + data.len() as u64);
                     offset = end;
+                    if let Some(last) = ex.ctx.upstream.attempts.last_mut() {
+                        last.length = end;
+                    }
                     let lo = from.clamp(start, end) - start;
                     let hi = to.clamp(start, end) - start;
                     if lo < hi && !self.write(ex, &data[lo as usize..hi as usize], true).await {

@@ -294,3 +294,147 @@ async fn response_filters_chunked_transfer_encoding() {
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2);
     assert!(text.contains("Content-Length: 4\r\n"));
 }
+
+fn trailer_conf(site: &TempDir, backend: std::net::SocketAddr, listen: &str) -> String {
+    format!(
+        r#"server {{
+            listen 127.0.0.1:0{listen};
+            server_name example.test;
+            root {root};
+            add_trailer X-Host $host;
+            add_trailer X-Every 'yes' always;
+            add_trailer X-Blank '';
+            add_trailer X-Seen "$sent_trailer_x_host/$sent_http_content_type";
+            location /off/ {{ alias {root}/; chunked_transfer_encoding off; }}
+            location /p/ {{
+                proxy_pass http://{backend}/;
+                add_trailer X-Length $upstream_response_length;
+            }}
+        }}"#,
+        root = site.path().display()
+    )
+}
+
+#[tokio::test]
+async fn response_filters_add_trailer_chunks_http11_responses() {
+    let backend = Backend::with(|_| {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nupthere".to_vec()
+    })
+    .await;
+    let site = TempDir::new();
+    file_at(&site, "t.txt", "file body", MTIME);
+    file_at(&site, "zero.txt", "", MTIME);
+    let proxy = Proxy::http(&trailer_conf(&site, backend.addr, "")).await;
+    let ask = |req: String| {
+        let addr = proxy.addr();
+        async move { raw(addr, req.as_bytes()).await }
+    };
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+    };
+
+    // A file of known length goes out chunked, the trailers after the last
+    // chunk in their configured order, the empty one left out, the last
+    // seeing the first and the response's headers.
+    let r = Response::parse(&ask(get("/t.txt")).await);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), None);
+    assert_eq!(r.header("Transfer-Encoding").as_deref(), Some("chunked"));
+    assert_eq!(r.header("X-Host"), None, "a trailer is not a header");
+    assert_eq!(
+        r.body,
+        "9\r\nfile body\r\n0\r\nX-Host: example.test\r\nX-Every: yes\r\nX-Seen: example.test/text/plain\r\n\r\n"
+    );
+    // An empty body still carries them.
+    let r = Response::parse(&ask(get("/zero.txt")).await);
+    assert_eq!(
+        r.body,
+        "0\r\nX-Host: example.test\r\nX-Every: yes\r\nX-Seen: example.test/text/plain\r\n\r\n"
+    );
+    // An error status: only `always`.
+    let r = Response::parse(&ask(get("/missing")).await);
+    assert_eq!(r.status, 404);
+    assert!(r.body.ends_with("0\r\nX-Every: yes\r\n\r\n"), "{}", r.body);
+    // No chunks, no trailers: HTTP/1.0, HEAD, `chunked_transfer_encoding off`.
+    let text = ask("GET /t.txt HTTP/1.0\r\nHost: example.test\r\n\r\n".into()).await;
+    let r = Response::parse(&text);
+    assert_eq!(r.header("Content-Length").as_deref(), Some("9"));
+    assert_eq!(r.body, "file body");
+    let text =
+        ask("HEAD /t.txt HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n".into()).await;
+    let r = Response::parse(&text);
+    assert_eq!(r.header("Content-Length").as_deref(), Some("9"));
+    assert_eq!(r.header("Transfer-Encoding"), None);
+    assert_eq!(r.body, "");
+    let r = Response::parse(&ask(get("/off/t.txt")).await);
+    assert_eq!(r.header("Content-Length").as_deref(), Some("9"));
+    assert_eq!(r.body, "file body");
+    // A location's own add_trailer replaces the inherited set, and is
+    // evaluated after the backend's body: its length is known by then.
+    let r = Response::parse(&ask(get("/p/x")).await);
+    assert_eq!(r.body, "7\r\nupthere\r\n0\r\nX-Length: 7\r\n\r\n");
+}
+
+#[tokio::test]
+async fn response_filters_add_trailer_over_http2() {
+    let backend =
+        Backend::with(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()).await;
+    let site = TempDir::new();
+    file_at(&site, "t.txt", "file body", MTIME);
+    file_at(&site, "zero.txt", "", MTIME);
+    let proxy = Proxy::http(&trailer_conf(&site, backend.addr, " http2")).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (client, conn) = bounded("the HTTP/2 handshake", h2::client::handshake(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for (path, body, trailers) in [
+        (
+            "/t.txt",
+            "file body",
+            vec![
+                ("x-host", "example.test"),
+                ("x-every", "yes"),
+                ("x-seen", "example.test/text/plain"),
+            ],
+        ),
+        (
+            "/zero.txt",
+            "",
+            vec![
+                ("x-host", "example.test"),
+                ("x-every", "yes"),
+                ("x-seen", "example.test/text/plain"),
+            ],
+        ),
+        ("/missing", "", vec![("x-every", "yes")]),
+        ("/p/", "ok", vec![("x-length", "2")]),
+    ] {
+        let req = http::Request::get(format!("http://example.test{path}"))
+            .body(())
+            .unwrap();
+        let mut ready = bounded("a stream", client.clone().ready()).await.unwrap();
+        let (resp, _) = ready.send_request(req, true).unwrap();
+        let resp = bounded("the response head", resp).await.unwrap();
+        assert!(!resp.headers().contains_key("x-host"), "{path}");
+        // Even an empty body leaves the stream open for the trailers.
+        assert!(!resp.body().is_end_stream(), "{path}");
+        let mut recv = resp.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = bounded("the body", recv.data()).await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        if path != "/missing" {
+            assert_eq!(String::from_utf8_lossy(&got), body, "{path}");
+        }
+        let map = bounded("the trailers", recv.trailers())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{path}: no trailers"));
+        let seen: Vec<(&str, &str)> = map
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(seen, trailers, "{path}");
+    }
+}

@@ -96,7 +96,14 @@ impl Downstream for ClientConn {
             };
         }
         let unknown = head.has_body && head.length.is_none() && !head.head_only;
-        self.chunked = unknown && self.version == Version::HTTP_11 && head.chunked;
+        // Trailers need chunks: a known length is dropped for them (as
+        // nginx's chunked filter does when trailers are expected).
+        let trailers = head.trailers
+            && head.has_body
+            && !head.head_only
+            && self.version == Version::HTTP_11
+            && head.chunked;
+        self.chunked = trailers || (unknown && self.version == Version::HTTP_11 && head.chunked);
         // A length unknown and no chunks (HTTP/1.0, or
         // `chunked_transfer_encoding off`): the body ends at close.
         let keepalive = head.keepalive && (self.chunked || !unknown);
@@ -117,9 +124,10 @@ impl Downstream for ClientConn {
             .headers
             .iter()
             .find(|h| h.name == http::header::CONTENT_LENGTH);
-        if let Some(cl) = listed_length {
+        if let Some(cl) = listed_length.filter(|_| !trailers) {
             headers.append_raw(cl.raw.clone(), cl.name.clone(), cl.value.clone());
         } else if head.has_body
+            && !trailers
             && let Some(n) = head.length
         {
             headers.append_str("Content-Length", HeaderValue::from(n));
@@ -182,12 +190,21 @@ impl Downstream for ClientConn {
         Ok(n)
     }
 
-    async fn send_end(&mut self) -> io::Result<u64> {
+    async fn send_end(&mut self, trailers: &Headers) -> io::Result<u64> {
         if !self.chunked {
             return Ok(0);
         }
-        write_flushed(&mut self.io, LAST_CHUNK).await?;
-        Ok(LAST_CHUNK.len() as u64)
+        if trailers.is_empty() {
+            write_flushed(&mut self.io, LAST_CHUNK).await?;
+            return Ok(LAST_CHUNK.len() as u64);
+        }
+        self.out.clear();
+        self.out.extend_from_slice(b"0\r\n");
+        write::header_lines(&mut self.out, trailers);
+        self.out.extend_from_slice(b"\r\n");
+        let n = self.out.len() as u64;
+        write_flushed(&mut self.io, &self.out).await?;
+        Ok(n)
     }
 
     fn end_response(&mut self) {

@@ -18,6 +18,7 @@ pub static DIRECTIVES: &[Directive] = &[
     noop!("types_hash_max_size", HSL, T1, "nginx hash sizing (no effect)."),
     noop!("types_hash_bucket_size", HSL, T1, "nginx hash sizing (no effect)."),
     d!("add_header", HSLI, T23, set_add_header, "Adds a response header for 2xx/3xx (`always`: every status); a level that adds any replaces the inherited set. `Last-Modified` and `ETag` replace the response's own (an empty value removes it), and `If-Range` then compares with them."),
+    d!("add_trailer", HSLI, T23, set_add_trailer, "Adds a trailer after the body of a 2xx/3xx response (`always`: every status), its value evaluated when the body has been sent (`$upstream_response_length`, `$sent_trailer_NAME` of the trailers before it); an empty value adds nothing, a level that adds any replaces the inherited set. Over HTTP/1.1 such a response is chunked (its `Content-Length` dropped) unless `chunked_transfer_encoding off`; HTTP/1.0 and `HEAD` get none; over HTTP/2 they travel as a trailing HEADERS frame."),
     d!("expires", HSLI, T12, set_expires, "`Expires` and `Cache-Control` on 2xx/3xx responses: `[modified] [+|-]time`, `@time` (the next time of day, local time), `epoch`, `max`, `off`, or a value with variables read per request (an invalid value adds nothing)."),
     d!("etag", HSL, Args::Flag, |b, st| loc_flag(b, st, |l| &mut l.etag), "`ETag: \"mtime-size\"` (hexadecimal) on static files (default on)."),
     d!("if_modified_since", HSL, T1, set_if_modified_since, "`If-Modified-Since`: `exact` (default: 304 when the time is the same), `before` (not later), `off`. `If-None-Match`, `If-Match`, `If-Unmodified-Since` are answered too (304/412), for every 200 response except proxied ones, as nginx without a cache."),
@@ -33,6 +34,22 @@ pub static DIRECTIVES: &[Directive] = &[
 ];
 
 fn set_add_header(b: &mut Builder, st: &Statement) -> Result<()> {
+    let entry = header_entry(st)?;
+    b.loc().add_headers.get_or_insert_with(Vec::new).push(entry);
+    Ok(())
+}
+
+fn set_add_trailer(b: &mut Builder, st: &Statement) -> Result<()> {
+    let entry = header_entry(st)?;
+    b.loc()
+        .add_trailers
+        .get_or_insert_with(Vec::new)
+        .push(entry);
+    Ok(())
+}
+
+/// `NAME VALUE [always]` of `add_header` and `add_trailer`.
+fn header_entry(st: &Statement) -> Result<AddHeader> {
     let name = HeaderName::from_bytes(st.args[0].value.as_bytes()).map_err(|_| {
         ConfigError::at(
             &st.span,
@@ -50,16 +67,12 @@ fn set_add_header(b: &mut Builder, st: &Statement) -> Result<()> {
             ));
         }
     };
-    b.loc()
-        .add_headers
-        .get_or_insert_with(Vec::new)
-        .push(AddHeader {
-            name,
-            display: st.args[0].value.clone(),
-            value,
-            always,
-        });
-    Ok(())
+    Ok(AddHeader {
+        name,
+        display: st.args[0].value.clone(),
+        value,
+        always,
+    })
 }
 
 fn set_expires(b: &mut Builder, st: &Statement) -> Result<()> {
