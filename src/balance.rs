@@ -643,15 +643,24 @@ mod tests {
     use crate::config::template::Template;
 
     fn upstream(method: BalanceMethod, weights: &[u32]) -> Arc<Balancer> {
+        tuned(method, weights, |_| {})
+    }
+
+    /// Peers on ports 8081.. with `weights`, each then changed by `tune`.
+    fn tuned(method: BalanceMethod, weights: &[u32], tune: impl Fn(&mut Peer)) -> Arc<Balancer> {
         let peers = weights
             .iter()
             .enumerate()
-            .map(|(i, w)| Peer {
-                weight: *w,
-                ..Peer::new(
-                    std::net::SocketAddr::from(([127, 0, 0, 1], 8081 + i as u16)),
-                    format!("127.0.0.1:{}", 8081 + i),
-                )
+            .map(|(i, w)| {
+                let mut peer = Peer {
+                    weight: *w,
+                    ..Peer::new(
+                        std::net::SocketAddr::from(([127, 0, 0, 1], 8081 + i as u16)),
+                        format!("127.0.0.1:{}", 8081 + i),
+                    )
+                };
+                tune(&mut peer);
+                peer
             })
             .collect();
         Arc::new(Balancer::new(Arc::new(Upstream {
@@ -688,6 +697,70 @@ mod tests {
             ports(&b, 7, LOCAL, b""),
             [8081, 8081, 8082, 8081, 8083, 8081, 8081]
         );
+    }
+
+    #[test]
+    fn balance_failure_lowers_the_effective_weight_which_recovers() {
+        // Weights 3 and 1, max_fails=3: a failure of the first lowers its
+        // effective weight by 3/3 = 1 without disabling it, and each pick
+        // gives one back. By nginx's algorithm (current += effective, the
+        // largest current wins and loses the total): the first pick is the
+        // first peer (3 against 1, current -1), it fails (effective 2);
+        // then 1 vs 2 picks the second (and the first's effective weight
+        // is back at 3), then 4 vs 0, 3 vs 1, 2 vs 2 (a tie goes to the
+        // first), 1 vs 3. Never recovering would pick the second at the
+        // fourth of these instead.
+        let b = tuned(BalanceMethod::RoundRobin, &[3, 1], |p| p.max_fails = 3);
+        let mut p = b.start(LOCAL, Vec::new(), 0);
+        let c = p.next_peer().unwrap();
+        assert_eq!(c.addr.inet().unwrap().port(), 8081);
+        assert_eq!(
+            p.free(&c, true),
+            None,
+            "one failure of three disables nothing"
+        );
+        assert_eq!(ports(&b, 5, LOCAL, b""), [8082, 8081, 8081, 8081, 8082]);
+    }
+
+    #[test]
+    fn balance_failed_peer_returns_after_fail_timeout() {
+        // max_fails=1 fail_timeout=1s: disabled while the clock, in whole
+        // seconds, is within 1 of the failure; back within about 2 s.
+        let b = tuned(BalanceMethod::RoundRobin, &[1, 1], |p| {
+            p.fail_timeout = std::time::Duration::from_secs(1);
+        });
+        let mut p = b.start(LOCAL, Vec::new(), 0);
+        let c = p.next_peer().unwrap();
+        let failed = c.addr.inet().unwrap().port();
+        assert!(p.free(&c, true).is_some(), "disabled by its one failure");
+        assert!(!ports(&b, 4, LOCAL, b"").contains(&failed));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+        let back = loop {
+            if ports(&b, 2, LOCAL, b"").contains(&failed) {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(back, "the failed peer never came back");
+    }
+
+    #[test]
+    fn balance_tries_are_capped_by_next_upstream_tries() {
+        // Three peers give three tries (the proxy stops when `tries` is
+        // 0); proxy_next_upstream_tries 2 caps them at two, 0 is no cap.
+        for (cap, want) in [(2, 2), (0, 3), (5, 3), (3, 3)] {
+            let b = upstream(BalanceMethod::RoundRobin, &[1, 1, 1]);
+            let mut p = b.start(LOCAL, Vec::new(), cap);
+            assert_eq!(p.tries, want, "proxy_next_upstream_tries {cap}");
+            for left in (0..want).rev() {
+                let c = p.next_peer().unwrap();
+                p.free(&c, true);
+                assert_eq!(p.tries, left);
+            }
+        }
     }
 
     #[test]
@@ -768,6 +841,35 @@ mod tests {
         }
         // Keys on the two surviving servers stay put (about two thirds).
         assert!(same > 150, "{same}");
+    }
+
+    #[test]
+    fn balance_least_conn_weighs_connections_and_breaks_ties_smoothly() {
+        // Weights 2, 1, 1, every connection kept open. nginx's least_conn:
+        // the fewest connections per weight wins; peers tied on that share
+        // a smooth weighted round robin. By hand: all idle, the tie goes
+        // to the heaviest (A); then B and C tie at 0 (B by current
+        // weight); C alone at 0; A at 1/2 against 1 and 1; A, B, C all at
+        // 1 (C's current weight is highest); A and B tie at 1 against C's
+        // 2 (A). Then a C connection closes: C at 1 ties with A and B.
+        let b = upstream(BalanceMethod::LeastConn, &[2, 1, 1]);
+        let mut open = Vec::new();
+        let pick = |open: &mut Vec<(u16, Lease)>| {
+            let mut p = b.start(LOCAL, Vec::new(), 0);
+            let c = p.next_peer().unwrap();
+            let port = c.addr.inet().unwrap().port();
+            open.push((port, p.succeed(&c)));
+            port
+        };
+        let got: Vec<u16> = (0..6).map(|_| pick(&mut open)).collect();
+        assert_eq!(got, [8081, 8082, 8083, 8081, 8083, 8081]);
+        let c = open.iter().position(|(port, _)| *port == 8083).unwrap();
+        open.remove(c);
+        // Conns 3, 1, 1 over weights 2, 1, 1: B and C tie at 1 below A's
+        // 1.5; current weights B 2, C -1 grow to 3 and 0: B.
+        assert_eq!(pick(&mut open), 8082);
+        // 3, 2, 1: C alone.
+        assert_eq!(pick(&mut open), 8083);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use tokio::io::AsyncWriteExt;
+
 use crate::harness::*;
 
 /// Three backends that answer with their own port.
@@ -123,23 +125,37 @@ async fn balance_backup_and_down_servers() {
 
 #[tokio::test]
 async fn balance_limit_conn_status_and_log_level() {
-    let slow = Backend::with_delay(std::time::Duration::from_millis(500), |_| {
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
-    })
-    .await;
+    // A backend that holds its first request until the test lets it go:
+    // the second request arrives while the first is counted, however slow
+    // the machine.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (reached, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let _ = read_request(&mut s).await;
+        let _ = reached.send(());
+        let _ = hold.await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+    });
     let proxy = Proxy::http(&format!(
         "limit_conn_zone $remote_addr zone=balance_lc:1m;
          server {{ listen 127.0.0.1:0;
             location / {{ limit_conn balance_lc 1; limit_conn_status 429; limit_conn_log_level warn; proxy_pass http://{}; }} }}",
-        slow.addr
+        backend
     ))
     .await;
     let addr = proxy.addr();
     let first = tokio::spawn(async move { get_response(addr, "/").await });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    bounded("the first request at the backend", arrived.recv()).await;
     let second = get_response(addr, "/").await;
     assert_eq!(second.status, 429);
-    assert_eq!(first.await.unwrap().body, "ok");
+    release.send(()).unwrap();
+    let first = bounded("the first response", first).await.unwrap();
+    assert_eq!(first.body, "ok");
     assert!(
         proxy.error_log().contains("[warn]")
             && proxy
