@@ -151,9 +151,11 @@ pub async fn respond<D: Downstream>(ex: &mut Exchange<'_, D>, mut reply: Reply) 
         })
         .map(|t| HeaderValue::from_string(httptime::format(t)));
     let success = super::headers::is_success_like(status);
-    let trailers = (!conf.add_trailers.is_empty()
-        && conf.add_trailers.iter().any(|t| success || t.always))
-    .then(|| (conf.add_trailers.clone(), success));
+    let trailers = conf
+        .add_trailers
+        .iter()
+        .any(|t| success || t.always)
+        .then(|| (conf.add_trailers.clone(), success));
     let started = ex.down.start_response(ResponseHead {
         status,
         reason: reply.reason.as_deref(),

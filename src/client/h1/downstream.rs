@@ -98,12 +98,9 @@ impl Downstream for ClientConn {
         let unknown = head.has_body && head.length.is_none() && !head.head_only;
         // Trailers need chunks: a known length is dropped for them (as
         // nginx's chunked filter does when trailers are expected).
-        let trailers = head.trailers
-            && head.has_body
-            && !head.head_only
-            && self.version == Version::HTTP_11
-            && head.chunked;
-        self.chunked = trailers || (unknown && self.version == Version::HTTP_11 && head.chunked);
+        let can_chunk = self.version == Version::HTTP_11 && head.chunked;
+        let trailers = can_chunk && head.trailers && head.has_body && !head.head_only;
+        self.chunked = can_chunk && (unknown || trailers);
         // A length unknown and no chunks (HTTP/1.0, or
         // `chunked_transfer_encoding off`): the body ends at close.
         let keepalive = head.keepalive && (self.chunked || !unknown);
