@@ -248,7 +248,9 @@ fn client_addrs(n: usize) -> Vec<String> {
 /// `ip_hash`, `hash` and `hash ... consistent` send each of 2,000 client
 /// addresses (IPv4 and IPv6; the realip module takes them from
 /// X-Real-IP) to the same peer as a real nginx does, with weights and a
-/// down peer, both proxies in front of the same backends.
+/// down peer, and with two live peers among 22 down ones (rehashing, the
+/// fallback to round robin after 20 unusable picks, ring points of a
+/// unix-socket server), both proxies in front of the same backends.
 #[tokio::test]
 #[ignore = "needs nginx (apt-get install nginx); .ci/run runs it"]
 async fn balance_hash_methods_map_clients_like_nginx() {
@@ -257,16 +259,34 @@ async fn balance_hash_methods_map_clients_like_nginx() {
         "server {} weight=3; server {}; server {} down; server {} weight=2; server {};",
         b[0], b[1], b[2], b[3], b[4]
     );
+    // Two live peers among 22 down ones: most clients' first picks land on
+    // a down peer, many need more than 20 (the fallback to round robin).
+    // A down unix-socket peer has ring points too, from its path alone.
+    let mut sparse = String::new();
+    for i in 0..24 {
+        match i {
+            5 => sparse += &format!("server {};", b[0]),
+            17 => sparse += &format!("server {};", b[1]),
+            _ => sparse += &format!("server 127.0.0.1:{} down;", 40000 + i),
+        }
+    }
+    let unix = "server unix:/nonexistent/switchyard-ring.sock down;";
     let upstreams = format!(
         "upstream by_ip {{ ip_hash; {peers} }}
          upstream by_hash {{ hash $remote_addr; {peers} }}
-         upstream by_ring {{ hash $remote_addr consistent; {peers} }}"
+         upstream by_ring {{ hash $remote_addr consistent; {peers} {unix} }}
+         upstream sparse_ip {{ ip_hash; {sparse} }}
+         upstream sparse_hash {{ hash $remote_addr; {sparse} }}
+         upstream sparse_ring {{ hash $remote_addr consistent; {sparse} {unix} }}"
     );
     let locations = "set_real_ip_from 127.0.0.1; real_ip_header X-Real-IP;
             add_header X-Up $upstream_addr always;
             location /ip {{ proxy_pass http://by_ip; }}
             location /hash {{ proxy_pass http://by_hash; }}
-            location /ring {{ proxy_pass http://by_ring; }}";
+            location /ring {{ proxy_pass http://by_ring; }}
+            location /sparse_ip {{ proxy_pass http://sparse_ip; }}
+            location /sparse_hash {{ proxy_pass http://sparse_hash; }}
+            location /sparse_ring {{ proxy_pass http://sparse_ring; }}";
     let ours = Proxy::http(&format!(
         "{upstreams} server {{ listen 127.0.0.1:0; {} }}",
         locations.replace("{{", "{").replace("}}", "}")
@@ -280,40 +300,61 @@ async fn balance_hash_methods_map_clients_like_nginx() {
         .await
         .unwrap();
     let theirs = SocketAddr::from(([127, 0, 0, 1], nginx.port));
-    let ask = |addr: SocketAddr, path: &'static str, client: String| async move {
-        let r = Response::parse(
-            &raw(
-                addr,
-                format!("GET {path} HTTP/1.0\r\nHost: h\r\nX-Real-IP: {client}\r\n\r\n").as_bytes(),
-            )
-            .await,
-        );
-        assert_eq!(r.status, 200, "{path} {client}: {}", r.head);
-        r.header("X-Up").unwrap_or_default()
-    };
-    let clients = client_addrs(1000);
+    let ours = ours.addr();
+    let clients = std::sync::Arc::new(client_addrs(1000));
     let down = b[2].to_string();
-    for path in ["/ip", "/hash", "/ring"] {
-        let mut differ = Vec::new();
-        let mut used = std::collections::BTreeMap::new();
-        for c in &clients {
-            let mine = ask(ours.addr(), path, c.clone()).await;
-            let real = ask(theirs, path, c.clone()).await;
-            assert_ne!(mine, down, "{path} {c}: the down peer was chosen");
-            *used.entry(real.clone()).or_insert(0) += 1;
-            if mine != real {
-                differ.push(format!("{c}: ours {mine}, nginx {real}"));
+    // The upstreams are independent, so their comparisons run at once;
+    // within one, both proxies see the clients in the same order (round
+    // robin after 20 unusable picks depends on it).
+    let mut compared = tokio::task::JoinSet::new();
+    for (path, live) in [
+        ("/ip", 4),
+        ("/hash", 4),
+        ("/ring", 4),
+        ("/sparse_ip", 2),
+        ("/sparse_hash", 2),
+        ("/sparse_ring", 2),
+    ] {
+        let (clients, down) = (clients.clone(), down.clone());
+        compared.spawn(async move {
+            let mut differ = Vec::new();
+            let mut used = std::collections::BTreeMap::new();
+            for c in clients.iter() {
+                let mine = upstream_of(ours, path, c).await;
+                let real = upstream_of(theirs, path, c).await;
+                assert_ne!(mine, down, "{path} {c}: the down peer was chosen");
+                *used.entry(real.clone()).or_insert(0) += 1;
+                if mine != real {
+                    differ.push(format!("{c}: ours {mine}, nginx {real}"));
+                }
             }
-        }
-        // The comparison means something only if nginx spread the clients
-        // over every peer that is up.
-        assert_eq!(used.len(), 4, "{path}: nginx used {used:?}");
-        assert!(
-            differ.is_empty(),
-            "{path}: {} of {} clients mapped differently, e.g. {:?}",
-            differ.len(),
-            clients.len(),
-            &differ[..differ.len().min(5)]
-        );
+            // The comparison means something only if nginx spread the
+            // clients over every peer that is up.
+            assert_eq!(used.len(), live, "{path}: nginx used {used:?}");
+            assert!(
+                differ.is_empty(),
+                "{path}: {} of {} clients mapped differently, e.g. {:?}",
+                differ.len(),
+                clients.len(),
+                &differ[..differ.len().min(5)]
+            );
+        });
     }
+    while let Some(done) = compared.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// The `X-Up` header (`$upstream_addr`) of `path` asked at `addr` for
+/// `client` (taken by the realip module from X-Real-IP).
+async fn upstream_of(addr: SocketAddr, path: &str, client: &str) -> String {
+    let r = Response::parse(
+        &raw(
+            addr,
+            format!("GET {path} HTTP/1.0\r\nHost: h\r\nX-Real-IP: {client}\r\n\r\n").as_bytes(),
+        )
+        .await,
+    );
+    assert_eq!(r.status, 200, "{path} {client}: {}", r.head);
+    r.header("X-Up").unwrap_or_default()
 }
