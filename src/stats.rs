@@ -9,8 +9,12 @@
 //! configuration (server and location names, upstream groups and their
 //! peers) or from small fixed sets (status classes, close-code names),
 //! never from what a client sends, so the number of series is bounded.
-//! Nothing here is touched per WebSocket message: a tunnel adds its
-//! messages and bytes when it ends.
+//! Nothing here is touched per WebSocket message. An open tunnel's relay
+//! publishes the totals it keeps anyway into its own [`TunnelProgress`]
+//! (relaxed stores, once each time it goes back to waiting, no lock); a
+//! scrape adds what each open tunnel relayed since the last one, and a
+//! tunnel's end adds the rest, so the message and byte counters move while
+//! long-lived WebSockets run and never go backwards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -33,6 +37,78 @@ pub struct Stats {
     reading: AtomicI64,
     writing: AtomicI64,
     metrics: Metrics,
+    /// Open tunnels by id, with what the counters already hold of each. A
+    /// std mutex, locked when a tunnel starts or ends and when scraped.
+    live: std::sync::Mutex<Live>,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    next: u64,
+    open: std::collections::HashMap<u64, (Arc<TunnelProgress>, Published)>,
+}
+
+/// What the counters hold of one tunnel: bytes up and down, messages in
+/// and out.
+type Published = [u64; 4];
+
+/// The running totals of one open tunnel, written by its relay.
+#[derive(Debug, Default)]
+pub struct TunnelProgress {
+    to_upstream: AtomicU64,
+    to_client: AtomicU64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    /// Messages are counted (the relay follows frames).
+    frames: std::sync::atomic::AtomicBool,
+}
+
+impl TunnelProgress {
+    /// The tunnel's totals so far: bytes to the backend and to the client,
+    /// and messages in and out when frames are followed.
+    pub fn publish(&self, to_upstream: u64, to_client: u64, messages: Option<(u64, u64)>) {
+        self.to_upstream.store(to_upstream, Ordering::Relaxed);
+        self.to_client.store(to_client, Ordering::Relaxed);
+        if let Some((m_in, m_out)) = messages {
+            self.messages_in.store(m_in, Ordering::Relaxed);
+            self.messages_out.store(m_out, Ordering::Relaxed);
+            self.frames.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn now(&self) -> Published {
+        [
+            self.to_upstream.load(Ordering::Relaxed),
+            self.to_client.load(Ordering::Relaxed),
+            self.messages_in.load(Ordering::Relaxed),
+            self.messages_out.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// An open tunnel counted by the metrics while it runs; its last totals
+/// are added when it drops.
+#[derive(Debug)]
+pub struct LiveTunnel {
+    stats: Arc<Stats>,
+    id: u64,
+    progress: Arc<TunnelProgress>,
+}
+
+impl LiveTunnel {
+    /// Where the relay publishes its totals.
+    pub fn progress(&self) -> Arc<TunnelProgress> {
+        self.progress.clone()
+    }
+}
+
+impl Drop for LiveTunnel {
+    fn drop(&mut self) {
+        let mut live = self.stats.live.lock().expect("live tunnels");
+        if let Some((progress, published)) = live.open.remove(&self.id) {
+            self.stats.metrics.add_progress(&progress, &published);
+        }
+    }
 }
 
 impl Default for Stats {
@@ -45,6 +121,7 @@ impl Default for Stats {
             reading: AtomicI64::new(0),
             writing: AtomicI64::new(0),
             metrics: Metrics::new(),
+            live: std::sync::Mutex::default(),
         }
     }
 }
@@ -174,8 +251,12 @@ impl Metrics {
             m.websockets_open.clone(),
         );
         registry.register("websocket_handshakes", "WebSocket handshakes by result: upgraded, forbidden (websocket_allowed_origins), refused (the backend answered without 101), failed (no backend answer)", m.handshakes.clone());
-        registry.register("websocket_messages", "WebSocket messages relayed, by direction, counted when the WebSocket ends (only WebSockets whose frames are followed)", m.messages.clone());
-        registry.register("websocket_bytes", "Bytes relayed through upgraded connections, by direction, counted when the connection ends", m.bytes.clone());
+        registry.register("websocket_messages", "WebSocket messages relayed, by direction, open WebSockets included (only WebSockets whose frames are followed)", m.messages.clone());
+        registry.register(
+            "websocket_bytes",
+            "Bytes relayed through WebSockets, by direction, open ones included",
+            m.bytes.clone(),
+        );
         registry.register("websocket_closes", "Ended upgraded connections by close code (a name for the RFC 6455 codes, 3xxx and 4xxx for application ranges, none without a close frame) and by who closed", m.closes.clone());
         registry.register(
             "websocket_lifetime_seconds",
@@ -193,6 +274,27 @@ impl Metrics {
             m.reloads.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Adds what `progress` relayed beyond `published`, and records it as
+    /// published.
+    fn add_progress(&self, progress: &TunnelProgress, published: &Published) -> Published {
+        let now = progress.now();
+        let dirs = ["client_to_backend", "backend_to_client"];
+        for (i, direction) in dirs.into_iter().enumerate() {
+            let delta = now[i].saturating_sub(published[i]);
+            if delta > 0 {
+                self.bytes
+                    .get_or_create(&DirectionLabels { direction })
+                    .inc_by(delta);
+            }
+            if progress.frames.load(Ordering::Relaxed) {
+                self.messages
+                    .get_or_create(&DirectionLabels { direction })
+                    .inc_by(now[2 + i].saturating_sub(published[2 + i]));
+            }
+        }
+        now
     }
 }
 
@@ -214,13 +316,10 @@ pub struct Finished<'a> {
     pub websocket: bool,
 }
 
-/// What an ended tunnel tells the metrics.
+/// What an ended tunnel tells the metrics (its bytes and messages come
+/// from its [`LiveTunnel`]).
 #[derive(Debug, Clone, Copy)]
 pub struct TunnelTotals<'a> {
-    /// Messages client to backend and back, when frames were followed.
-    pub messages: Option<(u64, u64)>,
-    /// Bytes client to backend, and back.
-    pub bytes: (u64, u64),
     /// The first close code, if a close frame passed.
     pub close_code: Option<u16>,
     /// `client`, `backend`, `proxy`.
@@ -372,22 +471,25 @@ impl Stats {
         OpenWebSocket(g, format!("{server} {location} -> {upstream}").into())
     }
 
+    /// An upgraded connection starts relaying: its bytes and messages
+    /// count while it runs.
+    pub fn tunnel_started(self: &Arc<Self>) -> LiveTunnel {
+        let progress = Arc::new(TunnelProgress::default());
+        let mut live = self.live.lock().expect("live tunnels");
+        let id = live.next;
+        live.next += 1;
+        live.open.insert(id, (progress.clone(), [0; 4]));
+        drop(live);
+        LiveTunnel {
+            stats: self.clone(),
+            id,
+            progress,
+        }
+    }
+
     /// An upgraded connection ended.
     pub fn tunnel_ended(&self, t: &TunnelTotals<'_>) {
         let m = &self.metrics;
-        let dirs = ["client_to_backend", "backend_to_client"];
-        if let Some((a, b)) = t.messages {
-            for (direction, n) in dirs.into_iter().zip([a, b]) {
-                m.messages
-                    .get_or_create(&DirectionLabels { direction })
-                    .inc_by(n);
-            }
-        }
-        for (direction, n) in dirs.into_iter().zip([t.bytes.0, t.bytes.1]) {
-            m.bytes
-                .get_or_create(&DirectionLabels { direction })
-                .inc_by(n);
-        }
         m.closes
             .get_or_create(&CloseLabels {
                 code: close_label(t.close_code),
@@ -456,6 +558,12 @@ impl Stats {
     /// The metrics in Prometheus' text format (version 0.0.4, what
     /// `promtool check metrics` and every scraper read).
     pub fn prometheus(&self) -> String {
+        {
+            let mut live = self.live.lock().expect("live tunnels");
+            for (progress, published) in live.open.values_mut() {
+                *published = self.metrics.add_progress(progress, published);
+            }
+        }
         let snap = self.snapshot();
         for (state, n) in [
             ("reading", snap.reading),

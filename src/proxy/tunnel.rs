@@ -111,6 +111,7 @@ pub async fn accept<D: Downstream>(
             upgraded: None,
             stats: ex.ctx.conn.stats.clone(),
             _open: open,
+            _live: None,
             _slots: std::mem::take(&mut ex.slots),
             _lease: lease,
         },
@@ -158,6 +159,11 @@ impl Tunnel {
         }
         let mut end = self.end;
         end.upgraded = self.is_websocket.then(Instant::now);
+        if self.is_websocket {
+            let live = end.stats.tunnel_started();
+            relay = relay.with_progress(live.progress());
+            end._live = Some(live);
+        }
         TunnelTask {
             relay,
             end: Some(end),
@@ -234,6 +240,8 @@ struct TunnelEnd {
     stats: Arc<crate::stats::Stats>,
     /// Counted in the open WebSockets until the tunnel ends.
     _open: Option<crate::stats::OpenWebSocket>,
+    /// Its bytes and messages count while it runs.
+    _live: Option<crate::stats::LiveTunnel>,
     _slots: Vec<crate::limits::Slot>,
     /// The backend peer counts the tunnel as an active connection.
     _lease: Option<crate::balance::Lease>,
@@ -294,8 +302,6 @@ impl TunnelEnd {
         }
         if let Some(started) = self.upgraded {
             self.stats.tunnel_ended(&crate::stats::TunnelTotals {
-                messages: outcome.websocket.map(|w| (w.messages_in, w.messages_out)),
-                bytes: (outcome.to_upstream, outcome.to_client),
                 close_code: outcome.websocket.and_then(|w| w.close_code),
                 closed_by: outcome.closed_by.as_str(),
                 lifetime: started.elapsed(),

@@ -88,7 +88,7 @@ async fn metrics_count_requests_websockets_and_reloads() {
     let addr = proxy.addr();
     traffic(addr).await;
     proxy.reload(&http_conf(&conf(backend))).unwrap();
-    // The WebSocket's totals are added when its tunnel ends.
+    // The WebSocket has ended once its close is counted.
     let mut text = String::new();
     for _ in 0..100 {
         text = scrape(addr).await;
@@ -210,4 +210,85 @@ async fn metrics_output_passes_promtool_check() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Sends `n` text messages of 7 bytes (masked client frames of 13 bytes,
+/// echoes of 9) and reads each echo.
+async fn echo(ws: &mut Ws, n: usize) {
+    for _ in 0..n {
+        ws.send(Message::text("message")).await.unwrap();
+        let echo = bounded("the echo", ws.next()).await.unwrap().unwrap();
+        assert_eq!(echo, Message::text("message"));
+    }
+}
+
+/// Scrapes until `series` reads `want` (the relay publishes its totals
+/// when it next waits, just after the echo went out), then returns the
+/// page; fails after about two seconds.
+async fn scrape_until(addr: std::net::SocketAddr, series: &str, want: f64) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(addr).await;
+        if sample(&text, series) == Some(want) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{series} never reached {want}:\n{text}");
+}
+
+#[tokio::test]
+async fn metrics_count_an_open_websockets_messages_and_bytes_while_it_runs() {
+    // A long-lived WebSocket shows in the counters as it goes, not only
+    // when it closes, and its end adds only what came after the last
+    // scrape. Frames are followed (pings on, too slow to send one here).
+    let (backend, _) = ws_echo().await;
+    let proxy = Proxy::http(&format!(
+        "server {{ listen 127.0.0.1:0;
+            location = /metrics {{ metrics; }}
+            location /ws {{ proxy_pass http://{backend}; websocket_ping_interval 1h; }} }}"
+    ))
+    .await;
+    let addr = proxy.addr();
+    let messages_in = "switchyard_websocket_messages_total{direction=\"client_to_backend\"}";
+    let messages_out = "switchyard_websocket_messages_total{direction=\"backend_to_client\"}";
+    let bytes_in = "switchyard_websocket_bytes_total{direction=\"client_to_backend\"}";
+    let bytes_out = "switchyard_websocket_bytes_total{direction=\"backend_to_client\"}";
+    let mut ws = ws_connect(addr, "/ws").await.unwrap();
+    echo(&mut ws, 3).await;
+    let text = scrape_until(addr, messages_out, 3.0).await;
+    assert_eq!(sample(&text, messages_in), Some(3.0), "{text}");
+    assert_eq!(sample(&text, bytes_in), Some(3.0 * 13.0), "{text}");
+    assert_eq!(sample(&text, bytes_out), Some(3.0 * 9.0), "{text}");
+    echo(&mut ws, 2).await;
+    let text = scrape_until(addr, messages_out, 5.0).await;
+    assert_eq!(sample(&text, messages_in), Some(5.0), "{text}");
+    assert_eq!(sample(&text, bytes_in), Some(5.0 * 13.0), "{text}");
+    assert_eq!(sample(&text, bytes_out), Some(5.0 * 9.0), "{text}");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    while let Some(Ok(m)) = bounded("the close", ws.next()).await {
+        if matches!(m, Message::Close(_)) {
+            break;
+        }
+    }
+    // The tunnel ends when both sides have closed their connections.
+    drop(ws);
+    // After the end: the client's close frame (2 + 4 of mask + 2 of
+    // code) added once, the messages unchanged.
+    let text = scrape_until(
+        addr,
+        "switchyard_websocket_closes_total{code=\"1000\",by=\"client\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(sample(&text, bytes_in), Some(5.0 * 13.0 + 8.0), "{text}");
+    assert_eq!(sample(&text, messages_in), Some(5.0), "{text}");
+    assert_eq!(sample(&text, messages_out), Some(5.0), "{text}");
+    let again = scrape(addr).await;
+    assert_eq!(sample(&again, bytes_in), Some(5.0 * 13.0 + 8.0), "{again}");
 }

@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use super::frames::{Peeked, Tracker};
 use super::websocket::{CloseOrder, Options, Reason, Timer, Ws};
 use super::{By, End, Outcome, Peer, Timeouts, Transport};
 use crate::signal::StopWaiter;
+use crate::stats::TunnelProgress;
 
 /// Size of the per-thread scratch buffer each read goes through: 256 KiB
 /// lets a bulk transfer move a socket buffer's worth per syscall pair.
@@ -659,6 +661,8 @@ pub struct Relay<C, U> {
     first_eof: Option<By>,
     /// Following WebSocket frames (only when a feature needs it).
     ws: Option<Box<Ws>>,
+    /// Where the running totals go for the metrics.
+    progress: Option<Arc<TunnelProgress>>,
 }
 
 /// What one pass of [`Relay::poll`] leads to.
@@ -693,6 +697,24 @@ impl<C: Transport, U: Transport> Relay<C, U> {
             stop,
             first_eof: None,
             ws: None,
+            progress: None,
+        }
+    }
+
+    /// Publishes the tunnel's totals to `progress` each time the relay
+    /// goes back to waiting, and at its end.
+    pub fn with_progress(mut self, progress: Arc<TunnelProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn publish(&self) {
+        if let Some(p) = &self.progress {
+            let messages = self
+                .ws
+                .as_deref()
+                .map(|w| (w.from_client.messages(), w.from_backend.messages()));
+            p.publish(self.up.written, self.down.written, messages);
         }
     }
 
@@ -956,9 +978,15 @@ impl<C: Transport, U: Transport> Future for Relay<C, U> {
         let this = self.get_mut();
         loop {
             match this.step(cx) {
-                Step::Done(outcome) => return Poll::Ready(outcome),
+                Step::Done(outcome) => {
+                    this.publish();
+                    return Poll::Ready(outcome);
+                }
                 Step::Again => {}
-                Step::Wait => return Poll::Pending,
+                Step::Wait => {
+                    this.publish();
+                    return Poll::Pending;
+                }
             }
         }
     }
