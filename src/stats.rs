@@ -108,6 +108,11 @@ impl Drop for LiveTunnel {
         if let Some((progress, published)) = live.open.remove(&self.id) {
             self.stats.metrics.add_progress(&progress, &published);
         }
+        // Memory taken by a burst of WebSockets is given back after it.
+        if live.open.capacity() > 64 && live.open.len() < live.open.capacity() / 4 {
+            let keep = live.open.len() * 2;
+            live.open.shrink_to(keep);
+        }
     }
 }
 

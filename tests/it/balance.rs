@@ -221,6 +221,40 @@ async fn balance_client_errors_do_not_count_against_peers() {
     }
 }
 
+#[tokio::test]
+async fn balance_failed_peer_is_tried_again_after_fail_timeout() {
+    // max_fails=1 fail_timeout=1s on a dead peer: the first request tries
+    // it and goes on to the live one; it is then left out while nginx's
+    // whole-second clock is within 1 s of the failure, and tried again
+    // within about 2 s (with the real clock; unit tests run on their own).
+    let b = backends(1).await;
+    let dead_port = DeadPort::new();
+    let dead = format!("127.0.0.1:{}", dead_port.addr().port());
+    let proxy = Proxy::http(&conf(
+        "",
+        &[
+            format!("{dead} max_fails=1 fail_timeout=1s"),
+            b[0].to_string(),
+        ],
+    ))
+    .await;
+    let both = format!("{dead}, {}", b[0]);
+    let started = std::time::Instant::now();
+    assert_eq!(picks(&proxy, "/", 1).await, std::slice::from_ref(&both));
+    assert_eq!(picks(&proxy, "/", 1).await, [b[0].to_string()]);
+    let mut again = None;
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if picks(&proxy, "/", 1).await[0] == both {
+            again = Some(started.elapsed());
+            break;
+        }
+    }
+    let again = again.expect("the failed peer was never tried again");
+    // Never before one whole second has passed.
+    assert!(again >= std::time::Duration::from_secs(1), "{again:?}");
+}
+
 /// Client addresses for the mapping test: `n` IPv4 and `n` IPv6 ones from
 /// a fixed pseudo-random sequence (spread over the whole address space,
 /// so every /24 of ip_hash and every hash bucket is exercised).

@@ -68,17 +68,7 @@ async fn traffic(addr: std::net::SocketAddr) {
         // reads.
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
-    ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }))
-    .await
-    .unwrap();
-    while let Some(Ok(m)) = bounded("the close", ws.next()).await {
-        if matches!(m, Message::Close(_)) {
-            break;
-        }
-    }
+    close_normally(&mut ws).await;
 }
 
 #[tokio::test]
@@ -222,6 +212,21 @@ async fn echo(ws: &mut Ws, n: usize) {
     }
 }
 
+/// Closes with 1000 and waits for the backend's close frame.
+async fn close_normally(ws: &mut Ws) {
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    while let Some(Ok(m)) = bounded("the close", ws.next()).await {
+        if matches!(m, Message::Close(_)) {
+            break;
+        }
+    }
+}
+
 /// Scrapes until `series` reads `want` (the relay publishes its totals
 /// when it next waits, just after the echo went out), then returns the
 /// page; fails after about two seconds.
@@ -265,17 +270,7 @@ async fn metrics_count_an_open_websockets_messages_and_bytes_while_it_runs() {
     assert_eq!(sample(&text, messages_in), Some(5.0), "{text}");
     assert_eq!(sample(&text, bytes_in), Some(5.0 * 13.0), "{text}");
     assert_eq!(sample(&text, bytes_out), Some(5.0 * 9.0), "{text}");
-    ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }))
-    .await
-    .unwrap();
-    while let Some(Ok(m)) = bounded("the close", ws.next()).await {
-        if matches!(m, Message::Close(_)) {
-            break;
-        }
-    }
+    close_normally(&mut ws).await;
     // The tunnel ends when both sides have closed their connections.
     drop(ws);
     // After the end: the client's close frame (2 + 4 of mask + 2 of
