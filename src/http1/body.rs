@@ -6,7 +6,7 @@
 
 use std::io;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::parse::BodyKind;
@@ -36,8 +36,6 @@ pub struct BodyReader {
     remaining: u64,
     chunk: Chunk,
     done: bool,
-    /// Body bytes consumed from the wire (framing included).
-    pub wire_bytes: u64,
 }
 
 fn invalid(msg: &'static str) -> io::Error {
@@ -63,7 +61,6 @@ impl BodyReader {
             },
             chunk: Chunk::Size,
             done: matches!(kind, BodyKind::None | BodyKind::Length(0)),
-            wire_bytes: 0,
         }
     }
 
@@ -127,7 +124,6 @@ impl BodyReader {
                 }
                 let n = (self.remaining.min(buf.len() as u64)) as usize;
                 self.remaining -= n as u64;
-                self.wire_bytes += n as u64;
                 if self.remaining == 0 {
                     self.done = true;
                 }
@@ -137,7 +133,6 @@ impl BodyReader {
                 if buf.is_empty() {
                     return Ok(None);
                 }
-                self.wire_bytes += buf.len() as u64;
                 Ok(Some(buf.split().freeze()))
             }
             BodyKind::Chunked => self.decode_chunked(buf),
@@ -151,8 +146,7 @@ impl BodyReader {
                     let Some(line) = take_line(buf)? else {
                         return Ok(None);
                     };
-                    self.wire_bytes += line.1 as u64;
-                    let size = parse_chunk_size(&line.0)?;
+                    let size = parse_chunk_size(&line)?;
                     self.chunk = if size == 0 {
                         Chunk::Trailers
                     } else {
@@ -170,24 +164,21 @@ impl BodyReader {
                     } else {
                         Chunk::Data(rest)
                     };
-                    self.wire_bytes += n as u64;
                     return Ok(Some(buf.split_to(n).freeze()));
                 }
                 Chunk::DataEnd => {
-                    let Some((line, len)) = take_line(buf)? else {
+                    let Some(line) = take_line(buf)? else {
                         return Ok(None);
                     };
                     if !line.is_empty() {
                         return Err(invalid("invalid chunked body"));
                     }
-                    self.wire_bytes += len as u64;
                     self.chunk = Chunk::Size;
                 }
                 Chunk::Trailers => {
-                    let Some((line, len)) = take_line(buf)? else {
+                    let Some(line) = take_line(buf)? else {
                         return Ok(None);
                     };
-                    self.wire_bytes += len as u64;
                     if line.contains(&b'\r') {
                         return Err(invalid("client sent invalid chunked body"));
                     }
@@ -201,18 +192,16 @@ impl BodyReader {
     }
 }
 
-/// Takes one line (without its CRLF or LF) off the front of `buf`, with
-/// the number of bytes consumed.
-fn take_line(buf: &mut BytesMut) -> io::Result<Option<(BytesMut, usize)>> {
+/// Takes one line (without its CRLF or LF) off the front of `buf`.
+fn take_line(buf: &mut BytesMut) -> io::Result<Option<BytesMut>> {
     match memchr::memchr(b'\n', buf) {
         Some(i) => {
             let mut line = buf.split_to(i + 1);
-            let consumed = line.len();
             line.truncate(i);
             if line.last() == Some(&b'\r') {
                 line.truncate(i - 1);
             }
-            Ok(Some((line, consumed)))
+            Ok(Some(line))
         }
         None if buf.len() > MAX_LINE => Err(invalid("chunk line too long")),
         None => Ok(None),
@@ -259,26 +248,6 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
 
 /// The last chunk of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
-/// Collects a whole body into memory, failing with `limit` exceeded.
-pub async fn read_to_end<R: AsyncRead + Unpin>(
-    reader: &mut BodyReader,
-    io: &mut R,
-    buf: &mut BytesMut,
-    limit: u64,
-) -> io::Result<Result<Bytes, u64>> {
-    let mut out = BytesMut::new();
-    while let Some(chunk) = reader.next(io, buf).await? {
-        if limit > 0 && (out.len() + chunk.len()) as u64 > limit {
-            return Ok(Err((out.len() + chunk.len()) as u64));
-        }
-        if out.is_empty() && reader.is_done() {
-            return Ok(Ok(chunk));
-        }
-        out.extend_from_slice(chunk.chunk());
-    }
-    Ok(Ok(out.freeze()))
-}
 
 #[cfg(test)]
 mod tests {
@@ -344,6 +313,7 @@ mod tests {
             b"10000000000000000\r\n",
             b"5\r\nhello\r\n0\r\nT: a\rb\r\n\r\n",
             b"5\r\nhello\r\n0\r\n\r\r\n",
+            b"\r\nhello\r\n0\r\n\r\n",
         ] {
             let err = read_all(BodyKind::Chunked, bad).await.unwrap_err();
             assert_eq!(
@@ -353,6 +323,44 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn body_chunk_sizes_take_either_case_up_to_the_largest_offset() {
+        let (body, _) = read_all(
+            BodyKind::Chunked,
+            b"A\r\n0123456789\r\nb\r\nabcdefghijk\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        assert_eq!(body, b"0123456789abcdefghijk");
+        // nginx keeps a chunk size 5 below the largest off_t.
+        assert_eq!(
+            parse_chunk_size(b"7ffffffffffffffa").unwrap(),
+            i64::MAX as u64 - 5
+        );
+        assert!(parse_chunk_size(b"7ffffffffffffffb").is_err());
+    }
+
+    #[test]
+    fn body_chunk_lines_are_bounded() {
+        let mut buf = BytesMut::from(&vec![b'1'; MAX_LINE][..]);
+        assert!(take_line(&mut buf).unwrap().is_none(), "at the limit: wait");
+        buf.extend_from_slice(b"1");
+        assert!(take_line(&mut buf).is_err(), "over it: refuse");
+    }
+
+    #[tokio::test]
+    async fn body_fill_reads_in_large_pieces() {
+        // A full buffer gets room for a whole READ_CHUNK, so a long body
+        // takes a few large reads, not many small ones.
+        let data = vec![7u8; 3 * READ_CHUNK];
+        let mut io = &data[..];
+        let mut buf = BytesMut::new();
+        assert!(fill(&mut io, &mut buf).await.unwrap() >= READ_CHUNK);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.extend_from_slice(&data[..READ_CHUNK - 100]);
+        assert!(fill(&mut io, &mut buf).await.unwrap() >= READ_CHUNK);
     }
 
     #[test]

@@ -266,6 +266,36 @@ mod tests {
     }
 
     #[test]
+    fn headers_answer_lookups() {
+        let mut h = Headers::with_capacity(4);
+        assert!(h.is_empty());
+        let name = HeaderName::from_static("connection");
+        assert!(!h.contains(&name));
+        assert!(!h.remove(&name));
+        h.append(name.clone(), HeaderValue::from_static("keep-alive"));
+        h.append_str("X-Empty", HeaderValue::from_static(""));
+        h.append(name.clone(), HeaderValue::from_static("x, Upgrade"));
+        assert!(h.contains(&name) && !h.is_empty());
+        assert_eq!((h.len(), h.count(&name)), (3, 2));
+        assert!(h.has_token(&name, "upgrade"), "a later line counts too");
+        assert!(!h.has_token(&name, "close"));
+        let empty = h.get(&HeaderName::from_static("x-empty")).unwrap();
+        assert!(empty.is_empty() && !h.get(&name).unwrap().is_empty());
+        // Set on an absent name appends it in canonical spelling.
+        h.set(
+            HeaderName::from_static("content-length"),
+            HeaderValue::from(5u64),
+        );
+        let last = h.iter().last().unwrap();
+        assert_eq!(
+            (&last.raw[..], last.value.as_bytes()),
+            (&b"Content-Length"[..], &b"5"[..])
+        );
+        h.retain(|x| x.name != name);
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
     fn headers_find_tokens() {
         assert!(has_token(b"keep-alive, Upgrade", "upgrade"));
         assert!(!has_token(b"upgrades", "upgrade"));

@@ -452,6 +452,11 @@ fn request_cases() -> Vec<(String, Vec<u8>)> {
         req.push(b);
         req.extend_from_slice(b"Y: v\r\n\r\n");
         cases.push((format!("header name with byte 0x{b:02x}"), req));
+        // The first byte of a name is scanned in a state of its own.
+        let mut req = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        req.push(b);
+        req.extend_from_slice(b"XY: v\r\n\r\n");
+        cases.push((format!("header name starting with byte 0x{b:02x}"), req));
     }
     let line = |n: usize| format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(n));
     let header = |n: usize| {
@@ -622,6 +627,46 @@ async fn differential_requests_and_responses_match_nginx() {
         "{} of {} cases differ from nginx:\n{}",
         differ.len(),
         cases.len(),
+        differ.join("\n")
+    );
+}
+
+/// Every status a `return` can give from 200 to 599 (444, which closes
+/// the connection without an answer, aside): the status line, code and
+/// reason phrase, must be nginx's, for known and unknown codes alike.
+#[tokio::test]
+#[ignore = "needs nginx (apt-get install nginx); .ci/run runs it"]
+async fn differential_status_lines_match_nginx() {
+    let codes: Vec<u16> = (200..600).filter(|&c| c != 444).collect();
+    let locations: String = codes
+        .iter()
+        .map(|c| format!("location = /{c} {{ return {c} /text; }}\n"))
+        .collect();
+    let ours = Proxy::http(&format!("server {{ listen 127.0.0.1:0; {locations} }}")).await;
+    let server = format!("server {{ listen 127.0.0.1:{{port}}; {locations} }}");
+    let nginx = tokio::task::spawn_blocking(move || crate::probe::nginx::start(&server))
+        .await
+        .unwrap();
+    let theirs = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    let status_line = |text: String| text.lines().next().unwrap_or("").to_string();
+    let mut differ = Vec::new();
+    for c in &codes {
+        let request = format!("GET /{c} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        let mine = status_line(crate::harness::raw(ours.addr(), request.as_bytes()).await);
+        let real = status_line(crate::harness::raw(theirs, request.as_bytes()).await);
+        assert!(
+            real.starts_with("HTTP/1.1 "),
+            "{c}: nginx answered {real:?}"
+        );
+        if mine != real {
+            differ.push(format!("{c}: ours {mine:?}, nginx {real:?}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} status lines differ from nginx:\n{}",
+        differ.len(),
+        codes.len(),
         differ.join("\n")
     );
 }

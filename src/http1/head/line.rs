@@ -100,7 +100,8 @@ impl HeaderLine {
                 }
                 0 => return Step::Bad,
                 _ => {
-                    self.value = p..p + 1;
+                    // The end is set where the value stops.
+                    self.value.start = p;
                     self.state = LineState::Value;
                 }
             },

@@ -85,11 +85,6 @@ impl RequestParser {
         }
     }
 
-    /// Whether no byte of a request has been seen (empty lines aside).
-    pub fn is_idle(&self) -> bool {
-        self.line == LineOfRequest::Start
-    }
-
     /// Scans what `buf` holds. On success the head is split off `buf` and
     /// the parser is ready for the next request; `Ok(None)` means more
     /// bytes are needed.
@@ -305,12 +300,9 @@ impl RequestParser {
             },
             L::Major => match b {
                 b'.' => self.line = L::FirstMinor,
-                b'0'..=b'9' => {
-                    self.major = self.major * 10 + u32::from(b - b'0');
-                    if self.major > 1 {
-                        return Err(HeadError::UnsupportedVersion);
-                    }
-                }
+                // The first digit was 1 (any other is refused above), so
+                // a second one makes a major version of 10 or more.
+                b'0'..=b'9' => return Err(HeadError::UnsupportedVersion),
                 _ => return Err(bad),
             },
             L::FirstMinor => match b {
@@ -460,8 +452,23 @@ mod tests {
         );
         let h = parse(b"GET http://host?q HTTP/1.2\n\n").unwrap().unwrap();
         assert_eq!(h.target, "http://host?q");
-        let h = parse(b"GET /nine\r\n").unwrap().unwrap();
-        assert_eq!(h.version, Version::HTTP_09);
+        for nine in [
+            &b"GET /nine\r\n"[..],
+            b"GET /nine\n",
+            b"GET /nine  \r\n",
+            b"GET /nine \n",
+        ] {
+            let h = parse(nine).unwrap().unwrap();
+            assert_eq!(
+                (h.version, h.target.as_str()),
+                (Version::HTTP_09, "/nine"),
+                "{:?}",
+                String::from_utf8_lossy(nine)
+            );
+        }
+        // Up to three digits of minor version, as nginx.
+        let h = parse(b"GET / HTTP/1.100\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.version, Version::HTTP_11);
         assert_eq!(parse(b"POST /nine\r\n").err(), Some(HeadError::NineMethod));
         assert_eq!(
             parse(b"get / HTTP/1.1\r\n\r\n").err(),
@@ -517,10 +524,16 @@ mod tests {
             underscores: true,
             ..HeadLimits::default()
         };
-        let h = parse_all(b"GET / HTTP/1.1\r\nX_Y: 1\r\n\r\n", kept)
+        let h = parse_all(b"GET / HTTP/1.1\r\nX_Y: 1\r\n_Z: 2\r\n\r\n", kept)
             .unwrap()
             .unwrap();
-        assert_eq!(h.headers.len(), 1);
+        assert_eq!((h.headers.len(), h.dropped.len()), (2, 0));
+        // At the start of a name too: `_` is dropped unless allowed, any
+        // other byte nginx does not take drops the line, `:` is invalid.
+        let h = parse(b"GET / HTTP/1.1\r\n_Z: 2\r\n@Y: 3\r\nA: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.headers.len(), h.dropped.len()), (1, 2));
         assert_invalid(&[
             &b"GET / HTTP/1.1\r\n folded\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\n\tfolded\r\n\r\n",
@@ -568,10 +581,16 @@ mod tests {
                 "client sent too long header line"
             ))
         );
-        // Empty lines before a request never fill the buffers.
-        let mut padded = "\r\n".repeat(200);
-        padded += "GET / HTTP/1.1\r\n\r\n";
-        assert!(parse_split(padded.as_bytes(), limits).unwrap().is_some());
+        // Empty lines before a request never fill the buffers, and the
+        // request line after them has the same limits.
+        let padded = "\r\n".repeat(200);
+        let after = padded.clone() + "GET / HTTP/1.1\r\n\r\n";
+        assert!(parse_split(after.as_bytes(), limits).unwrap().is_some());
+        let after = padded + &line(70);
+        assert_eq!(
+            parse_split(after.as_bytes(), limits).err(),
+            Some(HeadError::UriTooLong)
+        );
     }
 
     #[test]

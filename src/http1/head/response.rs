@@ -168,5 +168,23 @@ mod tests {
         );
         let mut buf = BytesMut::from(&b"HTTP/1.1 200"[..]);
         assert!(parse_response(&mut buf).unwrap().is_none());
+        // Version numbers of up to three digits, as nginx.
+        let mut buf = BytesMut::from(&b"HTTP/100.100 200 OK\r\n\r\n"[..]);
+        assert_eq!(parse_response(&mut buf).unwrap().unwrap().status, 200);
+        let mut buf = BytesMut::from(&b"HTTP/1.00 200 OK\r\n\r\n"[..]);
+        assert_eq!(
+            parse_response(&mut buf).unwrap().unwrap().version,
+            Version::HTTP_10
+        );
+        for bad in [
+            &b"HTTP/1000.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1000 200 OK\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(bad);
+            assert_eq!(
+                parse_response(&mut buf).err(),
+                Some(HeadError::NoStatusLine)
+            );
+        }
     }
 }
