@@ -416,3 +416,272 @@ pub fn jitter(window: Duration) -> Duration {
     }
     Duration::from_nanos(random() % ns)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU64;
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::signal::StopSignal;
+
+    const PING: Ping = Ping {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    };
+
+    /// A WebSocket with keepalive pings, and when it started.
+    fn pinging() -> (Instant, Ws) {
+        let ws = Ws::new(Options {
+            ping: Some(PING),
+            ..Options::default()
+        });
+        (Instant::now(), ws)
+    }
+
+    fn observe(ws: &mut Ws) -> Option<CloseOrder> {
+        ws.observe(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// The pong a peer sends back for `ping` (a frame of the relay's own),
+    /// masked when it comes from the client.
+    fn pong_for(ping: &Control, masked: bool) -> Vec<u8> {
+        let b = ping.as_bytes();
+        let at = if b[1] & 0x80 != 0 { 6 } else { 2 };
+        let payload: Vec<u8> = (0..8)
+            .map(|i| b[at + i] ^ if at == 6 { b[2 + i % 4] } else { 0 })
+            .collect();
+        let key = [9u8, 8, 7, 6];
+        let mut out = vec![0x8A, if masked { 0x80 | 8 } else { 8 }];
+        if masked {
+            out.extend_from_slice(&key);
+        }
+        out.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, p)| if masked { p ^ key[i % 4] } else { *p }),
+        );
+        out
+    }
+
+    #[test]
+    fn close_orders_name_each_sides_code() {
+        let cases = [
+            (
+                Reason::PongTimeout(Peer::Client),
+                None,
+                Some(1001),
+                Some(Peer::Client),
+            ),
+            (
+                Reason::PongTimeout(Peer::Backend),
+                Some(1011),
+                None,
+                Some(Peer::Backend),
+            ),
+            (
+                Reason::Limit(Peer::Client, Violation::Rate),
+                Some(1008),
+                Some(1001),
+                None,
+            ),
+            (
+                Reason::Limit(Peer::Backend, Violation::FrameTooBig(9)),
+                Some(1001),
+                Some(1009),
+                None,
+            ),
+            (Reason::Drained, Some(1001), Some(1001), None),
+            (Reason::Shutdown, Some(1001), Some(1001), None),
+        ];
+        for (reason, client, backend, dead) in cases {
+            let o = CloseOrder::new(reason);
+            assert_eq!(
+                (o.to_client, o.to_backend, o.dead()),
+                (client, backend, dead),
+                "{reason:?}"
+            );
+            let grace = if reason == Reason::Shutdown {
+                STOP_GRACE
+            } else {
+                CLOSE_GRACE
+            };
+            assert_eq!(o.grace, grace, "{reason:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_fall_due_then_a_silent_side_is_closed() {
+        let (t0, mut ws) = pinging();
+        assert_eq!(ws.wake(), Some(t0 + PING.interval));
+        assert!(matches!(
+            ws.on_timer(t0 + Duration::from_millis(9_999)),
+            Timer::Nothing
+        ));
+        assert!(!ws.ping_due() && ws.take_ping(Peer::Client).is_none());
+        assert!(matches!(ws.on_timer(t0 + PING.interval), Timer::Nothing));
+        assert!(ws.ping_due());
+        // Unmasked to the client, masked to the backend; one each.
+        let to_client = ws.take_ping(Peer::Client).unwrap();
+        assert_eq!(to_client.as_bytes()[..2], [0x89, 8]);
+        assert!(ws.ping_due(), "the backend's is still due");
+        let to_backend = ws.take_ping(Peer::Backend).unwrap();
+        assert_eq!(to_backend.as_bytes()[..2], [0x89, 0x80 | 8]);
+        assert!(!ws.ping_due() && ws.take_ping(Peer::Client).is_none());
+        // Sent at t0 (paused time): the pongs are due at t0 + 5 s, before
+        // the next ping at t0 + 20 s.
+        assert_eq!(ws.wake(), Some(t0 + PING.timeout));
+        // The client answers; the backend stays silent.
+        let mut pong = pong_for(&to_client, true);
+        let scan = ws.from_client.scan(&mut pong);
+        assert!(scan.pong && scan.forward == 0, "our pong is not forwarded");
+        assert!(observe(&mut ws).is_none());
+        assert!(matches!(
+            ws.on_timer(t0 + PING.timeout - Duration::from_millis(1)),
+            Timer::Nothing
+        ));
+        match ws.on_timer(t0 + PING.timeout) {
+            Timer::Close(o) => assert_eq!(o.reason, Reason::PongTimeout(Peer::Backend)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_pings_keep_the_websocket_and_come_again() {
+        let (t0, mut ws) = pinging();
+        ws.on_timer(t0 + PING.interval);
+        let c = ws.take_ping(Peer::Client).unwrap();
+        let b = ws.take_ping(Peer::Backend).unwrap();
+        ws.from_client.scan(&mut pong_for(&c, true));
+        ws.from_backend.scan(&mut pong_for(&b, false));
+        assert!(observe(&mut ws).is_none());
+        assert!(!ws.ping_due());
+        assert_eq!(
+            ws.wake(),
+            Some(t0 + 2 * PING.interval),
+            "only the next ping"
+        );
+        assert!(matches!(
+            ws.on_timer(t0 + 2 * PING.interval),
+            Timer::Nothing
+        ));
+        assert!(ws.ping_due());
+        // A ping that never went out (no frame boundary) cannot time out.
+        assert!(matches!(
+            ws.on_timer(t0 + 3 * PING.interval),
+            Timer::Nothing
+        ));
+        assert!(!ws.is_closing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_limit_closes_both_sides() {
+        let limits = Limits {
+            max_frame: NonZeroU64::new(3),
+            ..Limits::default()
+        };
+        let mut ws = Ws::new(Options {
+            backend_limits: limits,
+            ..Options::default()
+        });
+        let mut ok = vec![0x81, 3, b'a', b'b', b'c'];
+        assert_eq!(ws.from_backend.scan(&mut ok).forward, 5);
+        assert!(observe(&mut ws).is_none());
+        let mut big = vec![0x81, 4, b'a', b'b', b'c', b'd'];
+        assert_eq!(ws.from_backend.scan(&mut big).forward, 0);
+        let order = observe(&mut ws).expect("a close order");
+        assert_eq!(
+            (order.reason, order.to_client, order.to_backend),
+            (
+                Reason::Limit(Peer::Backend, Violation::FrameTooBig(4)),
+                Some(1001),
+                Some(1009)
+            )
+        );
+        let t0 = Instant::now();
+        ws.start_close(&order);
+        assert!(
+            ws.is_closing() && observe(&mut ws).is_none(),
+            "ordered once"
+        );
+        assert_eq!(ws.reason(), Some(order.reason));
+        assert_eq!(ws.wake(), Some(t0 + CLOSE_GRACE));
+        assert!(matches!(
+            ws.on_timer(t0 + CLOSE_GRACE - Duration::from_millis(1)),
+            Timer::Nothing
+        ));
+        assert!(matches!(ws.on_timer(t0 + CLOSE_GRACE), Timer::GraceOver));
+        let s = ws.summary();
+        assert_eq!(
+            (s.messages_out, s.close_code, s.close_by),
+            (1, Some(1001), Some(By::Proxy))
+        );
+    }
+
+    #[test]
+    fn the_first_close_frame_names_who_closed() {
+        let mut ws = Ws::new(Options::default());
+        ws.from_backend.scan(&mut [0x88, 2, 0x03, 0xe8]);
+        ws.from_client.scan(&mut [0x81, 0x80 | 1, 0, 0, 0, 0, b'x']);
+        observe(&mut ws);
+        ws.from_client
+            .scan(&mut [0x88, 0x80 | 2, 0, 0, 0, 0, 0x03, 0xe9]);
+        observe(&mut ws);
+        ws.start_close(&CloseOrder::new(Reason::Shutdown));
+        let s = ws.summary();
+        assert_eq!(
+            (s.messages_in, s.messages_out, s.close_code, s.close_by),
+            (1, 0, Some(1000), Some(By::Backend))
+        );
+        let mut ws = Ws::new(Options::default());
+        ws.from_client
+            .scan(&mut [0x88, 0x80 | 2, 0, 0, 0, 0, 0x03, 0xe9]);
+        ws.from_backend.scan(&mut [0x88, 2, 0x03, 0xe8]);
+        observe(&mut ws);
+        assert_eq!(
+            ws.summary().close_by,
+            Some(By::Client),
+            "the client's is read first"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_closes_within_its_window() {
+        let stop = StopSignal::new();
+        let window = Duration::from_secs(30);
+        let mut ws = Ws::new(Options {
+            drain: Some((stop.waiter(), window)),
+            ..Options::default()
+        });
+        assert!(observe(&mut ws).is_none());
+        assert_eq!(ws.wake(), None, "nothing to wait for before the drain");
+        let t0 = Instant::now();
+        stop.trigger();
+        assert!(observe(&mut ws).is_none());
+        let at = ws.wake().expect("a drain moment");
+        assert!(at >= t0 && at < t0 + window, "{:?}", at - t0);
+        observe(&mut ws);
+        assert_eq!(ws.wake(), Some(at), "chosen once");
+        if at > t0 {
+            assert!(matches!(
+                ws.on_timer(at - Duration::from_nanos(1)),
+                Timer::Nothing
+            ));
+        }
+        match ws.on_timer(at) {
+            Timer::Close(o) => assert_eq!(o.reason, Reason::Drained),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn jitter_stays_in_its_window_and_varies() {
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+        let window = Duration::from_millis(1000);
+        let picks: Vec<Duration> = (0..200).map(|_| jitter(window)).collect();
+        assert!(picks.iter().all(|d| *d < window));
+        assert!(picks.iter().any(|d| *d < window / 4) && picks.iter().any(|d| *d > window * 3 / 4));
+        assert_ne!(random(), random());
+    }
+}

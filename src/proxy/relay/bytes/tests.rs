@@ -376,3 +376,42 @@ async fn relay_ends_on_shutdown_signal() {
     let out = relay.await.unwrap();
     assert!(matches!(out.end, End::Shutdown));
 }
+
+#[test]
+fn spill_buffers_are_reused_up_to_the_pool_size() {
+    let first = spill_from(b"abc");
+    let at = first.as_ptr();
+    spill_release(first);
+    let again = spill_from(b"xy");
+    assert_eq!(
+        (again.as_ptr(), &again[..]),
+        (at, &b"xy"[..]),
+        "the pooled buffer, cleared"
+    );
+    spill_release(again);
+    // A buffer grown past twice the scratch size is not kept.
+    spill_release(Vec::with_capacity(3 * SCRATCH_SIZE));
+    assert_eq!(SPILLS.with(|p| p.borrow().len()), 1);
+    let many: Vec<Vec<u8>> = (0..SPILL_POOL_MAX + 2).map(|_| spill_from(b"z")).collect();
+    for v in many {
+        spill_release(v);
+    }
+    assert_eq!(SPILLS.with(|p| p.borrow().len()), SPILL_POOL_MAX);
+}
+
+#[test]
+fn splicing_stops_when_less_than_its_minimum_is_left() {
+    let mut t = Tracker::default();
+    assert!(t.short(), "nothing left: read the next header");
+    let frame = masked_frame(20_000, 0);
+    assert_eq!(
+        t.splice_header(&frame[..HEADER_READ], SPLICE_MIN_PAYLOAD),
+        Peeked::Splice
+    );
+    // Header (8 bytes) and payload are spliced together.
+    assert_eq!(t.payload_left(), 20_008);
+    t.skip(20_008 - SPLICE_MIN_PAYLOAD);
+    assert!(!t.short(), "exactly the minimum left: still spliced");
+    t.skip(1);
+    assert!(t.short());
+}
