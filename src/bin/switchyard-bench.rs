@@ -178,7 +178,15 @@ fn tree(pids: &[u32]) -> Vec<u32> {
 
 /// CPU seconds (user + system) used so far by `pids` and descendants.
 fn cpu_seconds(pids: &[u32]) -> f64 {
-    let ticks: u64 = tree(pids)
+    let procs = tree(pids);
+    // The scheduler's own account, in nanoseconds, where the kernel
+    // exposes it (/proc/PID/task/TID/sched): the 10 ms ticks of
+    // /proc/PID/stat move a 0.3 s run by several per cent.
+    let precise: Option<f64> = procs.iter().map(|pid| sched_seconds(*pid)).sum();
+    if let Some(s) = precise {
+        return s;
+    }
+    let ticks: u64 = procs
         .iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .filter_map(|stat| {
@@ -189,6 +197,24 @@ fn cpu_seconds(pids: &[u32]) -> f64 {
         })
         .sum();
     ticks as f64 / clock_ticks()
+}
+
+/// CPU time of `pid`'s live threads from `se.sum_exec_runtime` (ms, to the
+/// nanosecond), or `None` when the kernel does not show it.
+fn sched_seconds(pid: u32) -> Option<f64> {
+    let mut total = 0.0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("sched")).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("se.sum_exec_runtime"))?;
+        let ms: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+        total += ms / 1000.0;
+    }
+    Some(total)
 }
 
 /// Resident memory (KiB) of `pids` and descendants.

@@ -346,9 +346,10 @@ impl Half {
                 return self.poll_close(cx, src, dst);
             }
             // Following frames, a spliced payload that ended leaves the pipe
-            // for the next frame: its header is read first (a small read).
-            let needs_header = track.as_deref().is_some_and(|t| t.at_boundary())
-                && self.pipe.as_ref().is_some_and(|p| p.buffered == 0);
+            // for the next frame: its header is looked at first. Whole
+            // frames gather in the pipe (see [`Half::poll_splice`]).
+            let needs_header =
+                track.as_deref().is_some_and(|t| t.at_boundary()) && self.pipe.is_some();
             if self.pipe.is_some() && !self.eof && !needs_header {
                 match self.poll_splice(cx, src, dst, activity, track.as_deref_mut()) {
                     Poll::Ready(Ok(())) => continue,
@@ -358,10 +359,13 @@ impl Half {
             if needs_header
                 && !self.eof
                 && let Some(t) = track.as_deref_mut()
-                && ready!(self.poll_peek_header(cx, src, t))?
+                && ready!(self.poll_next_frame(cx, src, dst, activity, t))?
             {
                 continue;
             }
+            // Whatever comes next (an ordinary read, end of stream) goes
+            // after the bytes waiting in the pipe.
+            ready!(self.poll_drain(cx, dst, activity))?;
             let needs_header = needs_header && self.pipe.is_some();
             if self.eof {
                 // When the other direction has finished too, both sockets
@@ -486,6 +490,18 @@ impl Half {
     }
 }
 
+/// How the frame after a spliced one moves, from a peek at its head.
+enum Next {
+    /// A long data frame: spliced whole, header included, never copied.
+    Splice,
+    /// A short or control frame: ordinary reads from here on (the pipe is
+    /// dropped once it is empty).
+    Read,
+    /// Nothing to decide on (end of stream, TLS, a head already cut): one
+    /// read of at most a header, the pipe kept.
+    ReadHead,
+}
+
 impl Half {
     /// Whether a frame of the relay's own may go to the destination now:
     /// what was forwarded ends between two frames.
@@ -511,32 +527,56 @@ impl Half {
         }
     }
 
-    /// Following frames, after a spliced payload: peeks at the next frame
-    /// head in the socket. `Ready(Ok(true))`: a long data frame, to splice
-    /// whole, header included, with no copy at all; `false`: read on the
-    /// ordinary way (the pipe is dropped unless only a small read is
-    /// needed).
-    fn poll_peek_header<S: Transport>(
+    /// Following frames, a spliced payload ended: decides how the next
+    /// frame moves. `Ready(Ok(true))`: splice it; `false`: read it (the
+    /// pipe is empty, and dropped unless only a header-sized read is
+    /// needed). When the source has nothing yet, what the pipe gathered
+    /// goes out and the pipe is dropped (an idle tunnel holds none).
+    fn poll_next_frame<S: Transport, D: Transport>(
         &mut self,
         cx: &mut Context<'_>,
         src: &S,
+        dst: &mut D,
+        activity: &mut bool,
         track: &mut Tracker,
     ) -> Poll<Result<bool, Side>> {
+        let next = match Half::poll_peek_header(cx, src, track) {
+            Poll::Ready(next) => next?,
+            Poll::Pending => {
+                ready!(self.poll_drain(cx, dst, activity))?;
+                self.pipe = None;
+                return Poll::Pending;
+            }
+        };
+        if let Next::Splice = next {
+            return Poll::Ready(Ok(true));
+        }
+        ready!(self.poll_drain(cx, dst, activity))?;
+        if let Next::Read = next {
+            self.pipe = None; // not a bulk frame: back to ordinary reads
+        }
+        Poll::Ready(Ok(false))
+    }
+
+    /// Peeks at the next frame head in the socket, to decide how it moves
+    /// ([`Next`]).
+    fn poll_peek_header<S: Transport>(
+        cx: &mut Context<'_>,
+        src: &S,
+        track: &mut Tracker,
+    ) -> Poll<Result<Next, Side>> {
         let Some(s) = src.tcp().filter(|_| track.held().is_empty()) else {
-            return Poll::Ready(Ok(false));
+            return Poll::Ready(Ok(Next::ReadHead));
         };
         let mut peek = [0u8; HEADER_READ];
         let mut rb = ReadBuf::new(&mut peek);
         match ready!(s.poll_peek(cx, &mut rb)) {
             Err(e) => Poll::Ready(Err(Side::Src(e))),
-            Ok(0) => Poll::Ready(Ok(false)),
+            Ok(0) => Poll::Ready(Ok(Next::ReadHead)),
             Ok(n) => match track.splice_header(&peek[..n], SPLICE_MIN_PAYLOAD) {
-                Peeked::Splice => Poll::Ready(Ok(true)),
+                Peeked::Splice => Poll::Ready(Ok(Next::Splice)),
                 Peeked::Violation => Poll::Ready(Err(Side::Stop)),
-                Peeked::No => {
-                    self.pipe = None;
-                    Poll::Ready(Ok(false))
-                }
+                Peeked::No => Poll::Ready(Ok(Next::Read)),
             },
         }
     }
@@ -572,22 +612,22 @@ impl Half {
         Poll::Ready(Ok(()))
     }
 
-    /// One step of a spliced transfer: drain the pipe into `dst`, then
-    /// refill it from `src`. `Ready(Ok)` means progress (or the pipe was
-    /// dropped because the source went idle): call again.
-    fn poll_splice<S: Transport, D: Transport>(
+    /// Moves what the pipe holds into `dst`. `Ready(Ok)` once it is empty
+    /// (or there is no pipe).
+    fn poll_drain<D: Transport>(
         &mut self,
         cx: &mut Context<'_>,
-        src: &mut S,
         dst: &mut D,
         activity: &mut bool,
-        track: Option<&mut Tracker>,
     ) -> Poll<Result<(), Side>> {
-        let (Some(s), Some(d)) = (src.tcp(), dst.tcp()) else {
+        let Some(pipe) = self.pipe.as_mut().filter(|p| p.buffered > 0) else {
+            return Poll::Ready(Ok(()));
+        };
+        // A pipe is made only between two TCP sockets.
+        let Some(d) = dst.tcp() else {
             self.pipe = None;
             return Poll::Ready(Ok(()));
         };
-        let pipe = self.pipe.as_mut().expect("splice mode has a pipe");
         while pipe.buffered > 0 {
             ready!(d.poll_write_ready(cx)).map_err(Side::Dst)?;
             let moved = d.try_io(Interest::WRITABLE, || {
@@ -608,28 +648,84 @@ impl Half {
                 Err(e) => return Poll::Ready(Err(Side::Dst(e))),
             }
         }
-        // Following frames, only a payload is spliced: the next header is
-        // read (and looked at) the ordinary way.
-        let capacity = match &track {
-            Some(t) => pipe.capacity.min(t.payload_left() as usize),
+        Poll::Ready(Ok(()))
+    }
+
+    /// One step of a spliced transfer. `Ready(Ok)` means progress (or the
+    /// pipe was dropped because the source went idle): call again.
+    ///
+    /// As a byte relay: drain the pipe into `dst`, then refill it from
+    /// `src`. Following frames: only whole frames go in (the next header is
+    /// looked at first), and they gather in the pipe while the source has
+    /// more, so a run of 64 KiB frames costs a peek and a splice each into
+    /// the pipe and one splice out per pipeful. The pipe is drained when it
+    /// is full, when the source pauses and before anything else is written.
+    fn poll_splice<S: Transport, D: Transport>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+        dst: &mut D,
+        activity: &mut bool,
+        track: Option<&mut Tracker>,
+    ) -> Poll<Result<(), Side>> {
+        let (Some(s), Some(_)) = (src.tcp(), dst.tcp()) else {
+            self.pipe = None;
+            return Poll::Ready(Ok(()));
+        };
+        let pipe = self.pipe.as_ref().expect("splice mode has a pipe");
+        if track.is_none() || pipe.buffered == pipe.capacity {
+            // A byte relay, or a full pipe: empty it first.
+            ready!(self.poll_drain(cx, dst, activity))?;
+        }
+        let pipe = self.pipe.as_mut().expect("splice mode has a pipe");
+        let want = match &track {
+            Some(t) => (pipe.capacity - pipe.buffered).min(t.payload_left() as usize),
             None => pipe.capacity,
         };
-        if capacity == 0 {
-            // The payload is through: the caller reads the next header.
+        if want == 0 {
+            // The payload is through: the caller looks at the next header.
             return Poll::Ready(Ok(()));
         }
-        ready!(s.poll_read_ready(cx)).map_err(Side::Src)?;
-        let filled = s.try_io(Interest::READABLE, || {
-            nix::fcntl::splice(s, None, &pipe.write, None, capacity, splice_flags())
+        let fill = |pipe: &Pipe| {
+            nix::fcntl::splice(s, None, &pipe.write, None, want, splice_flags())
                 .map_err(io::Error::from)
-        });
+        };
+        let filled = if pipe.buffered > 0 {
+            // Gathering frames. If the source has nothing now, what is
+            // gathered goes out rather than waiting for more. EAGAIN here
+            // may come from the pipe (its slots full before its bytes), so
+            // it must not clear the socket's readiness: the pipe is drained
+            // and the next call splices into an empty one.
+            match s.poll_read_ready(cx) {
+                Poll::Ready(r) => r.map_err(Side::Src)?,
+                Poll::Pending => {
+                    ready!(self.poll_drain(cx, dst, activity))?;
+                    return Poll::Pending;
+                }
+            }
+            match fill(pipe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.poll_drain(cx, dst, activity))?;
+                    return Poll::Ready(Ok(()));
+                }
+                other => other,
+            }
+        } else {
+            ready!(s.poll_read_ready(cx)).map_err(Side::Src)?;
+            s.try_io(Interest::READABLE, || fill(pipe))
+        };
+        let pipe = self.pipe.as_mut().expect("splice mode has a pipe");
         match filled {
             Ok(0) => {
+                // End of stream: the caller drains the pipe, then shuts
+                // the destination down.
                 self.eof = true;
-                self.pipe = None;
+                if pipe.buffered == 0 {
+                    self.pipe = None;
+                }
             }
             Ok(n) => {
-                pipe.buffered = n;
+                pipe.buffered += n;
                 pipe.since = Instant::now();
                 *activity = true;
                 if let Some(t) = track {

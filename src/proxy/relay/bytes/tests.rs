@@ -144,26 +144,57 @@ async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
     (a, b)
 }
 
-/// A client that stops reading while the backend floods: after
-/// [`STALL`] the backend socket's receive buffer is held small, and
-/// given back (as `rmem_max`) once the client reads again; every byte
-/// still arrives in order.
-#[tokio::test]
-async fn relay_throttles_the_source_of_a_stalled_direction() {
+/// A relay between two TCP connections (following frames with
+/// `websocket`), spawned: the client's peer, the backend's peer, the relay.
+async fn tcp_relay(
+    websocket: Option<Options>,
+) -> (
+    tokio::net::TcpStream,
+    tokio::net::TcpStream,
+    tokio::task::JoinHandle<Outcome>,
+) {
+    let (client_peer, client) = tcp_pair().await;
+    let (upstream, upstream_peer) = tcp_pair().await;
+    (
+        client_peer,
+        upstream_peer,
+        spawn_relay(client, upstream, websocket),
+    )
+}
+
+/// Spawns a relay between `client` and `upstream` (30 s timeouts).
+fn spawn_relay(
+    client: tokio::net::TcpStream,
+    upstream: tokio::net::TcpStream,
+    websocket: Option<Options>,
+) -> tokio::task::JoinHandle<Outcome> {
     use crate::net::{ClientIo, UpstreamIo};
-    let (mut client_peer, client) = tcp_pair().await;
-    let (upstream, mut upstream_peer) = tcp_pair().await;
-    // The same socket as the relay's backend side, to watch its buffer.
-    let watch = socket2::SockRef::from(&upstream).try_clone().unwrap();
-    let before = watch.recv_buffer_size().unwrap();
-    let relay = tokio::spawn(Relay::new(
+    let mut relay = Relay::new(
         ClientIo::Tcp(client),
         Vec::new(),
         UpstreamIo::Tcp(upstream),
         Vec::new(),
         timeouts(30),
         crate::signal::StopSignal::new().waiter(),
-    ));
+    );
+    if let Some(options) = websocket {
+        relay = relay.with_websocket(options);
+    }
+    tokio::spawn(relay)
+}
+
+/// A client that stops reading while the backend floods: after
+/// [`STALL`] the backend socket's receive buffer is held small, and
+/// given back (as `rmem_max`) once the client reads again; every byte
+/// still arrives in order.
+#[tokio::test]
+async fn relay_throttles_the_source_of_a_stalled_direction() {
+    let (mut client_peer, client) = tcp_pair().await;
+    let (upstream, mut upstream_peer) = tcp_pair().await;
+    // The same socket as the relay's backend side, to watch its buffer.
+    let watch = socket2::SockRef::from(&upstream).try_clone().unwrap();
+    let before = watch.recv_buffer_size().unwrap();
+    let relay = spawn_relay(client, upstream, None);
     let total: usize = 64 * 1024 * 1024;
     let flood = tokio::spawn(async move {
         let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
@@ -214,17 +245,7 @@ async fn relay_throttles_the_source_of_a_stalled_direction() {
 /// every byte must arrive, in order, in both directions.
 #[tokio::test]
 async fn relay_splices_bulk_transfers_exactly() {
-    use crate::net::{ClientIo, UpstreamIo};
-    let (mut client_peer, client) = tcp_pair().await;
-    let (upstream, mut upstream_peer) = tcp_pair().await;
-    let relay = tokio::spawn(Relay::new(
-        ClientIo::Tcp(client),
-        Vec::new(),
-        UpstreamIo::Tcp(upstream),
-        Vec::new(),
-        timeouts(30),
-        crate::signal::StopSignal::new().waiter(),
-    ));
+    let (mut client_peer, mut upstream_peer, relay) = tcp_relay(None).await;
     let data: Vec<u8> = (0..20_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
@@ -281,20 +302,7 @@ fn masked_frame(len: usize, fill: u8) -> Vec<u8> {
 /// every byte arrives in order with every message counted.
 #[tokio::test]
 async fn frame_relay_splices_long_frames_and_counts_every_message() {
-    use crate::net::{ClientIo, UpstreamIo};
-    let (mut client_peer, client) = tcp_pair().await;
-    let (upstream, mut upstream_peer) = tcp_pair().await;
-    let relay = tokio::spawn(
-        Relay::new(
-            ClientIo::Tcp(client),
-            Vec::new(),
-            UpstreamIo::Tcp(upstream),
-            Vec::new(),
-            timeouts(30),
-            crate::signal::StopSignal::new().waiter(),
-        )
-        .with_websocket(Options::default()),
-    );
+    let (mut client_peer, mut upstream_peer, relay) = tcp_relay(Some(Options::default())).await;
     let mut data = Vec::new();
     let mut frames = 0;
     // Per group of five, the first read takes the short frame and most
@@ -331,6 +339,41 @@ async fn frame_relay_splices_long_frames_and_counts_every_message() {
     );
     assert_eq!(out.websocket.unwrap().messages_in, frames);
     assert_eq!(out.to_upstream, expect.len() as u64);
+}
+
+/// Following frames, spliced frames gather in the pipe while more come;
+/// when the source pauses between two frames what was gathered goes out
+/// at once. Each burst (a long frame, then five that are spliced after a
+/// peek at their heads) is written only when the backend has the one
+/// before, so bytes left waiting in the pipe would stall the test.
+#[tokio::test]
+async fn frame_relay_sends_what_it_gathered_when_the_source_pauses() {
+    let (mut client_peer, mut upstream_peer, relay) = tcp_relay(Some(Options::default())).await;
+    for burst in 0..10u8 {
+        let mut data = masked_frame(400_000, burst);
+        for i in 0..5 {
+            data.extend(masked_frame(20_000 + i, burst ^ i as u8));
+        }
+        let mut got = vec![0u8; data.len()];
+        let (w, r) = tokio::join!(
+            client_peer.write_all(&data),
+            tokio::time::timeout(Duration::from_secs(10), upstream_peer.read_exact(&mut got))
+        );
+        w.unwrap();
+        r.expect("the end of a burst stayed in the relay").unwrap();
+        assert!(got == data, "bytes differ after the relay");
+    }
+    assert!(
+        SPLICED.with(std::cell::Cell::get) > 0,
+        "nothing was spliced"
+    );
+    client_peer.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    upstream_peer.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    upstream_peer.shutdown().await.unwrap();
+    let out = relay.await.unwrap();
+    assert_eq!(out.websocket.unwrap().messages_in, 60);
 }
 
 #[tokio::test(start_paused = true)]
