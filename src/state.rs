@@ -186,7 +186,7 @@ pub struct Generation {
     /// `worker_shutdown_timeout` has passed, or on a final stop: its
     /// tunnels close then.
     pub retired: crate::signal::StopSignal,
-    /// Routes (server name, location label) that WebSockets with a
+    /// Routes (server identity, location label) that WebSockets with a
     /// `websocket_drain_window` run on: the route's fingerprint and the
     /// signal that closes them when a reload changes it. A std mutex,
     /// locked when such a WebSocket opens and on reload.
@@ -298,16 +298,23 @@ impl Generation {
 
     /// A waiter that fires when a reload changes the route (`server`'s
     /// location `label`, whose settings are `conf`): where its requests
-    /// go (`proxy_pass`, the group's servers), or the location is gone.
+    /// go (`proxy_pass`, the group's servers), or the location (or the
+    /// server: its addresses and names) is gone.
     pub fn route_waiter(
         &self,
-        server: &str,
+        server: &crate::config::Server,
         label: &str,
         conf: &crate::config::LocConf,
     ) -> crate::signal::StopWaiter {
+        let identity = self
+            .config
+            .http
+            .as_ref()
+            .map(|h| crate::config::model::server_identity(h, server))
+            .unwrap_or_default();
         let mut routes = self.routes.lock().expect("routes");
         routes
-            .entry((server.to_string(), label.to_string()))
+            .entry((identity, label.to_string()))
             .or_insert_with(|| {
                 (
                     crate::config::model::route_fingerprint(conf),
@@ -329,7 +336,10 @@ impl Generation {
                 continue;
             }
             let now = new.config.http.as_ref().and_then(|h| {
-                let s = h.servers.iter().find(|s| s.primary_name() == server)?;
+                let s = h
+                    .servers
+                    .iter()
+                    .find(|s| crate::config::model::server_identity(h, s) == server)?;
                 let l = crate::config::model::find_location(&s.locations, &label)?;
                 Some(crate::config::model::route_fingerprint(&l.conf))
             });

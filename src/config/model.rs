@@ -407,6 +407,21 @@ impl LocationMatch {
     }
 }
 
+/// Which server `server` is, for matching it with a server of another
+/// configuration on reload: the addresses it listens on and its names. The
+/// first name alone is not enough: the same name on two ports (`listen 80`
+/// beside `listen 443 ssl`) is two servers, and so are two unnamed ones.
+pub fn server_identity(http: &Http, server: &Server) -> String {
+    let mut addrs: Vec<String> = http
+        .listens
+        .iter()
+        .filter(|g| g.servers.iter().any(|s| s.index == server.index))
+        .map(|g| g.addr.to_string())
+        .collect();
+    addrs.sort();
+    format!("{} | {}", addrs.join(" "), server.names.join(" "))
+}
+
 /// Where a location's requests go, for telling whether a reload changed
 /// it: the `proxy_pass` target and its group's servers (not where they
 /// were written).

@@ -85,8 +85,7 @@ pub async fn accept<D: Downstream>(
                 .location
                 .as_ref()
                 .map_or_else(String::new, |l| l.matcher.label());
-            ex.generation
-                .route_waiter(ex.ctx.server.primary_name(), &label, &conf)
+            ex.generation.route_waiter(&ex.ctx.server, &label, &conf)
         });
     Some(Box::new(Tunnel {
         websocket,

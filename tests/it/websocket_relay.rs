@@ -404,6 +404,44 @@ async fn ws_drain_sends_1001_spread_over_the_window() {
     }
 }
 
+/// One name on two ports, as `listen 80` beside `listen 443 ssl`: two
+/// servers, each with `/ws`; `second_to` is where the second one's goes.
+fn one_name_two_ports(first_to: std::net::SocketAddr, second_to: std::net::SocketAddr) -> String {
+    http_conf(&format!(
+        "server {{ listen 127.0.0.1:{{port0}}; server_name chat.test; websocket_drain_window 300ms;
+                   location /ws {{ proxy_pass http://{first_to}; }} }}
+         server {{ listen 127.0.0.1:{{port1}}; server_name chat.test; websocket_drain_window 300ms;
+                   location /ws {{ proxy_pass http://{second_to}; }} }}"
+    ))
+}
+
+/// A route is its server (addresses and names) and location, not the
+/// server's first name: changing one of two servers that share a name
+/// drains only that server's WebSockets.
+#[tokio::test]
+async fn ws_reload_tells_apart_servers_that_share_a_name() {
+    let (one, _) = ws_echo().await;
+    let (two, _) = ws_echo().await;
+    let proxy = Proxy::start_on_ports(2, &one_name_two_ports(one, one)).await;
+    let (first, second) = (proxy.addrs[0], proxy.addrs[1]);
+    let conf = |a, b| {
+        one_name_two_ports(a, b)
+            .replace("{port0}", &first.port().to_string())
+            .replace("{port1}", &second.port().to_string())
+    };
+    let mut on_first = ws_connect(first, "/ws").await.unwrap();
+    let mut on_second = ws_connect(second, "/ws").await.unwrap();
+    // The second server's /ws now goes elsewhere: its WebSocket gets 1001,
+    // the first server's lives on.
+    proxy.reload(&conf(one, two)).unwrap();
+    assert_eq!(close_code(&mut on_second).await, 1001);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_echo(&mut on_first, "the first server's WebSocket").await;
+    // Then the first one's changes: now it drains.
+    proxy.reload(&conf(two, two)).unwrap();
+    assert_eq!(close_code(&mut on_first).await, 1001);
+}
+
 /// Two locations on one backend, each draining with a window; `b_to`
 /// is where `/b` goes.
 fn two_routes(a_to: std::net::SocketAddr, b_to: std::net::SocketAddr) -> String {

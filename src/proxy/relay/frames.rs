@@ -584,6 +584,29 @@ mod tests {
         assert_eq!(s.forward, one.len() * 3);
     }
 
+    /// The bucket drains with time, as nginx's: at 2 messages a second
+    /// with no burst, one message passes, another 100 ms later is refused
+    /// (a tenth of a message drained), and 500 ms after the first one
+    /// passes again.
+    #[tokio::test(start_paused = true)]
+    async fn message_rate_drains_with_time() {
+        let mut t = Tracker::new(Limits {
+            rate: Some(Rate {
+                per_sec_milli: NonZeroU32::new(2000).unwrap(),
+                burst: 0,
+            }),
+            ..Limits::default()
+        });
+        let one = frame(true, 1, b"x", None);
+        assert_eq!(t.scan(&mut one.clone()).violation, None);
+        tokio::time::advance(std::time::Duration::from_millis(100)).await;
+        assert_eq!(t.scan(&mut one.clone()).violation, Some(Violation::Rate));
+        let mut t = Tracker::new(t.limits);
+        assert_eq!(t.scan(&mut one.clone()).violation, None);
+        tokio::time::advance(std::time::Duration::from_millis(500)).await;
+        assert_eq!(t.scan(&mut one.clone()).violation, None);
+    }
+
     #[test]
     fn control_frames_are_well_formed() {
         let ping = Control::ping(*b"12345678", KEY);

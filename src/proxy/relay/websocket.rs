@@ -684,4 +684,19 @@ mod tests {
         assert!(picks.iter().any(|d| *d < window / 4) && picks.iter().any(|d| *d > window * 3 / 4));
         assert_ne!(random(), random());
     }
+
+    /// Masks and ping payloads vary: 10,000 draws are all different and
+    /// every bit is set in about half of them; masks are not repeated.
+    #[test]
+    fn random_numbers_and_masks_vary() {
+        let draws: Vec<u64> = (0..10_000).map(|_| random()).collect();
+        let distinct: std::collections::HashSet<u64> = draws.iter().copied().collect();
+        assert_eq!(distinct.len(), draws.len());
+        for bit in 0..64 {
+            let set = draws.iter().filter(|d| *d >> bit & 1 == 1).count();
+            assert!((4_000..6_000).contains(&set), "bit {bit} set {set} times");
+        }
+        let masks: std::collections::HashSet<[u8; 4]> = (0..1000).map(|_| mask()).collect();
+        assert!(masks.len() > 990, "{} distinct masks of 1000", masks.len());
+    }
 }

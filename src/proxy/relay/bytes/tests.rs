@@ -51,14 +51,13 @@ async fn relay_handles_backpressure_without_losing_bytes() {
     // Tiny pipes force partial writes and spills.
     let (client, mut client_peer) = duplex(7);
     let (upstream, mut upstream_peer) = duplex(5);
-    let relay = tokio::spawn(Relay::new(
+    let relay = spawn_between(
         client,
-        Vec::new(),
         upstream,
-        Vec::new(),
         timeouts(5),
         crate::signal::StopSignal::new().waiter(),
-    ));
+        None,
+    );
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let expect = data.clone();
     let writer = tokio::spawn(async move {
@@ -86,17 +85,16 @@ fn with_narrow_backend(
 ) {
     let (client, client_peer) = duplex(1 << 16);
     let (upstream, upstream_peer) = duplex(8);
-    let relay = tokio::spawn(Relay::new(
+    let relay = spawn_between(
         client,
-        Vec::new(),
         upstream,
-        Vec::new(),
         Timeouts {
             upstream_send,
             ..timeouts(30)
         },
         crate::signal::StopSignal::new().waiter(),
-    ));
+        None,
+    );
     (client_peer, upstream_peer, relay)
 }
 
@@ -169,14 +167,29 @@ fn spawn_relay(
     websocket: Option<Options>,
 ) -> tokio::task::JoinHandle<Outcome> {
     use crate::net::{ClientIo, UpstreamIo};
-    let mut relay = Relay::new(
+    spawn_between(
         ClientIo::Tcp(client),
-        Vec::new(),
         UpstreamIo::Tcp(upstream),
-        Vec::new(),
         timeouts(30),
         crate::signal::StopSignal::new().waiter(),
-    );
+        websocket,
+    )
+}
+
+/// Spawns a relay between `client` and `upstream` (no leftovers),
+/// following frames with `websocket`.
+fn spawn_between<C, U>(
+    client: C,
+    upstream: U,
+    limits: Timeouts,
+    stop: crate::signal::StopWaiter,
+    websocket: Option<Options>,
+) -> tokio::task::JoinHandle<Outcome>
+where
+    C: Transport + Send + 'static,
+    U: Transport + Send + 'static,
+{
+    let mut relay = Relay::new(client, Vec::new(), upstream, Vec::new(), limits, stop);
     if let Some(options) = websocket {
         relay = relay.with_websocket(options);
     }
@@ -367,27 +380,43 @@ async fn frame_relay_sends_what_it_gathered_when_the_source_pauses() {
         SPLICED.with(std::cell::Cell::get) > 0,
         "nothing was spliced"
     );
+    // A pause inside a long payload, after part of it was spliced: what
+    // came before the pause arrives before the rest is sent.
+    let frame = masked_frame(1_000_000, 99);
+    let spliced = SPLICED.with(std::cell::Cell::get);
+    for half in [&frame[..600_000], &frame[600_000..]] {
+        client_peer.write_all(half).await.unwrap();
+        let mut got = vec![0u8; half.len()];
+        tokio::time::timeout(Duration::from_secs(10), upstream_peer.read_exact(&mut got))
+            .await
+            .expect("half a frame stayed in the relay")
+            .unwrap();
+        assert!(got == half, "bytes differ after the relay");
+        assert!(
+            SPLICED.with(std::cell::Cell::get) > spliced,
+            "the first part was not spliced"
+        );
+    }
     client_peer.shutdown().await.unwrap();
     let mut rest = Vec::new();
     upstream_peer.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty());
     upstream_peer.shutdown().await.unwrap();
     let out = relay.await.unwrap();
-    assert_eq!(out.websocket.unwrap().messages_in, 60);
+    assert_eq!(out.websocket.unwrap().messages_in, 61);
 }
 
 #[tokio::test(start_paused = true)]
 async fn relay_cuts_idle_tunnels_and_activity_extends_them() {
     let (client, mut client_peer) = duplex(64);
     let (upstream, mut upstream_peer) = duplex(64);
-    let relay = tokio::spawn(Relay::new(
+    let relay = spawn_between(
         client,
-        Vec::new(),
         upstream,
-        Vec::new(),
         timeouts(10),
         crate::signal::StopSignal::new().waiter(),
-    ));
+        None,
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
     client_peer.write_all(b"x").await.unwrap();
     let mut b = [0u8; 1];
@@ -407,14 +436,7 @@ async fn relay_ends_on_shutdown_signal() {
     let (client, _client_peer) = duplex(64);
     let (upstream, _upstream_peer) = duplex(64);
     let signal = crate::signal::StopSignal::new();
-    let relay = tokio::spawn(Relay::new(
-        client,
-        Vec::new(),
-        upstream,
-        Vec::new(),
-        timeouts(60),
-        signal.waiter(),
-    ));
+    let relay = spawn_between(client, upstream, timeouts(60), signal.waiter(), None);
     signal.trigger();
     let out = relay.await.unwrap();
     assert!(matches!(out.end, End::Shutdown));
@@ -457,4 +479,482 @@ fn splicing_stops_when_less_than_its_minimum_is_left() {
     assert!(!t.short(), "exactly the minimum left: still spliced");
     t.skip(1);
     assert!(t.short());
+}
+
+/// A TLS pair over loopback: the test's end, and the relay's end as the
+/// relay holds it. `server_side`: the relay is the TLS server (a client
+/// connection), else the TLS client (a backend connection).
+mod tls_pair {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["relay.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = CertificateDer::from(cert.der().to_vec());
+        let provider = crate::tls::provider();
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// The relay terminates TLS from a client: (test client, relay's end).
+    pub async fn client() -> (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        crate::net::ClientIo,
+    ) {
+        let (server, client) = configs();
+        let (a, b) = super::tcp_pair().await;
+        let name = ServerName::try_from("relay.test").unwrap();
+        let (ours, theirs) = tokio::join!(
+            tokio_rustls::TlsConnector::from(client).connect(name, a),
+            tokio_rustls::TlsAcceptor::from(server).accept(b)
+        );
+        (
+            ours.unwrap(),
+            crate::net::ClientIo::Tls(Box::new(theirs.unwrap())),
+        )
+    }
+
+    /// The relay speaks TLS to a backend: (relay's end, test backend).
+    pub async fn upstream() -> (
+        crate::net::UpstreamIo,
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    ) {
+        let (server, client) = configs();
+        let (a, b) = super::tcp_pair().await;
+        let name = ServerName::try_from("relay.test").unwrap();
+        let (theirs, ours) = tokio::join!(
+            tokio_rustls::TlsConnector::from(client).connect(name, a),
+            tokio_rustls::TlsAcceptor::from(server).accept(b)
+        );
+        (
+            crate::net::UpstreamIo::Tls(Box::new(theirs.unwrap())),
+            ours.unwrap(),
+        )
+    }
+}
+
+/// Reads to the end of a TLS stream within 10 s: `Ok` only for a clean
+/// end (close_notify); a bare TCP FIN is an `UnexpectedEof` error.
+async fn read_tls_to_end(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("no end of stream within 10 s")?;
+    Ok(got)
+}
+
+/// TLS on both sides, each side ending in turn: whichever direction ends
+/// second (when the whole tunnel is ending and plain TCP would skip the
+/// shutdown), its TLS destination still gets close_notify, and bytes
+/// written before it arrive.
+#[tokio::test]
+async fn tls_ends_get_close_notify_whichever_side_closes_first() {
+    for client_first in [true, false] {
+        let (mut client, client_end) = tls_pair::client().await;
+        let (upstream_end, mut backend) = tls_pair::upstream().await;
+        let relay = spawn_between(
+            client_end,
+            upstream_end,
+            timeouts(30),
+            crate::signal::StopSignal::new().waiter(),
+            None,
+        );
+        if client_first {
+            client.write_all(b"from the client").await.unwrap();
+            client.shutdown().await.unwrap();
+            let got = read_tls_to_end(&mut backend).await.unwrap();
+            assert_eq!(got, b"from the client");
+            backend.write_all(b"from the backend").await.unwrap();
+            backend.shutdown().await.unwrap();
+            let got = read_tls_to_end(&mut client).await;
+            assert_eq!(got.unwrap(), b"from the backend", "client first");
+        } else {
+            backend.write_all(b"from the backend").await.unwrap();
+            backend.shutdown().await.unwrap();
+            let got = read_tls_to_end(&mut client).await.unwrap();
+            assert_eq!(got, b"from the backend");
+            client.write_all(b"from the client").await.unwrap();
+            client.shutdown().await.unwrap();
+            let got = read_tls_to_end(&mut backend).await;
+            assert_eq!(got.unwrap(), b"from the client", "backend first");
+        }
+        let out = tokio::time::timeout(Duration::from_secs(10), relay)
+            .await
+            .expect("the relay did not end")
+            .unwrap();
+        assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+    }
+}
+
+/// Through TLS on both sides, a message is delivered while the tunnel
+/// stays open (what the TLS layer holds is flushed when the source has
+/// nothing more).
+#[tokio::test]
+async fn tls_messages_arrive_while_the_tunnel_is_open() {
+    let (mut client, client_end) = tls_pair::client().await;
+    let (upstream_end, mut backend) = tls_pair::upstream().await;
+    let _relay = spawn_between(
+        client_end,
+        upstream_end,
+        timeouts(30),
+        crate::signal::StopSignal::new().waiter(),
+        None,
+    );
+    for round in 0..3 {
+        let up = format!("up {round}");
+        client.write_all(up.as_bytes()).await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = vec![0u8; up.len()];
+        tokio::time::timeout(Duration::from_secs(10), backend.read_exact(&mut got))
+            .await
+            .expect("the client's message did not arrive")
+            .unwrap();
+        assert_eq!(got, up.as_bytes());
+        let down = format!("down {round}");
+        backend.write_all(down.as_bytes()).await.unwrap();
+        backend.flush().await.unwrap();
+        let mut got = vec![0u8; down.len()];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got))
+            .await
+            .expect("the backend's message did not arrive")
+            .unwrap();
+        assert_eq!(got, down.as_bytes());
+    }
+}
+
+/// Splits `bytes` into whole frames (header and payload as on the wire);
+/// `None` if it ends inside one.
+fn split_frames(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let b1 = *bytes.get(1)?;
+        let (len, mut head) = match b1 & 0x7f {
+            126 => (
+                u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]) as usize,
+                4,
+            ),
+            127 => (
+                u64::from_be_bytes(bytes.get(2..10)?.try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        if b1 & 0x80 != 0 {
+            head += 4;
+        }
+        let frame = bytes.get(..head + len)?;
+        frames.push(frame.to_vec());
+        bytes = &bytes[head + len..];
+    }
+    Some(frames)
+}
+
+/// Following frames with pings every 100 ms, a client frame that comes
+/// in pieces (its header cut after one byte and again inside, a pause of
+/// 250 ms inside its payload): the backend gets it intact, and the
+/// relay's pings only between frames, never inside one.
+#[tokio::test]
+async fn pings_wait_for_a_frame_cut_across_reads() {
+    let options = Options {
+        ping: Some(super::super::websocket::Ping {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(20),
+        }),
+        ..Options::default()
+    };
+    let (mut client_peer, mut upstream_peer, _relay) = tcp_relay(Some(options)).await;
+    let frame = masked_frame(300, 7);
+    for (piece, pause) in [(0..1, 30), (1..5, 30), (5..158, 250), (158..frame.len(), 0)] {
+        client_peer.write_all(&frame[piece]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    // The backend's side: the frame, and pings (masked, opcode 9) around it.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let frames = loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), upstream_peer.read(&mut buf))
+            .await
+            .expect("the frame did not arrive")
+            .unwrap();
+        assert!(n > 0, "the relay closed");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(frames) = split_frames(&got)
+            && frames.iter().any(|f| f[0] == 0x82)
+            && frames.iter().any(|f| f[0] == 0x89)
+        {
+            break frames;
+        }
+    };
+    let data: Vec<&Vec<u8>> = frames.iter().filter(|f| f[0] != 0x89).collect();
+    assert_eq!(data.len(), 1, "frames other than pings: {}", data.len());
+    assert!(*data[0] == frame, "the frame changed on its way");
+    assert!(
+        frames.iter().any(|f| f[0] == 0x89 && f[1] & 0x80 != 0),
+        "the relay's pings to the backend are masked"
+    );
+}
+
+/// Small messages go through the relay's buffer: no pipe, nothing
+/// spliced (splicing starts only when a read fills the whole buffer).
+#[tokio::test]
+async fn small_messages_are_not_spliced() {
+    let (mut client_peer, mut upstream_peer, _relay) = tcp_relay(None).await;
+    let before = SPLICED.with(std::cell::Cell::get);
+    for i in 0..50u8 {
+        let message = vec![i; 200];
+        client_peer.write_all(&message).await.unwrap();
+        let mut got = vec![0u8; 200];
+        tokio::time::timeout(Duration::from_secs(10), upstream_peer.read_exact(&mut got))
+            .await
+            .expect("a message did not arrive")
+            .unwrap();
+        assert_eq!(got, message);
+    }
+    assert_eq!(SPLICED.with(std::cell::Cell::get), before);
+}
+
+/// A client that stops reading is cut after `send_timeout`, not after
+/// the (much longer) idle timeout.
+#[tokio::test]
+async fn relay_cuts_a_blocked_write_to_the_client_at_its_send_timeout() {
+    let (client, _client_peer) = duplex(8);
+    let (upstream, mut upstream_peer) = duplex(1 << 16);
+    let relay = spawn_between(
+        client,
+        upstream,
+        Timeouts {
+            client_send: Duration::from_millis(200),
+            ..timeouts(30)
+        },
+        crate::signal::StopSignal::new().waiter(),
+        None,
+    );
+    upstream_peer.write_all(&[7u8; 1000]).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(5), relay)
+        .await
+        .expect("blocked write outlived send_timeout")
+        .unwrap();
+    assert!(matches!(out.end, End::ClientSendTimeout), "{:?}", out.end);
+    assert_eq!(out.closed_by, By::Proxy);
+}
+
+/// A side whose connection fails is who ended the tunnel: writing to a
+/// side that is gone is that side's error.
+#[tokio::test]
+async fn a_failed_side_is_who_closed() {
+    for client_fails in [true, false] {
+        let (client, client_peer) = duplex(1 << 16);
+        let (upstream, upstream_peer) = duplex(1 << 16);
+        let relay = spawn_between(
+            client,
+            upstream,
+            timeouts(30),
+            crate::signal::StopSignal::new().waiter(),
+            None,
+        );
+        // The other side keeps its connection and sends.
+        let (mut live, gone) = if client_fails {
+            (upstream_peer, client_peer)
+        } else {
+            (client_peer, upstream_peer)
+        };
+        drop(gone);
+        live.write_all(b"to a side that is gone").await.unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(5), relay)
+            .await
+            .expect("the relay did not end")
+            .unwrap();
+        if client_fails {
+            assert!(matches!(out.end, End::ClientError(_)), "{:?}", out.end);
+            assert_eq!(out.closed_by, By::Client);
+        } else {
+            assert!(matches!(out.end, End::UpstreamError(_)), "{:?}", out.end);
+            assert_eq!(out.closed_by, By::Backend);
+        }
+        drop(live);
+    }
+}
+
+/// Following frames, a stop sends close 1001 to both sides (unmasked to
+/// the client, masked to the backend) instead of cutting the connections.
+#[tokio::test]
+async fn a_stop_sends_going_away_to_both_sides() {
+    let (client, mut client_peer) = duplex(1 << 16);
+    let (upstream, mut upstream_peer) = duplex(1 << 16);
+    let signal = crate::signal::StopSignal::new();
+    let relay = spawn_between(
+        client,
+        upstream,
+        timeouts(30),
+        signal.waiter(),
+        Some(Options::default()),
+    );
+    signal.trigger();
+    let mut to_client = [0u8; 4];
+    let mut to_backend = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(5), async {
+        client_peer.read_exact(&mut to_client).await.unwrap();
+        upstream_peer.read_exact(&mut to_backend).await.unwrap();
+    })
+    .await
+    .expect("no close frames");
+    assert_eq!(to_client, [0x88, 0x02, 0x03, 0xE9]);
+    assert_eq!(to_backend[..2], [0x88, 0x82]);
+    let mask = &to_backend[2..6];
+    assert_eq!(
+        [to_backend[6] ^ mask[0], to_backend[7] ^ mask[1]],
+        [0x03, 0xE9]
+    );
+    client_peer.shutdown().await.unwrap();
+    upstream_peer.shutdown().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), relay)
+        .await
+        .expect("the relay did not end")
+        .unwrap();
+    assert_eq!(out.websocket.unwrap().close_code, Some(1001));
+}
+
+/// A frame over `websocket_max_frame_size`: the sender gets 1009 and the
+/// other side 1001, both are shut down at once (not at the end of the
+/// close grace), and the relay reads both to their ends, through the
+/// close replies, before it ends.
+#[tokio::test]
+async fn a_broken_limit_shuts_both_sides_and_reads_them_to_their_ends() {
+    let (client, mut client_peer) = duplex(1 << 16);
+    let (upstream, mut upstream_peer) = duplex(1 << 16);
+    let options = Options {
+        client_limits: super::super::frames::Limits {
+            max_frame: std::num::NonZeroU64::new(100),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let relay = spawn_between(
+        client,
+        upstream,
+        timeouts(30),
+        crate::signal::StopSignal::new().waiter(),
+        Some(options),
+    );
+    client_peer.write_all(&masked_frame(200, 1)).await.unwrap();
+    // Each side's close frame, then its end of stream, well within the
+    // 2 s close grace.
+    let (to_client, to_backend) = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut c = Vec::new();
+        let mut b = Vec::new();
+        client_peer.read_to_end(&mut c).await.unwrap();
+        upstream_peer.read_to_end(&mut b).await.unwrap();
+        (c, b)
+    })
+    .await
+    .expect("the sides were not shut down");
+    assert_eq!(to_client, [0x88, 0x02, 0x03, 0xF1]);
+    assert_eq!(to_backend.len(), 8, "{to_backend:?}");
+    let mask = &to_backend[2..6];
+    assert_eq!(
+        [to_backend[6] ^ mask[0], to_backend[7] ^ mask[1]],
+        [0x03, 0xE9]
+    );
+    // Their replies are read and dropped; the relay waits for their ends.
+    client_peer
+        .write_all(&[0x88, 0x80, 1, 2, 3, 4])
+        .await
+        .unwrap();
+    upstream_peer.write_all(&[0x88, 0x00]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!relay.is_finished(), "the relay ended before the sides did");
+    client_peer.shutdown().await.unwrap();
+    upstream_peer.shutdown().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(5), relay)
+        .await
+        .expect("the relay did not end")
+        .unwrap();
+    assert_eq!(out.websocket.unwrap().close_code, Some(1009));
+}
+
+/// Two tunnels on one thread share its read buffer: a frame head that one
+/// of them holds back (cut by the end of a read) survives the other's
+/// reads in between.
+#[tokio::test]
+async fn a_held_frame_head_survives_another_tunnels_reads() {
+    let (mut a_client, mut a_backend, _a) = tcp_relay(Some(Options::default())).await;
+    let (mut b_client, mut b_backend, _b) = tcp_relay(Some(Options::default())).await;
+    let frame = masked_frame(300, 5);
+    a_client.write_all(&frame[..3]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The other tunnel reads (into the same buffer) and forwards.
+    let other = masked_frame(2000, 0xEE);
+    b_client.write_all(&other).await.unwrap();
+    let mut got = vec![0u8; other.len()];
+    tokio::time::timeout(Duration::from_secs(10), b_backend.read_exact(&mut got))
+        .await
+        .expect("the other tunnel's frame did not arrive")
+        .unwrap();
+    assert!(got == other);
+    a_client.write_all(&frame[3..]).await.unwrap();
+    let mut got = vec![0u8; frame.len()];
+    tokio::time::timeout(Duration::from_secs(10), a_backend.read_exact(&mut got))
+        .await
+        .expect("the held frame did not arrive")
+        .unwrap();
+    assert!(got == frame, "the held head changed");
+}
+
+/// An idle WebSocket with pings every 100 ms: pings go out to both
+/// sides with no traffic to wake the relay, unmasked to the client and
+/// masked to the backend.
+#[tokio::test]
+async fn pings_go_out_on_an_idle_websocket() {
+    let options = Options {
+        ping: Some(super::super::websocket::Ping {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(20),
+        }),
+        ..Options::default()
+    };
+    let (client, mut client_peer) = duplex(1 << 16);
+    let (upstream, mut upstream_peer) = duplex(1 << 16);
+    let _relay = spawn_between(
+        client,
+        upstream,
+        timeouts(30),
+        crate::signal::StopSignal::new().waiter(),
+        Some(options),
+    );
+    let mut to_client = [0u8; 2];
+    let mut to_backend = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(2), async {
+        client_peer.read_exact(&mut to_client).await.unwrap();
+        upstream_peer.read_exact(&mut to_backend).await.unwrap();
+    })
+    .await
+    .expect("no ping on an idle WebSocket within 2 s");
+    assert_eq!(to_client[0], 0x89);
+    assert_eq!(to_client[1] & 0x80, 0, "a ping to the client is not masked");
+    assert_eq!(to_backend[0], 0x89);
+    assert_eq!(
+        to_backend[1] & 0x80,
+        0x80,
+        "a ping to the backend is masked"
+    );
 }
