@@ -216,6 +216,9 @@ thread_local! {
     /// Bytes moved with splice(2) on this thread, for tests to prove the
     /// path is taken (each test runs its relay on its own thread).
     static SPLICED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Splices into a pipe tried on this thread, for tests to prove an
+    /// idle source is waited for, not polled.
+    static SPLICE_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 fn splice_flags() -> nix::fcntl::SpliceFFlags {
@@ -687,6 +690,8 @@ impl Half {
             return Poll::Ready(Ok(()));
         }
         let fill = |pipe: &Pipe| {
+            #[cfg(test)]
+            SPLICE_CALLS.with(|c| c.set(c.get() + 1));
             nix::fcntl::splice(s, None, &pipe.write, None, want, splice_flags())
                 .map_err(io::Error::from)
         };
