@@ -509,10 +509,13 @@ mod tests {
         let ours = *b"sy000001";
         let mut stream = frame(true, 1, b"a", KEY);
         stream.extend(frame(true, OP_PONG, b"their-pong", KEY));
+        // As long as ours, but not ours: it passes.
+        stream.extend(frame(true, OP_PONG, b"sy000002", KEY));
         stream.extend(frame(true, OP_PONG, &ours, KEY));
         stream.extend(frame(true, 1, b"b", KEY));
         let mut expect = frame(true, 1, b"a", KEY);
         expect.extend(frame(true, OP_PONG, b"their-pong", KEY));
+        expect.extend(frame(true, OP_PONG, b"sy000002", KEY));
         expect.extend(frame(true, 1, b"b", KEY));
         for cut in [1, 5, 9, 1000] {
             let mut t = Tracker::default();

@@ -402,13 +402,60 @@ async fn frame_relay_sends_what_it_gathered_when_the_source_pauses() {
         let tried = SPLICE_CALLS.with(std::cell::Cell::get) - calls;
         assert!(tried < 10, "{tried} splices tried in a 100 ms pause");
     }
-    client_peer.shutdown().await.unwrap();
+    // A close frame right after spliced frames is read, not spliced: its
+    // code is seen.
+    let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8];
+    let mut tail = masked_frame(400_000, 2);
+    tail.extend(masked_frame(20_000, 3));
+    tail.extend_from_slice(&close);
     let mut rest = Vec::new();
-    upstream_peer.read_to_end(&mut rest).await.unwrap();
-    assert!(rest.is_empty());
+    let (w, r) = tokio::join!(
+        async {
+            client_peer.write_all(&tail).await?;
+            client_peer.shutdown().await
+        },
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            upstream_peer.read_to_end(&mut rest)
+        )
+    );
+    w.unwrap();
+    r.expect("no end of stream").unwrap();
+    assert!(rest == tail, "bytes differ after the relay");
     upstream_peer.shutdown().await.unwrap();
     let out = relay.await.unwrap();
-    assert_eq!(out.websocket.unwrap().messages_in, 61);
+    let summary = out.websocket.unwrap();
+    assert_eq!(summary.messages_in, 63);
+    assert_eq!(summary.close_code, Some(1000));
+    assert_eq!(out.closed_by, By::Client, "the client ended first");
+}
+
+/// A stream that ends inside a long frame: the part of it that came,
+/// gathered in the pipe, is forwarded before the end of stream.
+#[tokio::test]
+async fn a_frame_cut_by_the_end_of_stream_is_forwarded_as_it_came() {
+    let (mut client_peer, mut upstream_peer, relay) = tcp_relay(Some(Options::default())).await;
+    let mut data: Vec<u8> = (0..3).flat_map(|i| masked_frame(400_000, i)).collect();
+    let cut = masked_frame(1_000_000, 9);
+    data.extend_from_slice(&cut[..700_000]);
+    let mut got = Vec::new();
+    let (w, r) = tokio::join!(
+        async {
+            client_peer.write_all(&data).await?;
+            client_peer.shutdown().await
+        },
+        tokio::time::timeout(Duration::from_secs(10), upstream_peer.read_to_end(&mut got))
+    );
+    w.unwrap();
+    r.expect("no end of stream").unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "bytes differ after the relay");
+    assert!(
+        SPLICED.with(std::cell::Cell::get) > 0,
+        "nothing was spliced"
+    );
+    upstream_peer.shutdown().await.unwrap();
+    relay.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -459,9 +506,13 @@ fn spill_buffers_are_reused_up_to_the_pool_size() {
         "the pooled buffer, cleared"
     );
     spill_release(again);
-    // A buffer grown past twice the scratch size is not kept.
+    // A buffer grown past twice the scratch size is not kept; one of
+    // exactly twice is.
     spill_release(Vec::with_capacity(3 * SCRATCH_SIZE));
     assert_eq!(SPILLS.with(|p| p.borrow().len()), 1);
+    spill_release(Vec::with_capacity(2 * SCRATCH_SIZE));
+    assert_eq!(SPILLS.with(|p| p.borrow().len()), 2);
+    SPILLS.with(|p| p.borrow_mut().pop());
     let many: Vec<Vec<u8>> = (0..SPILL_POOL_MAX + 2).map(|_| spill_from(b"z")).collect();
     for v in many {
         spill_release(v);
@@ -608,6 +659,12 @@ async fn tls_ends_get_close_notify_whichever_side_closes_first() {
             .expect("the relay did not end")
             .unwrap();
         assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+        let first = if client_first {
+            By::Client
+        } else {
+            By::Backend
+        };
+        assert_eq!(out.closed_by, first, "who ended first");
     }
 }
 
@@ -888,8 +945,15 @@ async fn a_broken_limit_shuts_both_sides_and_reads_them_to_their_ends() {
     upstream_peer.write_all(&[0x88, 0x00]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!relay.is_finished(), "the relay ended before the sides did");
-    client_peer.shutdown().await.unwrap();
+    // The backend ends: the client (not dead, only closing) is still
+    // waited for.
     upstream_peer.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !relay.is_finished(),
+        "the relay did not wait for the client"
+    );
+    client_peer.shutdown().await.unwrap();
     let out = tokio::time::timeout(Duration::from_secs(5), relay)
         .await
         .expect("the relay did not end")
