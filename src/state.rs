@@ -191,6 +191,9 @@ pub struct Generation {
     /// signal that closes them when a reload changes it. A std mutex,
     /// locked when such a WebSocket opens and on reload.
     routes: std::sync::Mutex<HashMap<(String, String), (String, crate::signal::StopSignal)>>,
+    /// Each server's identity across reloads
+    /// ([`crate::config::model::server_identity`]), by `Server::index`.
+    server_ids: Vec<String>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -285,6 +288,12 @@ impl Generation {
             }
             None => Vec::new(),
         };
+        let server_ids = config.http.as_ref().map_or_else(Vec::new, |h| {
+            h.servers
+                .iter()
+                .map(|s| crate::config::model::server_identity(h, s))
+                .collect()
+        });
         Ok(Generation {
             config,
             upstreams,
@@ -293,6 +302,7 @@ impl Generation {
             resolvers,
             retired: crate::signal::StopSignal::new(),
             routes: std::sync::Mutex::default(),
+            server_ids,
         })
     }
 
@@ -307,10 +317,9 @@ impl Generation {
         conf: &crate::config::LocConf,
     ) -> crate::signal::StopWaiter {
         let identity = self
-            .config
-            .http
-            .as_ref()
-            .map(|h| crate::config::model::server_identity(h, server))
+            .server_ids
+            .get(server.index)
+            .cloned()
             .unwrap_or_default();
         let mut routes = self.routes.lock().expect("routes");
         routes
@@ -336,10 +345,8 @@ impl Generation {
                 continue;
             }
             let now = new.config.http.as_ref().and_then(|h| {
-                let s = h
-                    .servers
-                    .iter()
-                    .find(|s| crate::config::model::server_identity(h, s) == server)?;
+                let i = new.server_ids.iter().position(|id| *id == server)?;
+                let s = &h.servers[i];
                 let l = crate::config::model::find_location(&s.locations, &label)?;
                 Some(crate::config::model::route_fingerprint(&l.conf))
             });
